@@ -1,0 +1,132 @@
+# redwork -- build, test, demo, install.
+#
+#   make            bin/redworkd and handlers/*.so
+#   make test       every suite (installs missing Debian packages first)
+#   make demo       a throwaway redis-server, the daemon, the seed's requests
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make SANITIZE=address,undefined test    the suites under sanitizers
+#   V=1             show the commands
+
+VERSION := 0.1.0
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+CC ?= cc
+CFLAGS ?= -O2 -g
+SANITIZE ?=
+PYTHON ?= /usr/bin/python3
+
+WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
+        -Wmissing-prototypes -Wno-format-nonliteral
+SAN := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all)
+ALL_CPPFLAGS := -Iinclude -Iframework -D_GNU_SOURCE -DREDWORK_VERSION='"$(VERSION)"' $(CPPFLAGS)
+ALL_CFLAGS := -std=c11 $(WARN) -pthread -MMD -MP $(SAN) $(CFLAGS)
+LIBS := $(shell pkg-config --libs hiredis libcjson inih 2>/dev/null || echo -lhiredis -lcjson -linih) -ldl -lm -pthread
+# The SDK functions live in the daemon; plugins resolve them at dlopen time.
+EXPORT_SDK := -Wl,--export-dynamic-symbol=redwork_*
+ALL_LDFLAGS := $(SAN) $(LDFLAGS)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+B := build
+
+# The daemon's modules, main.c apart so tests can link the rest.
+MODULES := config log queue request reply conn plugin dispatch pool heartbeat
+MODULE_OBJS := $(MODULES:%=$(B)/framework/%.o)
+DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
+
+HANDLERS := echo greet sleep fail
+HANDLER_SOS := $(HANDLERS:%=handlers/%.so)
+
+# Test suites: unit tests link the modules; integration tests drive the
+# real daemon against a real redis-server; fixture plugins feed the loader.
+UNIT_TESTS := queue config request reply plugin
+INTEGRATION_TESTS := daemon
+TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails
+HARNESS_OBJS := $(B)/tests/integration/harness.o
+
+UNIT_BINS := $(UNIT_TESTS:%=$(B)/tests/unit/test_%)
+INTEGRATION_BINS := $(INTEGRATION_TESTS:%=$(B)/tests/integration/test_%)
+TEST_PLUGIN_SOS := $(TEST_PLUGINS:%=$(B)/tests/plugins/%.so)
+
+.PHONY: all deps test test-unit test-integration test-python demo install uninstall clean
+.DEFAULT_GOAL := all
+
+all: bin/redworkd $(HANDLER_SOS)
+
+bin/redworkd: $(DAEMON_OBJS)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) $(EXPORT_SDK) -o $@ $^ $(LIBS)
+
+$(B)/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+handlers/%.so: handlers/%.c include/redwork/handler.h
+	@$(if $(Q),echo "  SO      $@")
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $< -lcjson
+
+$(B)/tests/plugins/%.so: tests/plugins/%.c include/redwork/handler.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  SO      $@")
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $< -lcjson
+
+$(B)/tests/unit/test_%: $(B)/tests/unit/test_%.o $(MODULE_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) $(EXPORT_SDK) -o $@ $^ $(LIBS) -lcriterion
+
+$(B)/tests/integration/test_%: $(B)/tests/integration/test_%.o $(HARNESS_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcriterion
+
+deps:
+	$(Q)scripts/deps.sh
+
+# Criterion runs each test in its own process; --jobs bounds the parallel
+# redis-servers on a 2-core machine.
+test: deps
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(INTEGRATION_BINS) $(TEST_PLUGIN_SOS)
+	$(Q)$(MAKE) --no-print-directory test-unit test-integration test-python
+
+test-unit:
+	$(Q)set -e; for t in $(UNIT_BINS); do echo "== $$t"; \
+	    REDWORK_TEST_PLUGINS=$(B)/tests/plugins $$t --jobs 2; done
+
+test-integration:
+	$(Q)set -e; for t in $(INTEGRATION_BINS); do echo "== $$t"; \
+	    REDWORK_ROOT=$(CURDIR) $$t --jobs 2; done
+
+test-python:
+	$(Q)echo "== tests/python"; REDWORK_ROOT=$(CURDIR) $(PYTHON) -m unittest discover -s tests/python -v
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/redwork \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib/redwork/handlers \
+	    $(DESTDIR)$(PREFIX)/etc/redwork
+	install -m 755 bin/redworkd $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 include/redwork/handler.h $(DESTDIR)$(PREFIX)/include/redwork/
+	install -m 755 $(HANDLER_SOS) $(DESTDIR)$(PREFIX)/lib/redwork/handlers/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' redwork-handler.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/redwork-handler.pc
+	sed -e 's|^handlers_dir *=.*|handlers_dir = $(PREFIX)/lib/redwork/handlers|' etc/redwork.ini \
+	    > $(DESTDIR)$(PREFIX)/etc/redwork/redwork.ini
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/redworkd $(DESTDIR)$(PREFIX)/include/redwork/handler.h \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig/redwork-handler.pc $(DESTDIR)$(PREFIX)/etc/redwork/redwork.ini
+	rm -rf $(DESTDIR)$(PREFIX)/lib/redwork
+
+clean:
+	rm -rf $(B) bin lib handlers/*.so
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,517 @@
+/* config.c -- the daemon's configuration, read from one ini file.
+ *
+ * Every fixed key is one row of config_keys[]: section, name, type, bounds,
+ * default and where it lands in struct config. Defaults go through the same
+ * parser as the file's values, so a default and a file value can never be
+ * read differently. [routes] and [handler.NAME] hold free keys. inih does
+ * the lexing; a reader wrapper counts lines so that every error names the
+ * file, the line and the key. */
+#include "config.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+enum key_type { KEY_STRING, KEY_INT, KEY_BOOL, KEY_ENUM };
+
+typedef struct key_spec {
+    const char *section;
+    const char *name;
+    enum key_type type;
+    size_t offset; /* of a char * (KEY_STRING) or a long long (the rest) */
+    long long min, max; /* KEY_STRING: max is the longest value, 0: any */
+    const char *const *choices; /* KEY_ENUM: NULL-terminated, index stored */
+    const char *def;
+} key_spec;
+
+static const char *const transports[] = {"pubsub", "stream", NULL};
+static const char *const reply_stores[] = {"none", "list", NULL};
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+
+#define MS_MAX 2147483647LL
+#define NAME_MAX_LEN 256
+#define STR(s, k, f, d) {s, k, KEY_STRING, offsetof(config, f), 0, 0, NULL, d}
+/* A string that ends up in Redis key or channel names: bounded. */
+#define NAME(s, k, f, d) {s, k, KEY_STRING, offsetof(config, f), 0, NAME_MAX_LEN, NULL, d}
+#define INT(s, k, f, lo, hi, d) {s, k, KEY_INT, offsetof(config, f), lo, hi, NULL, d}
+#define BOOL(s, k, f, d) {s, k, KEY_BOOL, offsetof(config, f), 0, 1, NULL, d}
+#define ENUM(s, k, f, c, d) {s, k, KEY_ENUM, offsetof(config, f), 0, 0, c, d}
+
+static const key_spec config_keys[] = {
+    STR("redis", "host", redis_host, "127.0.0.1"),
+    INT("redis", "port", redis_port, 1, 65535, "6379"),
+    INT("redis", "db", redis_db, 0, 2147483647LL, "0"),
+    STR("redis", "username", redis_username, ""),
+    STR("redis", "password_env", redis_password_env, ""),
+    INT("redis", "connect_timeout_ms", connect_timeout_ms, 1, 600000, "2000"),
+
+    NAME("worker", "id", id, ""),
+    STR("worker", "channels", channels, "request"),
+    ENUM("worker", "transport", transport, transports, "pubsub"),
+    NAME("worker", "group", group, "redwork"),
+    INT("worker", "threads", threads, 0, 1024, "0"),
+    INT("worker", "queue_size", queue_size, 1, 1048576, "1024"),
+    STR("worker", "handlers_dir", handlers_dir, "handlers"),
+    STR("worker", "default_handler", default_handler, ""),
+    NAME("worker", "reply_prefix", reply_prefix, "callback:"),
+    ENUM("worker", "reply_store", reply_store, reply_stores, "none"),
+    INT("worker", "reply_ttl_ms", reply_ttl_ms, 1, MS_MAX, "60000"),
+    BOOL("worker", "claim", claim, "on"),
+    NAME("worker", "claim_prefix", claim_prefix, "redwork:claim:"),
+    INT("worker", "claim_ttl_ms", claim_ttl_ms, 1, MS_MAX, "60000"),
+    INT("worker", "claim_idle_ms", claim_idle_ms, 1, MS_MAX, "30000"),
+    INT("worker", "max_deliveries", max_deliveries, 1, 1000, "5"),
+    INT("worker", "max_request_bytes", max_request_bytes, 64, 536870912, "1048576"),
+    INT("worker", "shutdown_timeout_ms", shutdown_timeout_ms, 0, 3600000, "10000"),
+    INT("worker", "processes", processes, 1, 256, "1"),
+    INT("worker", "stream_maxlen", stream_maxlen, 0, 4611686018427387904LL, "1000000"),
+    BOOL("worker", "strict_modes", strict_modes, "on"),
+
+    ENUM("log", "level", log_level, log_levels, "info"),
+    ENUM("log", "format", log_format, log_formats, "text"),
+};
+
+#define KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
+#define SECTION_PREFIX "handler."
+
+/* What one config_load() call carries through inih's callbacks. */
+typedef struct parse_state {
+    config *cfg;
+    FILE *file;
+    int line;             /* the line inih is handling now */
+    int key_line[KEY_COUNT]; /* where each fixed key was set; 0: default */
+    char *err;
+    size_t errlen;
+    int failed;
+} parse_state;
+
+/* Records the first error as "PATH:LINE: [SECTION] KEY: reason". */
+__attribute__((format(printf, 5, 6))) static void fail(parse_state *ps,
+                                                       int line,
+                                                       const char *section,
+                                                       const char *key,
+                                                       const char *fmt, ...) {
+    if (ps->failed)
+        return;
+    ps->failed = 1;
+    char reason[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    if (key != NULL)
+        snprintf(ps->err, ps->errlen, "%s:%d: [%s] %s: %s", ps->cfg->path,
+                 line, section, key, reason);
+    else
+        snprintf(ps->err, ps->errlen, "%s:%d: %s", ps->cfg->path, line, reason);
+}
+
+int config_parse_bool(const char *v, int *out) {
+    static const char *const yes[] = {"on", "yes", "true", "1"};
+    static const char *const no[] = {"off", "no", "false", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0)
+            return *out = 1, 0;
+        if (strcasecmp(v, no[i]) == 0)
+            return *out = 0, 0;
+    }
+    return -1;
+}
+
+/* Sets the field of SPEC from text VALUE. Returns 0, or -1 after fail(). */
+static int set_value(parse_state *ps, const key_spec *spec, const char *value,
+                     int line) {
+    char *base = (char *)ps->cfg;
+    if (spec->type == KEY_STRING) {
+        char **field = (char **)(base + spec->offset);
+        if (spec->max > 0 && strlen(value) > (size_t)spec->max) {
+            fail(ps, line, spec->section, spec->name,
+                 "longer than %lld characters", spec->max);
+            return -1;
+        }
+        char *copy = strdup(value);
+        if (copy == NULL) {
+            fail(ps, line, spec->section, spec->name, "out of memory");
+            return -1;
+        }
+        free(*field);
+        *field = copy;
+        return 0;
+    }
+
+    long long *field = (long long *)(base + spec->offset);
+    long long n = 0;
+    if (spec->type == KEY_INT) {
+        char *end;
+        errno = 0;
+        n = strtoll(value, &end, 10);
+        if (*value == '\0' || *end != '\0' || errno == ERANGE) {
+            fail(ps, line, spec->section, spec->name,
+                 "'%s' is not an integer", value);
+            return -1;
+        }
+        if (n < spec->min || n > spec->max) {
+            fail(ps, line, spec->section, spec->name,
+                 "%lld is out of range %lld..%lld", n, spec->min, spec->max);
+            return -1;
+        }
+    } else if (spec->type == KEY_BOOL) {
+        int b = 0;
+        if (config_parse_bool(value, &b) != 0) {
+            fail(ps, line, spec->section, spec->name,
+                 "'%s' is not a boolean (on/off, yes/no, true/false, 1/0)",
+                 value);
+            return -1;
+        }
+        n = b;
+    } else {
+        const char *const *c = spec->choices;
+        while (*c != NULL && strcmp(*c, value) != 0)
+            c++;
+        if (*c == NULL) {
+            char list[128] = "";
+            for (c = spec->choices; *c != NULL; c++)
+                snprintf(list + strlen(list), sizeof list - strlen(list),
+                         "%s%s", c == spec->choices ? "" : ", ", *c);
+            fail(ps, line, spec->section, spec->name,
+                 "'%s' is not one of: %s", value, list);
+            return -1;
+        }
+        n = c - spec->choices;
+    }
+    *field = n;
+    return 0;
+}
+
+/* 1 if S is a valid handler name: [a-z0-9_-]{1,64}. */
+static int valid_handler_name(const char *s) {
+    size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-");
+    return n > 0 && n <= 64 && s[n] == '\0';
+}
+
+static int add_route(parse_state *ps, const char *glob, const char *handler) {
+    config *cfg = ps->cfg;
+    if (!valid_handler_name(handler)) {
+        fail(ps, ps->line, "routes", glob,
+             "'%s' is not a handler name ([a-z0-9_-]{1,64})", handler);
+        return -1;
+    }
+    config_route *r = realloc(cfg->routes, (cfg->route_count + 1) * sizeof *r);
+    if (r == NULL)
+        goto oom;
+    cfg->routes = r;
+    r += cfg->route_count;
+    r->glob = strdup(glob);
+    r->handler = strdup(handler);
+    cfg->route_count++; /* counted now so config_free frees a half entry */
+    if (r->glob == NULL || r->handler == NULL)
+        goto oom;
+    return 0;
+oom:
+    fail(ps, ps->line, "routes", glob, "out of memory");
+    return -1;
+}
+
+static int add_section_entry(parse_state *ps, const char *section,
+                             const char *key, const char *value) {
+    config *cfg = ps->cfg;
+    const char *name = section + strlen(SECTION_PREFIX);
+    if (!valid_handler_name(name)) {
+        fail(ps, ps->line, section, key,
+             "'%s' is not a handler name ([a-z0-9_-]{1,64})", name);
+        return -1;
+    }
+    config_section *sec = (config_section *)config_section_for(cfg, name);
+    if (sec == NULL) {
+        sec = realloc(cfg->sections, (cfg->section_count + 1) * sizeof *sec);
+        if (sec == NULL)
+            goto oom;
+        cfg->sections = sec;
+        sec += cfg->section_count;
+        memset(sec, 0, sizeof *sec);
+        sec->line = ps->line;
+        cfg->section_count++;
+        if ((sec->name = strdup(name)) == NULL)
+            goto oom;
+    }
+    const config_entry *prev = config_section_get(sec, key);
+    if (prev != NULL) {
+        fail(ps, ps->line, section, key, "set twice (first on line %d)",
+             prev->line);
+        return -1;
+    }
+    config_entry *e = realloc(sec->entries, (sec->count + 1) * sizeof *e);
+    if (e == NULL)
+        goto oom;
+    sec->entries = e;
+    e += sec->count;
+    e->line = ps->line;
+    e->key = strdup(key);
+    e->value = strdup(value);
+    sec->count++;
+    if (e->key == NULL || e->value == NULL)
+        goto oom;
+    return 0;
+oom:
+    fail(ps, ps->line, section, key, "out of memory");
+    return -1;
+}
+
+/* inih's callback for each key = value. Returns 1 to go on, 0 on error. */
+static int on_entry(void *user, const char *section, const char *key,
+                    const char *value) {
+    parse_state *ps = user;
+    if (ps->failed) /* the first error is the one reported */
+        return 0;
+    if (strcmp(section, "routes") == 0)
+        return add_route(ps, key, value) == 0;
+    if (strncmp(section, SECTION_PREFIX, strlen(SECTION_PREFIX)) == 0)
+        return add_section_entry(ps, section, key, value) == 0;
+
+    int known_section = 0;
+    for (size_t i = 0; i < KEY_COUNT; i++) {
+        const key_spec *spec = &config_keys[i];
+        if (strcmp(spec->section, section) != 0)
+            continue;
+        known_section = 1;
+        if (strcmp(spec->name, key) != 0)
+            continue;
+        if (ps->key_line[i] != 0) {
+            fail(ps, ps->line, section, key, "set twice (first on line %d)",
+                 ps->key_line[i]);
+            return 0;
+        }
+        ps->key_line[i] = ps->line;
+        return set_value(ps, spec, value, ps->line) == 0;
+    }
+    if (known_section)
+        fail(ps, ps->line, section, key, "unknown key");
+    else if (*section == '\0')
+        fail(ps, ps->line, "", key, "key outside any section");
+    else
+        fail(ps, ps->line, section, key,
+             "unknown section (known: redis, worker, log, routes, handler.NAME)");
+    return 0;
+}
+
+/* inih's line reader: fgets that counts lines and refuses overlong ones
+ * instead of letting inih split them into two. */
+static char *read_line(char *str, int num, void *stream) {
+    parse_state *ps = stream;
+    char *line = fgets(str, num, ps->file);
+    if (line == NULL)
+        return NULL;
+    ps->line++;
+    if (strchr(line, '\n') == NULL && !feof(ps->file)) {
+        fail(ps, ps->line, NULL, NULL, "line longer than %d characters",
+             num - 3);
+        int ch;
+        while ((ch = fgetc(ps->file)) != EOF && ch != '\n')
+            ;
+        str[0] = '\0';
+    }
+    return line;
+}
+
+static const key_spec *spec_named(const char *section, const char *name,
+                                  size_t *index) {
+    for (size_t i = 0; i < KEY_COUNT; i++)
+        if (strcmp(config_keys[i].section, section) == 0 &&
+            strcmp(config_keys[i].name, name) == 0) {
+            *index = i;
+            return &config_keys[i];
+        }
+    return NULL;
+}
+
+/* The line where worker key NAME was set (0 for its default). */
+static int line_of(const parse_state *ps, const char *name) {
+    size_t i = 0;
+    return spec_named("worker", name, &i) ? ps->key_line[i] : 0;
+}
+
+static int split_channels(parse_state *ps) {
+    config *cfg = ps->cfg;
+    int line = line_of(ps, "channels");
+    char *copy = strdup(cfg->channels);
+    if (copy == NULL) {
+        fail(ps, line, "worker", "channels", "out of memory");
+        return -1;
+    }
+    char *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item != NULL;
+         item = strtok_r(NULL, ",", &save)) {
+        item += strspn(item, " \t");
+        size_t n = strlen(item);
+        while (n > 0 && (item[n - 1] == ' ' || item[n - 1] == '\t'))
+            item[--n] = '\0';
+        if (n == 0 || strpbrk(item, " \t") != NULL) {
+            fail(ps, line, "worker", "channels",
+                 "'%s' has an empty or blank-containing channel",
+                 cfg->channels);
+            break;
+        }
+        char **list = realloc(cfg->channel_list,
+                              (cfg->channel_count + 1) * sizeof *list);
+        if (list == NULL || (list[cfg->channel_count] = strdup(item)) == NULL) {
+            if (list != NULL)
+                cfg->channel_list = list;
+            fail(ps, line, "worker", "channels", "out of memory");
+            break;
+        }
+        cfg->channel_list = list;
+        cfg->channel_count++;
+    }
+    free(copy);
+    if (!ps->failed && cfg->channel_count == 0)
+        fail(ps, line, "worker", "channels", "no channel given");
+    return ps->failed ? -1 : 0;
+}
+
+/* Checks and derived values that need the whole file. */
+static int finish(parse_state *ps) {
+    config *cfg = ps->cfg;
+    if (split_channels(ps) != 0)
+        return -1;
+
+    if (cfg->transport != TRANSPORT_PUBSUB) {
+        fail(ps, line_of(ps, "transport"), "worker", "transport",
+             "'stream' is not supported by this release (use pubsub)");
+        return -1;
+    }
+    if (cfg->processes != 1) {
+        fail(ps, line_of(ps, "processes"), "worker", "processes",
+             "only 1 is supported by this release (run more daemons instead)");
+        return -1;
+    }
+    if (*cfg->default_handler && !valid_handler_name(cfg->default_handler)) {
+        fail(ps, line_of(ps, "default_handler"), "worker", "default_handler",
+             "'%s' is not a handler name ([a-z0-9_-]{1,64})",
+             cfg->default_handler);
+        return -1;
+    }
+    if (*cfg->redis_password_env && getenv(cfg->redis_password_env) == NULL) {
+        size_t i = 0;
+        spec_named("redis", "password_env", &i);
+        fail(ps, ps->key_line[i], "redis", "password_env",
+             "the environment variable %s is not set", cfg->redis_password_env);
+        return -1;
+    }
+
+    if (*cfg->id == '\0') {
+        char host[256] = "localhost";
+        gethostname(host, sizeof host - 1);
+        char id[300];
+        snprintf(id, sizeof id, "%s:%ld", host, (long)getpid());
+        free(cfg->id);
+        if ((cfg->id = strdup(id)) == NULL)
+            goto oom;
+    }
+
+    if (cfg->handlers_dir[0] != '/') {
+        const char *slash = strrchr(cfg->path, '/');
+        if (slash != NULL) {
+            int dirlen = (int)(slash - cfg->path);
+            size_t n = (size_t)dirlen + strlen(cfg->handlers_dir) + 2;
+            char *dir = malloc(n);
+            if (dir == NULL)
+                goto oom;
+            snprintf(dir, n, "%.*s/%s", dirlen, cfg->path, cfg->handlers_dir);
+            free(cfg->handlers_dir);
+            cfg->handlers_dir = dir;
+        }
+    }
+    return 0;
+oom:
+    fail(ps, 0, NULL, NULL, "out of memory");
+    return -1;
+}
+
+config *config_load(const char *path, char *err, size_t errlen) {
+    config *cfg = calloc(1, sizeof *cfg);
+    if (cfg == NULL || (cfg->path = strdup(path)) == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        free(cfg);
+        return NULL;
+    }
+    parse_state ps = {.cfg = cfg, .err = err, .errlen = errlen};
+    for (size_t i = 0; i < KEY_COUNT; i++)
+        if (set_value(&ps, &config_keys[i], config_keys[i].def, 0) != 0)
+            goto err;
+
+    ps.file = fopen(path, "r");
+    if (ps.file == NULL) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        goto err;
+    }
+    int rc = ini_parse_stream(read_line, &ps, on_entry, &ps);
+    fclose(ps.file);
+    if (rc != 0 && !ps.failed)
+        fail(&ps, rc, NULL, NULL, "syntax error (expected [section] or key = value)");
+    if (ps.failed || finish(&ps) != 0)
+        goto err;
+    return cfg;
+err:
+    config_free(cfg);
+    return NULL;
+}
+
+void config_free(config *cfg) {
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < KEY_COUNT; i++)
+        if (config_keys[i].type == KEY_STRING)
+            free(*(char **)((char *)cfg + config_keys[i].offset));
+    for (size_t i = 0; i < cfg->channel_count; i++)
+        free(cfg->channel_list[i]);
+    free(cfg->channel_list);
+    for (size_t i = 0; i < cfg->route_count; i++) {
+        free(cfg->routes[i].glob);
+        free(cfg->routes[i].handler);
+    }
+    free(cfg->routes);
+    for (size_t i = 0; i < cfg->section_count; i++) {
+        config_section *s = &cfg->sections[i];
+        for (size_t j = 0; j < s->count; j++) {
+            free(s->entries[j].key);
+            free(s->entries[j].value);
+        }
+        free(s->entries);
+        free(s->name);
+    }
+    free(cfg->sections);
+    free(cfg->path);
+    free(cfg);
+}
+
+const char *config_route_for(const config *cfg, const char *channel) {
+    for (size_t i = 0; i < cfg->route_count; i++)
+        if (fnmatch(cfg->routes[i].glob, channel, 0) == 0)
+            return cfg->routes[i].handler;
+    return NULL;
+}
+
+const config_section *config_section_for(const config *cfg, const char *name) {
+    for (size_t i = 0; i < cfg->section_count; i++)
+        if (strcmp(cfg->sections[i].name, name) == 0)
+            return &cfg->sections[i];
+    return NULL;
+}
+
+const config_entry *config_section_get(const config_section *section,
+                                       const char *key) {
+    if (section == NULL)
+        return NULL;
+    for (size_t i = 0; i < section->count; i++)
+        if (strcmp(section->entries[i].key, key) == 0)
+            return &section->entries[i];
+    return NULL;
+}

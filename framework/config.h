@@ -1,0 +1,103 @@
+/* config.h -- the daemon's configuration, read from one ini file.
+ *
+ * Every key is declared once in a table in config.c (section, name, type,
+ * bounds, default). Unknown sections or keys, values out of bounds and
+ * missing files are errors that name the file, the line and the key. Paths
+ * in the file are relative to the file's own directory. A config is
+ * read-only after config_load(), so any thread may read it. */
+#ifndef REDWORK_CONFIG_H
+#define REDWORK_CONFIG_H
+
+#include <stddef.h>
+
+enum config_transport { TRANSPORT_PUBSUB = 0, TRANSPORT_STREAM };
+enum config_reply_store { REPLY_STORE_NONE = 0, REPLY_STORE_LIST };
+
+typedef struct config_entry {
+    char *key;
+    char *value;
+    int line;
+} config_entry;
+
+/* [handler.NAME]: free keys for one handler. */
+typedef struct config_section {
+    char *name;
+    config_entry *entries;
+    size_t count;
+    int line;
+} config_section;
+
+/* [routes]: channel glob -> handler name, in file order. */
+typedef struct config_route {
+    char *glob;
+    char *handler;
+} config_route;
+
+typedef struct config {
+    char *path;
+
+    /* [redis] */
+    char *redis_host;
+    long long redis_port;
+    long long redis_db;
+    char *redis_username;
+    char *redis_password_env; /* the variable's name, "" for none */
+    long long connect_timeout_ms;
+
+    /* [worker] */
+    char *id;       /* "" in the file means host:pid, filled in by load */
+    char *channels; /* the raw comma list; channel_list holds its items */
+    char **channel_list;
+    size_t channel_count;
+    long long transport; /* enum config_transport */
+    char *group;
+    long long threads; /* 0 in the file means the number of CPUs */
+    long long queue_size;
+    char *handlers_dir; /* resolved against the file's directory */
+    char *default_handler;
+    char *reply_prefix;
+    long long reply_store; /* enum config_reply_store */
+    long long reply_ttl_ms;
+    long long claim;
+    char *claim_prefix;
+    long long claim_ttl_ms;
+    long long claim_idle_ms;
+    long long max_deliveries;
+    long long max_request_bytes;
+    long long shutdown_timeout_ms;
+    long long processes;
+    long long stream_maxlen;
+    long long strict_modes;
+
+    /* [log] */
+    long long log_level;  /* enum log_level */
+    long long log_format; /* enum log_format */
+
+    config_route *routes;
+    size_t route_count;
+    config_section *sections;
+    size_t section_count;
+} config;
+
+/* Reads PATH. Returns a new config, or NULL with a message in ERR such as
+ * "etc/redwork.ini:12: [worker] threads: 'x' is not an integer". */
+config *config_load(const char *path, char *err, size_t errlen);
+
+/* Frees everything the config owns. Accepts NULL. */
+void config_free(config *cfg);
+
+/* Parses a boolean: on/off, yes/no, true/false, 1/0 (any case). Returns 0
+ * with *OUT set, or -1 if V is none of them. */
+int config_parse_bool(const char *v, int *out);
+
+/* The handler the first [routes] glob matching CHANNEL names, or NULL. */
+const char *config_route_for(const config *cfg, const char *channel);
+
+/* The [handler.NAME] section, or NULL if the file has none. */
+const config_section *config_section_for(const config *cfg, const char *name);
+
+/* The value of KEY in SECTION (NULL section or absent key: NULL). */
+const config_entry *config_section_get(const config_section *section,
+                                       const char *key);
+
+#endif

@@ -1,0 +1,81 @@
+/* conn.c -- opening a blocking connection to the configured Redis:
+ * connect with a timeout, AUTH with the password named by password_env,
+ * SELECT the db. */
+#include "conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#define COMMAND_TIMEOUT_S 5
+
+const char *conn_error(const redisContext *c, const redisReply *reply,
+                       char *err, size_t errlen) {
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+        snprintf(err, errlen, "%s", reply->str);
+    else if (c != NULL && c->err)
+        snprintf(err, errlen, "%s", c->errstr);
+    else if (reply != NULL)
+        snprintf(err, errlen, "unexpected reply type %d", reply->type);
+    else
+        snprintf(err, errlen, "no reply");
+    return err;
+}
+
+/* Runs one command that must not fail. Returns 0, or -1 with ERR. */
+static int command_ok(redisContext *c, char *err, size_t errlen,
+                      const char *what, int argc, const char **argv) {
+    redisReply *reply = redisCommandArgv(c, argc, argv, NULL);
+    int ok = reply != NULL && reply->type != REDIS_REPLY_ERROR;
+    if (!ok) {
+        char why[256];
+        snprintf(err, errlen, "%s failed: %s", what,
+                 conn_error(c, reply, why, sizeof why));
+    }
+    freeReplyObject(reply);
+    return ok ? 0 : -1;
+}
+
+redisContext *conn_open(const config *cfg, char *err, size_t errlen) {
+    struct timeval connect_tv = {
+        .tv_sec = cfg->connect_timeout_ms / 1000,
+        .tv_usec = (cfg->connect_timeout_ms % 1000) * 1000,
+    };
+    char why[256];
+    redisContext *c = redisConnectWithTimeout(cfg->redis_host,
+                                              (int)cfg->redis_port, connect_tv);
+    if (c == NULL || c->err) {
+        snprintf(why, sizeof why, "%s", c != NULL ? c->errstr : "out of memory");
+        goto err;
+    }
+    struct timeval command_tv = {.tv_sec = COMMAND_TIMEOUT_S};
+    if (redisSetTimeout(c, command_tv) != REDIS_OK ||
+        redisEnableKeepAlive(c) != REDIS_OK) {
+        snprintf(why, sizeof why, "cannot set socket options: %s", c->errstr);
+        goto err;
+    }
+
+    const char *password = *cfg->redis_password_env
+                               ? getenv(cfg->redis_password_env) : NULL;
+    if (password != NULL) {
+        const char *argv[] = {"AUTH", cfg->redis_username, password};
+        int with_user = *cfg->redis_username != '\0';
+        if (command_ok(c, why, sizeof why, "AUTH", with_user ? 3 : 2,
+                       with_user ? argv : (const char *[]){"AUTH", password}) != 0)
+            goto err;
+    }
+    if (cfg->redis_db != 0) {
+        char db[24];
+        snprintf(db, sizeof db, "%lld", cfg->redis_db);
+        if (command_ok(c, why, sizeof why, "SELECT",
+                       2, (const char *[]){"SELECT", db}) != 0)
+            goto err;
+    }
+    return c;
+err:
+    snprintf(err, errlen, "redis %s:%lld: %s", cfg->redis_host,
+             cfg->redis_port, why);
+    redisFree(c);
+    return NULL;
+}

@@ -1,0 +1,125 @@
+/* log.c -- operator logging: one line per event on stderr.
+ *
+ * Text lines read "2026-11-28T00:12:03.123Z INFO  dispatch: message";
+ * JSON lines are {"ts":..,"level":..,"module":..,"msg":..}. Each line is
+ * formatted into a local buffer and written with one write(2), so lines
+ * from different threads never interleave. */
+#include "log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define LOG_LINE_MAX 2048
+
+/* Set once by log_setup() before any thread starts; read-only afterwards. */
+static int log_min_level = LOG_LEVEL_INFO;
+static int log_out_format = LOG_FORMAT_TEXT;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static const char *const level_tags[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
+
+void log_setup(int level, int format) {
+    log_min_level = level;
+    log_out_format = format;
+}
+
+/* Appends S to BUF at *POS as JSON string content (no quotes), escaping
+ * what JSON requires. Stops quietly when BUF is full. */
+static void append_json_escaped(char *buf, size_t cap, size_t *pos,
+                                const char *s) {
+    for (; *s && *pos + 7 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            buf[(*pos)++] = '\\';
+            buf[(*pos)++] = (char)ch;
+        } else if (ch < 0x20) {
+            *pos += (size_t)snprintf(buf + *pos, cap - *pos, "\\u%04x", ch);
+        } else {
+            buf[(*pos)++] = (char)ch;
+        }
+    }
+}
+
+void log_vwrite(int level, const char *module, const char *fmt, va_list ap) {
+    if (level < log_min_level)
+        return;
+    if (level < LOG_LEVEL_DEBUG || level > LOG_LEVEL_ERROR)
+        level = LOG_LEVEL_ERROR;
+
+    char msg[LOG_LINE_MAX];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    /* One event, one line: a newline inside a message would split it. */
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char ts[32];
+    size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof ts - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
+
+    char line[LOG_LINE_MAX + 256];
+    size_t pos;
+    if (log_out_format == LOG_FORMAT_JSON) {
+        pos = (size_t)snprintf(line, sizeof line,
+                               "{\"ts\":\"%s\",\"level\":\"%s\",\"module\":\"",
+                               ts, level_names[level]);
+        append_json_escaped(line, sizeof line, &pos, module);
+        pos += (size_t)snprintf(line + pos, sizeof line - pos, "\",\"msg\":\"");
+        append_json_escaped(line, sizeof line, &pos, msg);
+        pos += (size_t)snprintf(line + pos, sizeof line - pos, "\"}\n");
+    } else {
+        pos = (size_t)snprintf(line, sizeof line, "%s %s %s: %s\n", ts,
+                               level_tags[level], module, msg);
+    }
+    if (pos >= sizeof line) { /* truncated: keep the line ending */
+        pos = sizeof line - 1;
+        line[pos - 1] = '\n';
+    }
+    ssize_t ignored = write(STDERR_FILENO, line, pos);
+    (void)ignored; /* nowhere to report a failure to log */
+}
+
+void log_write(int level, const char *module, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(level, module, fmt, ap);
+    va_end(ap);
+}
+
+void log_limited(log_limit *lim, int level, const char *module,
+                 const char *fmt, ...) {
+    if (level < log_min_level)
+        return;
+    time_t now = time(NULL);
+    unsigned long suppressed = 0;
+    int print;
+
+    pthread_mutex_lock(&lim->lock);
+    if (now != lim->window) {
+        suppressed = lim->suppressed;
+        lim->window = now;
+        lim->printed = 0;
+        lim->suppressed = 0;
+    }
+    print = lim->printed < LOG_LIMIT_BURST;
+    if (print)
+        lim->printed++;
+    else
+        lim->suppressed++;
+    pthread_mutex_unlock(&lim->lock);
+
+    if (suppressed > 0)
+        log_write(level, module, "%lu similar messages suppressed", suppressed);
+    if (print) {
+        va_list ap;
+        va_start(ap, fmt);
+        log_vwrite(level, module, fmt, ap);
+        va_end(ap);
+    }
+}

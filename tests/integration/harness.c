@@ -1,0 +1,858 @@
+/* harness.c -- the end-to-end test harness (see harness.h).
+ *
+ * A real redis-server per test in a mktemp -d folder, the real
+ * bin/redworkd forked with its stderr in that folder, and small hiredis
+ * clients. Reads never block past a deadline: rw_read_reply() polls the
+ * socket and feeds hiredis' reader, so a timeout leaves the context usable.
+ * Children get PR_SET_PDEATHSIG so a crashed test leaves no servers behind.
+ * Set REDWORK_KEEP_TMP=1 to keep the temp folders for a post-mortem. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define REDIS_START_ATTEMPTS 5
+#define REDIS_READY_MS 5000
+#define REDIS_STOP_MS 5000
+#define POLL_STEP_MS 10
+#define PUBLISH_BATCH 64
+#define BODY_MAX 4096
+#define ARGS_MAX 16
+
+long long rw_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* ---- processes ---------------------------------------------------------- */
+
+/* In a freshly forked child: die with the test, and point fd TARGET at
+ * PATH (truncated). Returns 0 or -1. */
+static int child_setup_fd(int target, const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return -1;
+    if (dup2(fd, target) < 0)
+        return -1;
+    close(fd);
+    return 0;
+}
+
+static void child_die_with_parent(pid_t parent)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+}
+
+static int decode_status(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
+}
+
+int rw_wait_exit(pid_t pid, int timeout_ms)
+{
+    long long deadline = rw_now_ms() + timeout_ms;
+    int status;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return decode_status(status);
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (rw_now_ms() >= deadline)
+            break;
+        sleep_ms(5);
+    }
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return -1;
+}
+
+/* 1 if child PID has exited (and is reaped), else 0. */
+static int child_exited(pid_t pid)
+{
+    int status;
+    return waitpid(pid, &status, WNOHANG) == pid;
+}
+
+/* ---- files --------------------------------------------------------------- */
+
+int rw_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    size_t len = strlen(text);
+    int ok = fwrite(text, 1, len, f) == len;
+    if (fclose(f) != 0)
+        ok = 0;
+    return ok ? 0 : -1;
+}
+
+char *rw_read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (len + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        if (got == 0)
+            break;
+        len += got;
+    }
+    fclose(f);
+    if (buf)
+        buf[len] = '\0';
+    return buf;
+}
+
+int rw_wait_file_contains(const char *path, const char *needle, int timeout_ms)
+{
+    long long deadline = rw_now_ms() + timeout_ms;
+    for (;;) {
+        char *text = rw_read_file(path);
+        int found = text && strcasestr(text, needle) != NULL;
+        free(text);
+        if (found)
+            return 1;
+        if (rw_now_ms() >= deadline)
+            return 0;
+        sleep_ms(POLL_STEP_MS);
+    }
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+                    struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void remove_tree(const char *dir)
+{
+    const char *keep = getenv("REDWORK_KEEP_TMP");
+    if (keep && *keep && strcmp(keep, "0") != 0) {
+        fprintf(stderr, "harness: keeping %s\n", dir);
+        return;
+    }
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- redis-server ------------------------------------------------------- */
+
+int rw_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    socklen_t alen = sizeof a;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &alen) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+redisContext *rw_connect(int port)
+{
+    struct timeval tv = {1, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (!c)
+        return NULL;
+    if (c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    /* A bound for plain blocking commands; rw_read_reply polls instead. */
+    struct timeval cmd = {5, 0};
+    redisSetTimeout(c, cmd);
+    return c;
+}
+
+/* Polls PING on PORT until PONG or the deadline, giving up early if child
+ * PID exits. Returns 0 when it answers. */
+static int wait_ping(int port, pid_t pid, int timeout_ms)
+{
+    long long deadline = rw_now_ms() + timeout_ms;
+    while (rw_now_ms() < deadline) {
+        if (child_exited(pid))
+            return -1;
+        redisContext *c = rw_connect(port);
+        if (c) {
+            redisReply *r = redisCommand(c, "PING");
+            int ok = r && r->type == REDIS_REPLY_STATUS &&
+                     strcmp(r->str, "PONG") == 0;
+            if (r)
+                freeReplyObject(r);
+            redisFree(c);
+            if (ok)
+                return 0;
+        }
+        sleep_ms(POLL_STEP_MS);
+    }
+    return -1;
+}
+
+int rw_redis_start(rw_redis *r)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->dir, sizeof r->dir, "/tmp/redwork-test-XXXXXX");
+    if (!mkdtemp(r->dir))
+        return -1;
+    char logpath[RW_PATH_MAX + 16];
+    snprintf(logpath, sizeof logpath, "%s/redis.log", r->dir);
+
+    for (int attempt = 0; attempt < REDIS_START_ATTEMPTS; attempt++) {
+        int port = rw_free_port();
+        if (port < 0)
+            continue;
+        char portstr[16];
+        snprintf(portstr, sizeof portstr, "%d", port);
+        pid_t parent = getpid();
+        pid_t pid = fork();
+        if (pid < 0)
+            break;
+        if (pid == 0) {
+            child_die_with_parent(parent);
+            if (child_setup_fd(1, logpath) < 0 || dup2(1, 2) < 0)
+                _exit(127);
+            execlp("redis-server", "redis-server", "--port", portstr,
+                   "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                   "--dir", r->dir, (char *)NULL);
+            _exit(127);
+        }
+        if (wait_ping(port, pid, REDIS_READY_MS) == 0) {
+            r->pid = pid;
+            r->port = port;
+            return 0;
+        }
+        kill(pid, SIGKILL);
+        rw_wait_exit(pid, REDIS_STOP_MS);
+    }
+    remove_tree(r->dir);
+    r->dir[0] = '\0';
+    return -1;
+}
+
+void rw_redis_stop(rw_redis *r)
+{
+    if (r->pid > 0) {
+        kill(r->pid, SIGTERM);
+        rw_wait_exit(r->pid, REDIS_STOP_MS);
+        r->pid = 0;
+    }
+    if (r->dir[0]) {
+        remove_tree(r->dir);
+        r->dir[0] = '\0';
+    }
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+redisReply *rw_read_reply(redisContext *c, long long deadline_ms)
+{
+    /* Flush pipelined commands first (blocking, bounded by SO_SNDTIMEO). */
+    int done = 0;
+    while (!done) {
+        if (redisBufferWrite(c, &done) != REDIS_OK)
+            return NULL;
+    }
+    for (;;) {
+        void *reply = NULL;
+        if (redisGetReplyFromReader(c, &reply) != REDIS_OK)
+            return NULL;
+        if (reply)
+            return reply;
+        long long left = deadline_ms - rw_now_ms();
+        if (left <= 0)
+            return NULL;
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        int rc = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0)
+            return NULL;
+        if (rc == 0)
+            continue; /* the deadline check above ends it */
+        if (redisBufferRead(c) != REDIS_OK)
+            return NULL;
+    }
+}
+
+long long rw_command_int(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    long long v = LLONG_MIN;
+    if (r && r->type == REDIS_REPLY_INTEGER)
+        v = r->integer;
+    if (r)
+        freeReplyObject(r);
+    return v;
+}
+
+char *rw_hget(redisContext *c, const char *key, const char *field)
+{
+    redisReply *r = redisCommand(c, "HGET %s %s", key, field);
+    char *v = NULL;
+    if (r && r->type == REDIS_REPLY_STRING)
+        v = strdup(r->str);
+    if (r)
+        freeReplyObject(r);
+    return v;
+}
+
+long long rw_wait_hash_at_least(int port, const char *key, const char *field,
+                                long long min, int timeout_ms)
+{
+    redisContext *c = rw_connect(port);
+    if (!c)
+        return -1;
+    long long deadline = rw_now_ms() + timeout_ms, last = -1;
+    for (;;) {
+        char *v = rw_hget(c, key, field);
+        if (v) {
+            last = strtoll(v, NULL, 10);
+            free(v);
+        }
+        if (last >= min || rw_now_ms() >= deadline)
+            break;
+        sleep_ms(20);
+    }
+    redisFree(c);
+    return last;
+}
+
+const char *rw_str(const cJSON *obj, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+const char *rw_error_code(const cJSON *reply)
+{
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(reply, "error");
+    return cJSON_IsObject(err) ? rw_str(err, "code") : "";
+}
+
+/* ---- the daemon ---------------------------------------------------------- */
+
+const char *rw_root(void)
+{
+    const char *root = getenv("REDWORK_ROOT");
+    return root && *root ? root : ".";
+}
+
+int rw_daemon_config(rw_daemon *d, const char *dir, int port, const char *tag,
+                     const rw_opts *o)
+{
+    memset(d, 0, sizeof *d);
+    d->port = port;
+    snprintf(d->id, sizeof d->id, "t-%s-%ld", tag, (long)getpid());
+    snprintf(d->conf, sizeof d->conf, "%s/redwork.ini", dir);
+    snprintf(d->log, sizeof d->log, "%s/daemon.log", dir);
+    snprintf(d->hb_key, sizeof d->hb_key, "redwork:worker:%s", d->id);
+
+    char root[PATH_MAX];
+    if (!realpath(rw_root(), root))
+        return -1;
+    char dh[128] = "";
+    if (o->default_handler)
+        snprintf(dh, sizeof dh, "default_handler = %s\n", o->default_handler);
+
+    char text[8192];
+    int n = snprintf(text, sizeof text,
+                     "# written by the redwork test harness\n"
+                     "[redis]\n"
+                     "host = 127.0.0.1\n"
+                     "port = %d\n"
+                     "connect_timeout_ms = 1000\n"
+                     "\n"
+                     "[worker]\n"
+                     "id = %s\n"
+                     "channels = %s\n"
+                     "threads = %d\n"
+                     "handlers_dir = %s/handlers\n"
+                     "claim = %s\n"
+                     "%s%s\n"
+                     "%s",
+                     port, d->id, o->channels ? o->channels : "request",
+                     o->threads ? o->threads : 2, root,
+                     o->claim_on ? "on" : "off", dh,
+                     o->worker_extra ? o->worker_extra : "",
+                     o->extra ? o->extra : "");
+    if (n < 0 || (size_t)n >= sizeof text)
+        return -1;
+    return rw_write_file(d->conf, text);
+}
+
+/* Forks BIN with ARGV, stderr to ERR_PATH and stdout to ERR_PATH.out.
+ * Returns the child's pid or -1. */
+static pid_t spawn(char *const argv[], const char *err_path)
+{
+    char out_path[RW_PATH_MAX + 8];
+    snprintf(out_path, sizeof out_path, "%s.out", err_path);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        child_die_with_parent(parent);
+        if (child_setup_fd(2, err_path) < 0 || child_setup_fd(1, out_path) < 0)
+            _exit(127);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void daemon_path(char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/bin/redworkd", rw_root());
+}
+
+int rw_daemon_start(rw_daemon *d, int timeout_ms)
+{
+    char bin[RW_PATH_MAX];
+    daemon_path(bin, sizeof bin);
+    char *argv[] = {bin, "-c", d->conf, NULL};
+    pid_t pid = spawn(argv, d->log);
+    if (pid < 0)
+        return -1;
+    d->pid = pid;
+
+    long long deadline = rw_now_ms() + timeout_ms;
+    redisContext *c = NULL;
+    while (rw_now_ms() < deadline) {
+        if (child_exited(pid)) {
+            d->pid = 0;
+            if (c)
+                redisFree(c);
+            return -1;
+        }
+        if (!c)
+            c = rw_connect(d->port);
+        if (c) {
+            long long e = rw_command_int(c, "EXISTS %s", d->hb_key);
+            if (e == 1) {
+                redisFree(c);
+                return 0;
+            }
+            if (e == LLONG_MIN) {
+                redisFree(c);
+                c = NULL;
+            }
+        }
+        sleep_ms(POLL_STEP_MS);
+    }
+    if (c)
+        redisFree(c);
+    rw_daemon_stop(d, 2000);
+    return -1;
+}
+
+int rw_daemon_wait(rw_daemon *d, int timeout_ms)
+{
+    if (d->pid <= 0)
+        return -1;
+    int st = rw_wait_exit(d->pid, timeout_ms);
+    d->pid = 0;
+    return st;
+}
+
+int rw_daemon_stop(rw_daemon *d, int timeout_ms)
+{
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, SIGTERM);
+    return rw_daemon_wait(d, timeout_ms);
+}
+
+int rw_run_daemon(const char *err_path, int timeout_ms, const char *arg, ...)
+{
+    char bin[RW_PATH_MAX];
+    daemon_path(bin, sizeof bin);
+    char *argv[ARGS_MAX + 2];
+    int argc = 0;
+    argv[argc++] = bin;
+    va_list ap;
+    va_start(ap, arg);
+    for (const char *a = arg; a && argc < ARGS_MAX; a = va_arg(ap, const char *))
+        argv[argc++] = (char *)a;
+    va_end(ap);
+    argv[argc] = NULL;
+    pid_t pid = spawn(argv, err_path);
+    if (pid < 0)
+        return -1;
+    return rw_wait_exit(pid, timeout_ms);
+}
+
+/* ---- the fixture ---------------------------------------------------------- */
+
+int rw_env_start(rw_env *e, const char *tag, const rw_opts *o)
+{
+    memset(e, 0, sizeof *e);
+    if (rw_redis_start(&e->redis) != 0)
+        return -1;
+    if (rw_daemon_config(&e->daemon, e->redis.dir, e->redis.port, tag, o) != 0 ||
+        rw_daemon_start(&e->daemon, 10000) != 0) {
+        char *log = rw_read_file(e->daemon.log);
+        fprintf(stderr, "harness: daemon did not start; its log:\n%s\n",
+                log ? log : "(none)");
+        free(log);
+        rw_redis_stop(&e->redis);
+        return -1;
+    }
+    return 0;
+}
+
+int rw_env_stop(rw_env *e)
+{
+    int st = rw_daemon_stop(&e->daemon, 15000);
+    rw_redis_stop(&e->redis);
+    return st;
+}
+
+/* ---- one call ------------------------------------------------------------ */
+
+/* The JSON body of a pub/sub "message" (3 elements) or "pmessage" (4)
+ * reply, with its channel in *CHANNEL; NULL if R is something else. */
+static cJSON *parse_message(const redisReply *r, const char **channel)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3)
+        return NULL;
+    const redisReply *kind = r->element[0];
+    size_t chan_i, body_i;
+    if (kind->type == REDIS_REPLY_STRING && strcmp(kind->str, "message") == 0 &&
+        r->elements == 3) {
+        chan_i = 1;
+        body_i = 2;
+    } else if (kind->type == REDIS_REPLY_STRING &&
+               strcmp(kind->str, "pmessage") == 0 && r->elements == 4) {
+        chan_i = 2;
+        body_i = 3;
+    } else {
+        return NULL;
+    }
+    if (r->element[chan_i]->type != REDIS_REPLY_STRING ||
+        r->element[body_i]->type != REDIS_REPLY_STRING)
+        return NULL;
+    *channel = r->element[chan_i]->str;
+    return cJSON_ParseWithLength(r->element[body_i]->str,
+                                 r->element[body_i]->len);
+}
+
+/* 1 if R confirms a (p)subscribe to NAME. */
+static int subscribe_confirmed(const redisReply *r, const char *kind,
+                               const char *name)
+{
+    return r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+           r->element[0]->type == REDIS_REPLY_STRING &&
+           strcmp(r->element[0]->str, kind) == 0 &&
+           r->element[1]->type == REDIS_REPLY_STRING &&
+           strcmp(r->element[1]->str, name) == 0;
+}
+
+cJSON *rw_call(int port, const char *channel, const char *body,
+               const char *req_id, const char *prefix, int timeout_ms,
+               long long *published)
+{
+    char reply_chan[256];
+    snprintf(reply_chan, sizeof reply_chan, "%s%s", prefix ? prefix : "callback:",
+             req_id);
+    if (published)
+        *published = -1;
+    cJSON *result = NULL;
+    redisContext *sub = rw_connect(port);
+    redisContext *pub = rw_connect(port);
+    if (!sub || !pub)
+        goto done;
+
+    redisReply *r = redisCommand(sub, "SUBSCRIBE %s", reply_chan);
+    int ok = subscribe_confirmed(r, "subscribe", reply_chan);
+    if (r)
+        freeReplyObject(r);
+    if (!ok)
+        goto done;
+
+    long long n = rw_command_int(pub, "PUBLISH %s %s", channel, body);
+    if (published)
+        *published = n;
+    if (n < 1)
+        goto done;
+
+    long long deadline = rw_now_ms() + timeout_ms;
+    while (!result) {
+        r = rw_read_reply(sub, deadline);
+        if (!r)
+            break;
+        const char *chan = NULL;
+        result = parse_message(r, &chan);
+        freeReplyObject(r);
+    }
+done:
+    if (sub)
+        redisFree(sub);
+    if (pub)
+        redisFree(pub);
+    return result;
+}
+
+/* ---- many in flight ------------------------------------------------------- */
+
+int rw_bulk_open(rw_bulk *b, int port, const char *tag, int n)
+{
+    memset(b, 0, sizeof *b);
+    b->port = port;
+    b->n = n;
+    snprintf(b->tag, sizeof b->tag, "%s", tag);
+    b->count = calloc((size_t)n + 1, sizeof *b->count);
+    b->reply = calloc((size_t)n + 1, sizeof *b->reply);
+    b->arrival_ms = calloc((size_t)n + 1, sizeof *b->arrival_ms);
+    b->sub = rw_connect(port);
+    b->pub = rw_connect(port);
+    b->t0_ms = rw_now_ms();
+    if (!b->count || !b->reply || !b->arrival_ms || !b->sub || !b->pub)
+        return -1;
+    redisReply *r = redisCommand(b->sub, "PSUBSCRIBE callback:*");
+    int ok = subscribe_confirmed(r, "psubscribe", "callback:*");
+    if (r)
+        freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+void rw_bulk_req_id(const rw_bulk *b, int i, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s-%d", b->tag, i);
+}
+
+typedef struct publisher {
+    pthread_t thread;
+    rw_bulk *b;
+    const char *channel;
+    int first, step;
+    rw_body_fn fn;
+    void *arg;
+    int published; /* PUBLISHes that reached a subscriber, -1 on error */
+} publisher;
+
+/* One publisher thread: its own connection, requests first, first+step,
+ * ... pipelined PUBLISH_BATCH at a time. */
+static void *publisher_main(void *p_)
+{
+    publisher *p = p_;
+    redisContext *c = rw_connect(p->b->port);
+    if (!c) {
+        p->published = -1;
+        return NULL;
+    }
+    char body[BODY_MAX], id[96];
+    int i = p->first;
+    while (i < p->b->n && p->published >= 0) {
+        int batch = 0;
+        for (; i < p->b->n && batch < PUBLISH_BATCH; i += p->step, batch++) {
+            rw_bulk_req_id(p->b, i, id, sizeof id);
+            if (p->fn(i, id, body, sizeof body, p->arg) != 0 ||
+                redisAppendCommand(c, "PUBLISH %s %s", p->channel, body) != REDIS_OK) {
+                p->published = -1;
+                break;
+            }
+        }
+        for (int k = 0; k < batch; k++) {
+            redisReply *r = NULL;
+            if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
+                p->published = -1;
+                break;
+            }
+            if (r->type == REDIS_REPLY_INTEGER && r->integer >= 1 && p->published >= 0)
+                p->published++;
+            freeReplyObject(r);
+        }
+    }
+    redisFree(c);
+    return NULL;
+}
+
+int rw_bulk_publish(rw_bulk *b, const char *channel, int nthreads,
+                    rw_body_fn fn, void *arg)
+{
+    if (nthreads < 1 || nthreads > 64)
+        return -1;
+    publisher pubs[64];
+    memset(pubs, 0, sizeof pubs);
+    b->t0_ms = rw_now_ms();
+    int started = 0, total = 0;
+    for (; started < nthreads; started++) {
+        publisher *p = &pubs[started];
+        p->b = b;
+        p->channel = channel;
+        p->first = started;
+        p->step = nthreads;
+        p->fn = fn;
+        p->arg = arg;
+        if (pthread_create(&p->thread, NULL, publisher_main, p) != 0) {
+            total = -1;
+            break;
+        }
+    }
+    for (int k = 0; k < started; k++) {
+        pthread_join(pubs[k].thread, NULL);
+        if (pubs[k].published < 0)
+            total = -1;
+        else if (total >= 0)
+            total += pubs[k].published;
+    }
+    return total;
+}
+
+long long rw_bulk_send(rw_bulk *b, const char *channel, const char *body)
+{
+    long long n = rw_command_int(b->pub, "PUBLISH %s %s", channel, body);
+    return n == LLONG_MIN ? -1 : n;
+}
+
+/* Files one pub/sub reply R into B's counts. */
+static void bulk_take(rw_bulk *b, const redisReply *r)
+{
+    const char *chan = NULL;
+    cJSON *j = parse_message(r, &chan);
+    if (!j) {
+        b->stray++;
+        return;
+    }
+    const char *id = rw_str(j, "req_id");
+    size_t taglen = strlen(b->tag);
+    int ours = strncmp(chan, "callback:", 9) == 0 && strcmp(chan + 9, id) == 0 &&
+               strncmp(id, b->tag, taglen) == 0 && id[taglen] == '-';
+    if (ours && strcmp(id + taglen + 1, "fence") == 0) {
+        b->fence_seen = 1;
+        cJSON_Delete(j);
+        return;
+    }
+    int index = -1;
+    if (ours) {
+        char *end;
+        long v = strtol(id + taglen + 1, &end, 10);
+        if (*end == '\0' && end != id + taglen + 1 && v >= 0 && v < b->n)
+            index = (int)v;
+    }
+    if (index < 0) {
+        b->stray++;
+        cJSON_Delete(j);
+        return;
+    }
+    if (b->count[index]++ == 0) {
+        b->seen++;
+        b->reply[index] = j;
+        b->arrival_ms[index] = rw_now_ms() - b->t0_ms;
+    } else {
+        cJSON_Delete(j);
+    }
+}
+
+int rw_bulk_collect(rw_bulk *b, int timeout_ms)
+{
+    long long deadline = rw_now_ms() + timeout_ms;
+    while (b->seen < b->n) {
+        redisReply *r = rw_read_reply(b->sub, deadline);
+        if (!r)
+            return -1;
+        bulk_take(b, r);
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+int rw_bulk_fence(rw_bulk *b, const char *channel, int timeout_ms)
+{
+    char id[96], body[192];
+    snprintf(id, sizeof id, "%s-fence", b->tag);
+    snprintf(body, sizeof body, "{\"handler\":\"echo\",\"req_id\":\"%s\"}", id);
+    if (rw_bulk_send(b, channel, body) < 1)
+        return -1;
+    long long deadline = rw_now_ms() + timeout_ms;
+    while (!b->fence_seen) {
+        redisReply *r = rw_read_reply(b->sub, deadline);
+        if (!r)
+            return -1;
+        bulk_take(b, r);
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+int rw_bulk_exactly_once(const rw_bulk *b)
+{
+    int k = 0;
+    for (int i = 0; i < b->n; i++)
+        k += b->count && b->count[i] == 1;
+    return k;
+}
+
+void rw_bulk_close(rw_bulk *b)
+{
+    if (b->reply) {
+        for (int i = 0; i < b->n; i++)
+            cJSON_Delete(b->reply[i]);
+    }
+    free(b->reply);
+    free(b->count);
+    free(b->arrival_ms);
+    if (b->sub)
+        redisFree(b->sub);
+    if (b->pub)
+        redisFree(b->pub);
+    memset(b, 0, sizeof *b);
+}

@@ -1,0 +1,579 @@
+/* test_config.c -- loading the ini file (framework/config.h).
+ *
+ * Covers: a file setting every key (each value checked), the defaults when
+ * keys are absent, threads = 0 kept as 0, the id filled with host:pid, the
+ * channel list split and trimmed, handlers_dir resolved against the file's
+ * directory, [routes] order and glob matching, [handler.NAME] sections, the
+ * accepted bool spellings and integer bounds, and every kind of bad file:
+ * NULL with an error naming the file, the line and the key. Each test writes
+ * its ini files into its own mkdtemp() directory. */
+#include <criterion/criterion.h>
+
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static char tmpdir[64];
+static char err[512];
+
+static void make_tmpdir(void) {
+    strcpy(tmpdir, "/tmp/redwork-config-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+    err[0] = '\0';
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void remove_tmpdir(void) {
+    nftw(tmpdir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(config, .init = make_tmpdir, .fini = remove_tmpdir);
+
+/* Writes TEXT to tmpdir/NAME; returns the path (static, overwritten by the
+ * next call). */
+static const char *write_ini(const char *name, const char *text) {
+    static char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* Loads TEXT as a file named good.ini and asserts it loads. */
+static config *load_ok(const char *text) {
+    const char *path = write_ini("good.ini", text);
+    config *cfg = config_load(path, err, sizeof err);
+    cr_assert_not_null(cfg, "config_load refused a good file: %s\n%s", err,
+                       text);
+    return cfg;
+}
+
+/* ---- good files -------------------------------------------------------- */
+
+static const char every_key[] =
+    "; every key; none at its default but transport and processes, whose\n"
+    "; other values have a test of their own\n"
+    "[redis]\n"
+    "host = redis.example\n"
+    "port = 6380\n"
+    "db = 3\n"
+    "username = alice\n"
+    "password_env = REDWORK_TEST_PASSWORD\n"
+    "connect_timeout_ms = 1500\n"
+    "\n"
+    "[worker]\n"
+    "id = worker-7\n"
+    "channels = jobs\n"
+    "transport = pubsub\n"
+    "group = crew\n"
+    "threads = 12\n"
+    "queue_size = 256\n"
+    "handlers_dir = /opt/redwork/handlers\n"
+    "default_handler = echo\n"
+    "reply_prefix = answer:\n"
+    "reply_store = list\n"
+    "reply_ttl_ms = 5000\n"
+    "claim = off\n"
+    "claim_prefix = mine:\n"
+    "claim_ttl_ms = 7000\n"
+    "claim_idle_ms = 8000\n"
+    "max_deliveries = 9\n"
+    "max_request_bytes = 4096\n"
+    "shutdown_timeout_ms = 2500\n"
+    "processes = 1\n"
+    "stream_maxlen = 500\n"
+    "strict_modes = off\n"
+    "\n"
+    "[log]\n"
+    "level = warn\n"
+    "format = json\n";
+
+Test(config, every_key_parsed) {
+    setenv("REDWORK_TEST_PASSWORD", "secret", 1);
+    config *cfg = load_ok(every_key);
+
+    cr_assert_str_eq(cfg->redis_host, "redis.example");
+    cr_assert_eq(cfg->redis_port, 6380);
+    cr_assert_eq(cfg->redis_db, 3);
+    cr_assert_str_eq(cfg->redis_username, "alice");
+    cr_assert_str_eq(cfg->redis_password_env, "REDWORK_TEST_PASSWORD");
+    cr_assert_eq(cfg->connect_timeout_ms, 1500);
+
+    cr_assert_str_eq(cfg->id, "worker-7");
+    cr_assert_eq(cfg->channel_count, 1);
+    cr_assert_str_eq(cfg->channel_list[0], "jobs");
+    cr_assert_eq(cfg->transport, TRANSPORT_PUBSUB);
+    cr_assert_str_eq(cfg->group, "crew");
+    cr_assert_eq(cfg->threads, 12);
+    cr_assert_eq(cfg->queue_size, 256);
+    cr_assert_str_eq(cfg->handlers_dir, "/opt/redwork/handlers");
+    cr_assert_str_eq(cfg->default_handler, "echo");
+    cr_assert_str_eq(cfg->reply_prefix, "answer:");
+    cr_assert_eq(cfg->reply_store, REPLY_STORE_LIST);
+    cr_assert_eq(cfg->reply_ttl_ms, 5000);
+    cr_assert_eq(cfg->claim, 0);
+    cr_assert_str_eq(cfg->claim_prefix, "mine:");
+    cr_assert_eq(cfg->claim_ttl_ms, 7000);
+    cr_assert_eq(cfg->claim_idle_ms, 8000);
+    cr_assert_eq(cfg->max_deliveries, 9);
+    cr_assert_eq(cfg->max_request_bytes, 4096);
+    cr_assert_eq(cfg->shutdown_timeout_ms, 2500);
+    cr_assert_eq(cfg->processes, 1);
+    cr_assert_eq(cfg->stream_maxlen, 500);
+    cr_assert_eq(cfg->strict_modes, 0);
+
+    cr_assert_eq(cfg->log_level, 2); /* warn */
+    cr_assert_eq(cfg->log_format, 1); /* json */
+
+    cr_assert_eq(cfg->route_count, 0);
+    cr_assert_eq(cfg->section_count, 0);
+    cr_assert_not_null(cfg->path);
+    cr_assert_not_null(strstr(cfg->path, "good.ini"));
+    config_free(cfg);
+}
+
+Test(config, defaults_when_keys_absent) {
+    config *cfg = load_ok("; nothing set\n[worker]\n[redis]\n[log]\n");
+    cr_assert_str_eq(cfg->redis_host, "127.0.0.1");
+    cr_assert_eq(cfg->redis_port, 6379);
+    cr_assert_eq(cfg->redis_db, 0);
+    cr_assert_str_eq(cfg->redis_username, "");
+    cr_assert_str_eq(cfg->redis_password_env, "");
+    cr_assert_eq(cfg->connect_timeout_ms, 2000);
+
+    cr_assert_eq(cfg->channel_count, 1);
+    cr_assert_str_eq(cfg->channel_list[0], "request");
+    cr_assert_eq(cfg->transport, TRANSPORT_PUBSUB);
+    cr_assert_str_eq(cfg->group, "redwork");
+    cr_assert_eq(cfg->threads, 0);
+    cr_assert_eq(cfg->queue_size, 1024);
+    cr_assert_str_eq(cfg->default_handler, "");
+    cr_assert_str_eq(cfg->reply_prefix, "callback:");
+    cr_assert_eq(cfg->reply_store, REPLY_STORE_NONE);
+    cr_assert_eq(cfg->reply_ttl_ms, 60000);
+    cr_assert_eq(cfg->claim, 1);
+    cr_assert_str_eq(cfg->claim_prefix, "redwork:claim:");
+    cr_assert_eq(cfg->claim_ttl_ms, 60000);
+    cr_assert_eq(cfg->claim_idle_ms, 30000);
+    cr_assert_eq(cfg->max_deliveries, 5);
+    cr_assert_eq(cfg->max_request_bytes, 1048576);
+    cr_assert_eq(cfg->shutdown_timeout_ms, 10000);
+    cr_assert_eq(cfg->processes, 1);
+    cr_assert_eq(cfg->stream_maxlen, 1000000);
+    cr_assert_eq(cfg->strict_modes, 1);
+
+    cr_assert_eq(cfg->log_level, 1); /* info */
+    cr_assert_eq(cfg->log_format, 0); /* text */
+
+    /* handlers_dir defaults to "handlers" beside the file. */
+    char want[PATH_MAX];
+    snprintf(want, sizeof want, "%s/handlers", tmpdir);
+    cr_assert_str_eq(cfg->handlers_dir, want);
+    config_free(cfg);
+}
+
+Test(config, empty_file_is_all_defaults) {
+    config *cfg = load_ok("");
+    cr_assert_eq(cfg->redis_port, 6379);
+    cr_assert_eq(cfg->channel_count, 1);
+    cr_assert_str_eq(cfg->channel_list[0], "request");
+    config_free(cfg);
+}
+
+Test(config, threads_zero_is_kept) {
+    config *cfg = load_ok("[worker]\nthreads = 0\n");
+    cr_assert_eq(cfg->threads, 0, "config must keep 0; main resolves CPUs");
+    config_free(cfg);
+}
+
+Test(config, empty_id_becomes_host_pid) {
+    config *cfg = load_ok("[worker]\nid =\n");
+    cr_assert_not_null(strchr(cfg->id, ':'), "id '%s' has no ':'", cfg->id);
+    char suffix[32];
+    snprintf(suffix, sizeof suffix, ":%ld", (long)getpid());
+    size_t n = strlen(cfg->id), s = strlen(suffix);
+    cr_assert_gt(n, s, "id '%s' has no host part", cfg->id);
+    cr_assert_str_eq(cfg->id + n - s, suffix, "id '%s' does not end in :pid",
+                     cfg->id);
+    config_free(cfg);
+}
+
+Test(config, absent_id_becomes_host_pid) {
+    config *cfg = load_ok("[worker]\nthreads = 2\n");
+    cr_assert_not_null(strchr(cfg->id, ':'), "id '%s' has no ':'", cfg->id);
+    config_free(cfg);
+}
+
+Test(config, channels_split_and_trimmed) {
+    config *cfg = load_ok("[worker]\nchannels = request, news_*\n");
+    cr_assert_eq(cfg->channel_count, 2);
+    cr_assert_str_eq(cfg->channel_list[0], "request");
+    cr_assert_str_eq(cfg->channel_list[1], "news_*");
+    config_free(cfg);
+
+    cfg = load_ok("[worker]\nchannels =a ,  b\t,c  \n");
+    cr_assert_eq(cfg->channel_count, 3);
+    cr_assert_str_eq(cfg->channel_list[0], "a");
+    cr_assert_str_eq(cfg->channel_list[1], "b");
+    cr_assert_str_eq(cfg->channel_list[2], "c");
+    config_free(cfg);
+}
+
+Test(config, handlers_dir_relative_to_ini_dir) {
+    config *cfg = load_ok("[worker]\nhandlers_dir = plug/ins\n");
+    cr_assert_eq(cfg->handlers_dir[0], '/', "not absolute: %s",
+                 cfg->handlers_dir);
+    char want[PATH_MAX];
+    snprintf(want, sizeof want, "%s/plug/ins", tmpdir);
+    cr_assert_str_eq(cfg->handlers_dir, want);
+    config_free(cfg);
+}
+
+Test(config, handlers_dir_relative_when_ini_path_relative) {
+    /* Load "sub/r.ini" from tmpdir: the directory is tmpdir/sub/h. */
+    char sub[PATH_MAX];
+    snprintf(sub, sizeof sub, "%s/sub", tmpdir);
+    cr_assert_eq(mkdir(sub, 0755), 0);
+    write_ini("sub/r.ini", "[worker]\nhandlers_dir = h\n");
+    char h[PATH_MAX];
+    snprintf(h, sizeof h, "%s/sub/h", tmpdir);
+    cr_assert_eq(mkdir(h, 0755), 0);
+    cr_assert_eq(chdir(tmpdir), 0);
+
+    config *cfg = config_load("sub/r.ini", err, sizeof err);
+    cr_assert_not_null(cfg, "%s", err);
+    cr_assert_eq(cfg->handlers_dir[0], '/', "not absolute: %s",
+                 cfg->handlers_dir);
+    char got_real[PATH_MAX], want_real[PATH_MAX];
+    cr_assert_not_null(realpath(h, want_real));
+    cr_assert_eq(chdir("/"), 0); /* must not depend on the cwd any more */
+    cr_assert_not_null(realpath(cfg->handlers_dir, got_real),
+                       "handlers_dir %s does not exist", cfg->handlers_dir);
+    cr_assert_str_eq(got_real, want_real);
+    config_free(cfg);
+}
+
+Test(config, handlers_dir_absolute_kept) {
+    config *cfg = load_ok("[worker]\nhandlers_dir = /usr/lib/redwork\n");
+    cr_assert_str_eq(cfg->handlers_dir, "/usr/lib/redwork");
+    config_free(cfg);
+}
+
+Test(config, routes_in_order_first_match_wins) {
+    config *cfg = load_ok("[routes]\n"
+                          "news_s* = sports\n"
+                          "news_* = news\n"
+                          "req?est = echo\n");
+    cr_assert_eq(cfg->route_count, 3);
+    cr_assert_str_eq(cfg->routes[0].glob, "news_s*");
+    cr_assert_str_eq(cfg->routes[0].handler, "sports");
+    cr_assert_str_eq(cfg->routes[1].glob, "news_*");
+    cr_assert_str_eq(cfg->routes[1].handler, "news");
+    cr_assert_str_eq(cfg->routes[2].glob, "req?est");
+    cr_assert_str_eq(cfg->routes[2].handler, "echo");
+
+    cr_assert_str_eq(config_route_for(cfg, "news_sports"), "sports");
+    cr_assert_str_eq(config_route_for(cfg, "news_world"), "news");
+    cr_assert_str_eq(config_route_for(cfg, "request"), "echo");
+    cr_assert_null(config_route_for(cfg, "other"));
+    cr_assert_null(config_route_for(cfg, "news"), "news_* needs the '_'");
+    config_free(cfg);
+}
+
+Test(config, news_glob_matches_news_sports) {
+    config *cfg = load_ok("[routes]\nnews_* = news\n");
+    cr_assert_str_eq(config_route_for(cfg, "news_sports"), "news");
+    cr_assert_null(config_route_for(cfg, "request"));
+    config_free(cfg);
+}
+
+Test(config, no_routes_no_match) {
+    config *cfg = load_ok("[worker]\n");
+    cr_assert_eq(cfg->route_count, 0);
+    cr_assert_null(config_route_for(cfg, "request"));
+    config_free(cfg);
+}
+
+Test(config, handler_section) {
+    config *cfg = load_ok("[worker]\n"
+                          "threads = 1\n"
+                          "[handler.greet]\n"
+                          "word = Hi\n"
+                          "times = 3\n"
+                          "[handler.other-one_2]\n"
+                          "x = 1\n");
+    cr_assert_eq(cfg->section_count, 2);
+
+    const config_section *s = config_section_for(cfg, "greet");
+    cr_assert_not_null(s);
+    cr_assert_str_eq(s->name, "greet");
+    cr_assert_eq(s->count, 2);
+    const config_entry *e = config_section_get(s, "word");
+    cr_assert_not_null(e);
+    cr_assert_str_eq(e->key, "word");
+    cr_assert_str_eq(e->value, "Hi");
+    cr_assert_eq(e->line, 4);
+    e = config_section_get(s, "times");
+    cr_assert_not_null(e);
+    cr_assert_str_eq(e->value, "3");
+    cr_assert_null(config_section_get(s, "absent"));
+    cr_assert_null(config_section_get(NULL, "word"));
+
+    s = config_section_for(cfg, "other-one_2");
+    cr_assert_not_null(s);
+    cr_assert_eq(s->count, 1);
+    cr_assert_null(config_section_for(cfg, "nope"));
+    config_free(cfg);
+}
+
+Test(config, bool_spellings) {
+    static const struct {
+        const char *text;
+        long long want;
+    } cases[] = {
+        {"on", 1},  {"off", 0},   {"yes", 1},   {"no", 0},
+        {"true", 1}, {"false", 0}, {"1", 1},    {"0", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "[worker]\nclaim = %s\nstrict_modes = %s\n",
+                 cases[i].text, cases[i].text);
+        config *cfg = load_ok(text);
+        cr_assert_eq(cfg->claim, cases[i].want, "claim = %s", cases[i].text);
+        cr_assert_eq(cfg->strict_modes, cases[i].want, "strict_modes = %s",
+                     cases[i].text);
+        config_free(cfg);
+    }
+}
+
+Test(config, enum_values) {
+    static const struct {
+        const char *text;
+        long long want;
+    } levels[] = {{"debug", 0}, {"info", 1}, {"warn", 2}, {"error", 3}};
+    for (size_t i = 0; i < 4; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "[log]\nlevel = %s\nformat = text\n",
+                 levels[i].text);
+        config *cfg = load_ok(text);
+        cr_assert_eq(cfg->log_level, levels[i].want, "level = %s",
+                     levels[i].text);
+        cr_assert_eq(cfg->log_format, 0);
+        config_free(cfg);
+    }
+    config *cfg = load_ok("[worker]\ntransport = pubsub\nreply_store = none\n");
+    cr_assert_eq(cfg->transport, TRANSPORT_PUBSUB);
+    cr_assert_eq(cfg->reply_store, REPLY_STORE_NONE);
+    config_free(cfg);
+}
+
+Test(config, integer_bounds_inclusive) {
+    config *cfg = load_ok("[redis]\n"
+                          "port = 65535\n"
+                          "db = 2147483647\n"
+                          "connect_timeout_ms = 1\n"
+                          "[worker]\n"
+                          "threads = 1024\n"
+                          "queue_size = 1048576\n"
+                          "max_request_bytes = 64\n"
+                          "shutdown_timeout_ms = 0\n"
+                          "stream_maxlen = 4611686018427387904\n"
+                          "max_deliveries = 1000\n");
+    cr_assert_eq(cfg->redis_port, 65535);
+    cr_assert_eq(cfg->redis_db, 2147483647LL);
+    cr_assert_eq(cfg->connect_timeout_ms, 1);
+    cr_assert_eq(cfg->threads, 1024);
+    cr_assert_eq(cfg->queue_size, 1048576);
+    cr_assert_eq(cfg->max_request_bytes, 64);
+    cr_assert_eq(cfg->shutdown_timeout_ms, 0);
+    cr_assert_eq(cfg->stream_maxlen, 4611686018427387904LL);
+    cr_assert_eq(cfg->max_deliveries, 1000);
+    config_free(cfg);
+
+    cfg = load_ok("[redis]\nport = 1\n[worker]\nstream_maxlen = 0\n");
+    cr_assert_eq(cfg->redis_port, 1);
+    cr_assert_eq(cfg->stream_maxlen, 0);
+    config_free(cfg);
+}
+
+/* DESIGN.md and the key table: transport = stream and processes 1..256. */
+Test(config, stream_transport_and_processes_accepted) {
+    config *cfg = load_ok("[worker]\ntransport = stream\nprocesses = 256\n");
+    cr_assert_eq(cfg->transport, TRANSPORT_STREAM);
+    cr_assert_eq(cfg->processes, 256);
+    config_free(cfg);
+}
+
+/* Names and globs are not cut short, whatever the ini lexer's limits. */
+Test(config, long_names_kept_whole) {
+    char name64[65], glob[101], text[512];
+    memset(name64, 'h', 64);
+    name64[64] = '\0';
+    memset(glob, 'c', 99);
+    glob[99] = '*';
+    glob[100] = '\0';
+    snprintf(text, sizeof text, "[handler.%s]\nword = x\n[routes]\n%s = %s\n",
+             name64, glob, name64);
+    config *cfg = load_ok(text);
+    const config_section *s = config_section_for(cfg, name64);
+    cr_assert_not_null(s, "[handler.<64 chars>] not found under its name");
+    cr_assert_eq(cfg->route_count, 1);
+    cr_assert_str_eq(cfg->routes[0].glob, glob);
+    cr_assert_str_eq(cfg->routes[0].handler, name64);
+    config_free(cfg);
+}
+
+Test(config, handler_name_of_65_chars_refused) {
+    char name65[66], text[128];
+    memset(name65, 'a', 65);
+    name65[65] = '\0';
+    snprintf(text, sizeof text, "[worker]\n[handler.%s]\nword = x\n", name65);
+    const char *path = write_ini("bad.ini", text);
+    cr_assert_null(config_load(path, err, sizeof err),
+                   "a 65-character handler name was accepted");
+    cr_assert(strstr(err, "bad.ini:2:") || strstr(err, "bad.ini:3:"), "%s", err);
+}
+
+Test(config, password_env_set_is_accepted) {
+    setenv("REDWORK_TEST_PW2", "x", 1);
+    config *cfg = load_ok("[redis]\npassword_env = REDWORK_TEST_PW2\n");
+    cr_assert_str_eq(cfg->redis_password_env, "REDWORK_TEST_PW2");
+    config_free(cfg);
+}
+
+Test(config, free_null_is_fine) {
+    config_free(NULL);
+}
+
+/* ---- bad files --------------------------------------------------------- */
+
+struct bad_case {
+    const char *what;
+    const char *text;
+    int line;         /* the line the error must name */
+    const char *key;  /* a word the error must contain */
+    int alt_line;     /* for a bad section: its first key's line will do */
+};
+
+static const struct bad_case bad_cases[] = {
+    {"unknown section", "[redis]\nhost = x\n[bogus]\nkey = 1\n", 3, "bogus", 4},
+    {"unknown key", "[worker]\n\nthreadz = 4\n", 3, "threadz", 0},
+    {"unknown key in redis", "[redis]\nhost = h\nhots = 1\n", 3, "hots", 0},
+    {"unknown key in log", "[log]\ncolour = on\n", 2, "colour", 0},
+    {"non-integer", "[worker]\nthreads = x\n", 2, "threads", 0},
+    {"integer with junk", "[worker]\nthreads = 4x\n", 2, "threads", 0},
+    {"empty integer", "[redis]\n\nport =\n", 3, "port", 0},
+    {"fractional integer", "[worker]\nqueue_size = 1.5\n", 2, "queue_size", 0},
+    {"integer overflow", "[worker]\nstream_maxlen = 99999999999999999999\n", 2,
+     "stream_maxlen", 0},
+    {"port 0", "[redis]\nport = 0\n", 2, "port", 0},
+    {"port 65536", "[redis]\nport = 65536\n", 2, "port", 0},
+    {"negative db", "[redis]\ndb = -1\n", 2, "db", 0},
+    {"connect_timeout_ms 0", "[redis]\nconnect_timeout_ms = 0\n", 2,
+     "connect_timeout_ms", 0},
+    {"threads 1025", "[worker]\nthreads = 1025\n", 2, "threads", 0},
+    {"negative threads", "[worker]\nthreads = -1\n", 2, "threads", 0},
+    {"queue_size 0", "[worker]\nqueue_size = 0\n", 2, "queue_size", 0},
+    {"queue_size too big", "[worker]\nqueue_size = 1048577\n", 2, "queue_size", 0},
+    {"reply_ttl_ms 0", "[worker]\nreply_ttl_ms = 0\n", 2, "reply_ttl_ms", 0},
+    {"max_deliveries 1001", "[worker]\nmax_deliveries = 1001\n", 2,
+     "max_deliveries", 0},
+    {"max_request_bytes 63", "[worker]\nmax_request_bytes = 63\n", 2,
+     "max_request_bytes", 0},
+    {"shutdown_timeout_ms negative", "[worker]\nshutdown_timeout_ms = -5\n", 2,
+     "shutdown_timeout_ms", 0},
+    {"processes 0", "[worker]\nprocesses = 0\n", 2, "processes", 0},
+    {"processes 257", "[worker]\nprocesses = 257\n", 2, "processes", 0},
+    {"stream_maxlen over 2^62",
+     "[worker]\nstream_maxlen = 4611686018427387905\n", 2, "stream_maxlen", 0},
+    {"bad transport", "[worker]\ntransport = kafka\n", 2, "transport", 0},
+    {"bad reply_store", "[worker]\nreply_store = set\n", 2, "reply_store", 0},
+    {"bad log level", "[log]\nlevel = loud\n", 2, "level", 0},
+    {"bad log format", "[log]\nformat = xml\n", 2, "format", 0},
+    {"bad bool", "[worker]\nclaim = maybe\n", 2, "claim", 0},
+    {"bool 2", "[worker]\n\n\nstrict_modes = 2\n", 4, "strict_modes", 0},
+    {"empty channels", "[worker]\nchannels =\n", 2, "channels", 0},
+    {"only commas", "[worker]\nchannels = , ,\n", 2, "channels", 0},
+    {"empty channel item", "[worker]\nchannels = a,,b\n", 2, "channels", 0},
+    {"empty handler name", "[worker]\n[handler.]\nword = x\n", 2, "handler.", 3},
+    {"upper-case handler name", "[handler.Greet]\nword = x\n", 1, "Greet", 2},
+    {"handler name with '!'", "[log]\n[handler.bad!]\nword = x\n", 2, "bad!", 3},
+    {"password_env unset",
+     "[redis]\nhost = h\npassword_env = REDWORK_TEST_SURELY_UNSET_VAR\n", 3,
+     "password_env", 0},
+};
+
+Test(config, bad_files_are_refused_with_file_line_key) {
+    unsetenv("REDWORK_TEST_SURELY_UNSET_VAR");
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+        const struct bad_case *c = &bad_cases[i];
+        const char *path = write_ini("bad.ini", c->text);
+        err[0] = '\0';
+        config *cfg = config_load(path, err, sizeof err);
+        cr_expect_null(cfg, "%s: accepted:\n%s", c->what, c->text);
+        config_free(cfg);
+        char where[32], alt[32];
+        snprintf(where, sizeof where, "bad.ini:%d:", c->line);
+        snprintf(alt, sizeof alt, "bad.ini:%d:", c->alt_line);
+        cr_expect(strstr(err, where) != NULL ||
+                      (c->alt_line && strstr(err, alt) != NULL),
+                  "%s: error '%s' lacks '%s'", c->what, err, where);
+        cr_expect_not_null(strstr(err, path), "%s: error '%s' lacks the path",
+                           c->what, err);
+        cr_expect_not_null(strstr(err, c->key), "%s: error '%s' lacks '%s'",
+                           c->what, err, c->key);
+    }
+}
+
+Test(config, error_format_names_section_and_key) {
+    const char *path = write_ini("bad.ini", "[worker]\nthreads = x\n");
+    cr_assert_null(config_load(path, err, sizeof err));
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof want, "%s:2: [worker] threads: ", path);
+    cr_assert_eq(strncmp(err, want, strlen(want)), 0,
+                 "error '%s' does not start with '%s'", err, want);
+}
+
+/* A section with no keys is still in the file: an unknown one is refused
+ * (DESIGN.md: unknown sections are errors). */
+Test(config, empty_unknown_section_is_refused) {
+    const char *path = write_ini("bad.ini", "[redis]\nhost = x\n[bogus]\n");
+    cr_assert_null(config_load(path, err, sizeof err));
+    cr_assert_not_null(strstr(err, "bad.ini:3:"), "%s", err);
+    cr_assert_not_null(strstr(err, "bogus"), "%s", err);
+}
+
+Test(config, key_outside_any_section_is_refused) {
+    const char *path = write_ini("bad.ini", "threads = 4\n");
+    cr_assert_null(config_load(path, err, sizeof err));
+    cr_assert_not_null(strstr(err, "bad.ini:1"), "%s", err);
+}
+
+Test(config, missing_file_names_path) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/does-not-exist.ini", tmpdir);
+    err[0] = '\0';
+    cr_assert_null(config_load(path, err, sizeof err));
+    cr_assert_not_null(strstr(err, path), "error '%s' lacks the path", err);
+}
+
+Test(config, small_error_buffer_is_terminated) {
+    const char *path = write_ini("bad.ini", "[worker]\nthreads = x\n");
+    char small[8];
+    memset(small, 'z', sizeof small);
+    cr_assert_null(config_load(path, small, sizeof small));
+    cr_assert_not_null(memchr(small, '\0', sizeof small));
+}
