@@ -46,7 +46,7 @@ HANDLER_SOS := $(HANDLERS:%=handlers/%.so)
 # real daemon against a real redis-server; fixture plugins feed the loader.
 UNIT_TESTS := queue config request reply plugin
 INTEGRATION_TESTS := daemon
-TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails
+TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails bad_name no_name
 HARNESS_OBJS := $(B)/tests/integration/harness.o
 
 UNIT_BINS := $(UNIT_TESTS:%=$(B)/tests/unit/test_%)

@@ -1,0 +1,523 @@
+/* dispatch.c -- the dispatcher: the thread that reads requests from Redis.
+ *
+ * DESIGN. One thread owns the subscriber connection and never blocks on
+ * anything but poll(2) over that socket and a stop pipe. Each round it takes
+ * every message hiredis has already parsed (up to BATCH), so one wake-up
+ * serves a burst:
+ *
+ *   1. drop the extra copies that overlapping subscriptions deliver: Redis
+ *      writes all deliveries of one PUBLISH to a subscriber back to back, so
+ *      a copy is a message equal to the previous one (channel and body)
+ *      arriving through a subscription that has not delivered it yet;
+ *   2. parse, validate and route it (request.c, [routes], default_handler);
+ *   3. with claim = on, claim every answerable message in one pipelined
+ *      round trip (SET <claim_prefix><req_id> <id> NX PX ttl) so that of
+ *      several daemons on a channel exactly one runs or answers it;
+ *   4. push what is runnable on the queue; answer at once what is not
+ *      (bad_request, unknown_handler, overloaded) on its own reply sink.
+ *
+ * Stopping: UNSUBSCRIBE and PUNSUBSCRIBE, then keep handling messages until
+ * Redis confirms there is no subscription left, so nothing Redis already
+ * delivered to this daemon is dropped. A lost connection is re-established
+ * with capped, jittered exponential backoff and the subscriptions renewed;
+ * it is logged once when lost and once when back. */
+#include "dispatch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "log.h"
+#include "reply.h"
+#include "request.h"
+
+#define BATCH 256
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define STOP_TIMEOUT_MS 2000
+
+/* One message that has a usable req_id, waiting for its claim. */
+typedef struct inbound {
+    request *req;                  /* runnable; or NULL: answer with code */
+    char id[REQUEST_ID_MAX + 1];
+    const char *code;
+    char message[256];
+} inbound;
+
+struct dispatcher {
+    const config *cfg;
+    const plugin_set *plugins;
+    queue *q;
+    stats *st;
+    redisContext *sub;   /* the subscriber connection */
+    redisContext *cmd;   /* claims; NULL until needed or after a failure */
+    reply_sink *sink;    /* immediate answers */
+    int stop_pipe[2];
+    pthread_t thread;
+    int started;
+    int has_patterns;
+    /* The last message, to recognise copies from overlapping subscriptions. */
+    char *last_channel;
+    char *last_body;
+    size_t last_len, last_cap;
+    unsigned char *delivered; /* per subscription: delivered the last one */
+    inbound batch[BATCH];
+    size_t batch_count;
+    log_limit reject_limit;
+    log_limit claim_limit;
+};
+
+static int is_pattern(const char *channel) {
+    return strpbrk(channel, "*?[") != NULL;
+}
+
+/* Sends SUBSCRIBE and PSUBSCRIBE for every channel. Returns 0, or -1 with
+ * ERR. The confirmations are read by wait_subscribed(). */
+static int send_subscribe(dispatcher *d, redisContext *c, char *err,
+                          size_t errlen) {
+    const config *cfg = d->cfg;
+    const char **argv = malloc((cfg->channel_count + 1) * sizeof *argv);
+    if (argv == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int patterns = 0; patterns <= 1; patterns++) {
+        int argc = 1;
+        argv[0] = patterns ? "PSUBSCRIBE" : "SUBSCRIBE";
+        for (size_t i = 0; i < cfg->channel_count; i++)
+            if (is_pattern(cfg->channel_list[i]) == patterns)
+                argv[argc++] = cfg->channel_list[i];
+        if (argc > 1)
+            redisAppendCommandArgv(c, argc, argv, NULL);
+    }
+    free(argv);
+    return 0;
+}
+
+static void handle_reply(dispatcher *d, redisReply *r, uint64_t now);
+
+/* Reads until every channel is confirmed, handling any message that slips
+ * in between. Returns 0, or -1 with ERR naming the channel refused. */
+static int wait_subscribed(dispatcher *d, redisContext *c, char *err,
+                           size_t errlen) {
+    size_t confirmed = 0;
+    while (confirmed < d->cfg->channel_count) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+            conn_error(c, NULL, err, errlen);
+            return -1;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "SUBSCRIBE refused: %s", r->str);
+            freeReplyObject(r);
+            return -1;
+        }
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+            r->element[0]->type == REDIS_REPLY_STRING &&
+            (strcmp(r->element[0]->str, "subscribe") == 0 ||
+             strcmp(r->element[0]->str, "psubscribe") == 0)) {
+            confirmed++;
+            log_debug("dispatch", "%s %s", r->element[0]->str,
+                      r->element[1]->str);
+        } else {
+            handle_reply(d, r, clock_now_us());
+        }
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+/* Opens a subscriber connection with every channel confirmed. */
+static redisContext *subscribe_all(dispatcher *d, char *err, size_t errlen) {
+    redisContext *c = conn_open(d->cfg, err, errlen);
+    if (c == NULL)
+        return NULL;
+    if (send_subscribe(d, c, err, errlen) == 0 &&
+        wait_subscribed(d, c, err, errlen) == 0)
+        return c;
+    redisFree(c);
+    return NULL;
+}
+
+/* The index of the subscription a delivery came through, or -1. */
+static int subscription_index(const dispatcher *d, const char *name) {
+    for (size_t i = 0; i < d->cfg->channel_count; i++)
+        if (strcmp(d->cfg->channel_list[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* 1 if this delivery is another copy of the previous message. */
+static int is_copy(dispatcher *d, int sub, const char *channel,
+                   const char *body, size_t len) {
+    if (!d->has_patterns || sub < 0)
+        return 0; /* plain channels never overlap */
+    if (d->last_channel != NULL && !d->delivered[sub] && len == d->last_len &&
+        strcmp(channel, d->last_channel) == 0 &&
+        memcmp(body, d->last_body, len) == 0) {
+        d->delivered[sub] = 1;
+        return 1;
+    }
+    /* A new message: remember it. Out of memory only weakens the check. */
+    memset(d->delivered, 0, d->cfg->channel_count);
+    d->delivered[sub] = 1;
+    free(d->last_channel);
+    d->last_channel = strdup(channel);
+    if (len > d->last_cap) {
+        char *grown = realloc(d->last_body, len);
+        if (grown == NULL) {
+            free(d->last_channel);
+            d->last_channel = NULL;
+            return 0;
+        }
+        d->last_body = grown;
+        d->last_cap = len;
+    }
+    memcpy(d->last_body, body, len);
+    d->last_len = len;
+    return 0;
+}
+
+/* Routes REQ: its handler field, else the first matching [routes] glob,
+ * else default_handler. Returns 0, or -1 with IN->code and message set. */
+static int route(dispatcher *d, request *req, inbound *in) {
+    const char *name = req->handler_field;
+    if (name == NULL)
+        name = config_route_for(d->cfg, req->channel);
+    if (name == NULL && *d->cfg->default_handler)
+        name = d->cfg->default_handler;
+    if (name == NULL) {
+        in->code = "unknown_handler";
+        snprintf(in->message, sizeof in->message,
+                 "no handler in the request, no [routes] entry for channel "
+                 "'%.64s' and no default_handler", req->channel);
+        return -1;
+    }
+    req->handler = plugin_find(d->plugins, name);
+    if (req->handler == NULL) {
+        in->code = "unknown_handler";
+        snprintf(in->message, sizeof in->message, "no handler named '%.64s'",
+                 name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Takes one message: drops copies, logs what cannot be answered, and adds
+ * the rest to the batch. */
+static void take_message(dispatcher *d, int sub, const char *channel,
+                         const char *body, size_t len, uint64_t now) {
+    stats_add(d->st->received);
+    if (is_copy(d, sub, channel, body, len)) {
+        stats_add(d->st->duplicates);
+        return;
+    }
+    inbound *in = &d->batch[d->batch_count];
+    request *req = NULL;
+    int status = request_parse(body, len, channel,
+                               (size_t)d->cfg->max_request_bytes, now, &req,
+                               in->id, in->message, sizeof in->message);
+    if (status == REQUEST_UNANSWERABLE) {
+        stats_add(d->st->rejected);
+        log_limited(&d->reject_limit, LOG_LEVEL_WARN, "dispatch",
+                    "rejected a %zu-byte message on channel '%s': %s", len,
+                    channel, in->message);
+        return;
+    }
+    in->req = NULL;
+    in->code = "bad_request";
+    if (status == REQUEST_OK) {
+        if (route(d, req, in) == 0)
+            in->req = req;
+        else
+            request_free(req);
+    }
+    d->batch_count++;
+}
+
+/* Claims every message of the batch in one pipelined round trip and marks
+ * those another daemon won (id emptied). If claiming fails, the messages
+ * are served anyway: better twice than never. */
+static void claim_batch(dispatcher *d) {
+    char err[256];
+    if (d->cmd == NULL && (d->cmd = conn_open(d->cfg, err, sizeof err)) == NULL) {
+        log_limited(&d->claim_limit, LOG_LEVEL_WARN, "dispatch",
+                    "cannot claim requests: %s", err);
+        return;
+    }
+    const config *cfg = d->cfg;
+    for (size_t i = 0; i < d->batch_count; i++)
+        redisAppendCommand(d->cmd, "SET %s%s %s NX PX %lld", cfg->claim_prefix,
+                           d->batch[i].id, cfg->id, cfg->claim_ttl_ms);
+    for (size_t i = 0; i < d->batch_count; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(d->cmd, (void **)&r) != REDIS_OK) {
+            log_limited(&d->claim_limit, LOG_LEVEL_WARN, "dispatch",
+                        "cannot claim requests: %s",
+                        conn_error(d->cmd, NULL, err, sizeof err));
+            redisFree(d->cmd);
+            d->cmd = NULL;
+            return;
+        }
+        if (r->type == REDIS_REPLY_NIL) {
+            request_free(d->batch[i].req);
+            d->batch[i].req = NULL;
+            d->batch[i].id[0] = '\0'; /* another daemon has it */
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            log_limited(&d->claim_limit, LOG_LEVEL_WARN, "dispatch",
+                        "claim of req_id %s refused: %s", d->batch[i].id, r->str);
+        }
+        freeReplyObject(r);
+    }
+}
+
+/* Claims, then queues or answers every message of the batch. */
+static void flush_batch(dispatcher *d) {
+    if (d->batch_count == 0)
+        return;
+    if (d->cfg->claim)
+        claim_batch(d);
+    for (size_t i = 0; i < d->batch_count; i++) {
+        inbound *in = &d->batch[i];
+        if (in->id[0] == '\0')
+            continue;
+        if (in->req == NULL) {
+            reply_send_error(d->sink, in->id, NULL, in->code, "%s", in->message);
+            continue;
+        }
+        int status = queue_push(d->q, in->req);
+        if (status != QUEUE_OK) {
+            const char *handler = plugin_name(in->req->handler);
+            if (status == QUEUE_FULL)
+                reply_send_error(d->sink, in->id, handler, "overloaded",
+                                 "the work queue is full (queue_size %lld)",
+                                 d->cfg->queue_size);
+            else
+                reply_send_error(d->sink, in->id, handler, "shutting_down",
+                                 "the daemon is shutting down");
+            request_free(in->req);
+        }
+    }
+    d->batch_count = 0;
+}
+
+/* Handles one reply from the subscriber connection: a message, or a
+ * subscription change. */
+static void handle_reply(dispatcher *d, redisReply *r, uint64_t now) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const char *kind = r->element[0]->str;
+    if (strcmp(kind, "message") == 0) {
+        redisReply *body = r->element[2];
+        take_message(d, subscription_index(d, r->element[1]->str),
+                     r->element[1]->str, body->str, body->len, now);
+    } else if (strcmp(kind, "pmessage") == 0 && r->elements == 4) {
+        redisReply *body = r->element[3];
+        take_message(d, subscription_index(d, r->element[1]->str),
+                     r->element[2]->str, body->str, body->len, now);
+    }
+    if (d->batch_count == BATCH)
+        flush_batch(d);
+}
+
+/* 1 if R confirms that no subscription is left. */
+static int is_last_unsubscribe(const redisReply *r) {
+    return r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+           r->element[0]->type == REDIS_REPLY_STRING &&
+           (strcmp(r->element[0]->str, "unsubscribe") == 0 ||
+            strcmp(r->element[0]->str, "punsubscribe") == 0) &&
+           r->element[2]->type == REDIS_REPLY_INTEGER &&
+           r->element[2]->integer == 0;
+}
+
+/* Handles every reply hiredis has already parsed. Returns 1 if the last
+ * unsubscribe confirmation was among them, 0 if not, -1 on a protocol
+ * error. */
+static int drain_parsed(dispatcher *d) {
+    int done = 0;
+    uint64_t now = clock_now_us();
+    for (;;) {
+        redisReply *r = NULL;
+        if (redisGetReplyFromReader(d->sub, (void **)&r) != REDIS_OK)
+            return -1;
+        if (r == NULL)
+            break;
+        if (is_last_unsubscribe(r))
+            done = 1;
+        else
+            handle_reply(d, r, now);
+        freeReplyObject(r);
+    }
+    flush_batch(d);
+    return done;
+}
+
+/* Waits for the socket or the stop pipe. Returns poll's revents of the
+ * socket (0 on timeout), or -1 if the stop pipe is readable. */
+static int wait_readable(dispatcher *d, int timeout_ms) {
+    struct pollfd fds[2] = {
+        {.fd = d->stop_pipe[0], .events = POLLIN},
+        {.fd = d->sub != NULL ? d->sub->fd : -1, .events = POLLIN},
+    };
+    int n = poll(fds, 2, timeout_ms);
+    if (n > 0 && (fds[0].revents & POLLIN))
+        return -1;
+    return n > 0 ? fds[1].revents : 0;
+}
+
+/* Sleeps with jitter, then reconnects and resubscribes, until that works
+ * or stop is asked. Returns 0 when subscribed again, -1 on stop. */
+static int reconnect(dispatcher *d, const char *why) {
+    log_warn("dispatch", "lost the subscriber connection to redis %s:%lld: %s; "
+             "reconnecting", d->cfg->redis_host, d->cfg->redis_port, why);
+    redisFree(d->sub);
+    d->sub = NULL;
+    int delay = BACKOFF_MIN_MS;
+    unsigned seed = (unsigned)clock_now_us();
+    for (;;) {
+        int jittered = delay / 2 + (int)(rand_r(&seed) % (unsigned)(delay / 2 + 1));
+        if (wait_readable(d, jittered) < 0)
+            return -1;
+        char err[256];
+        d->sub = subscribe_all(d, err, sizeof err);
+        if (d->sub != NULL) {
+            log_info("dispatch", "reconnected to redis %s:%lld and resubscribed",
+                     d->cfg->redis_host, d->cfg->redis_port);
+            return 0;
+        }
+        log_debug("dispatch", "reconnect failed: %s", err);
+        delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
+    }
+}
+
+/* Unsubscribes and handles what arrives until Redis confirms none is left
+ * (bounded by STOP_TIMEOUT_MS). */
+static void unsubscribe_all(dispatcher *d) {
+    if (d->sub == NULL)
+        return;
+    redisAppendCommand(d->sub, "UNSUBSCRIBE");
+    redisAppendCommand(d->sub, "PUNSUBSCRIBE");
+    int done = 0;
+    while (redisBufferWrite(d->sub, &done) == REDIS_OK && !done)
+        ;
+    uint64_t deadline = clock_now_us() + STOP_TIMEOUT_MS * 1000u;
+    for (;;) {
+        int status = drain_parsed(d);
+        if (status != 0)
+            break;
+        uint64_t now = clock_now_us();
+        if (now >= deadline) {
+            log_warn("dispatch", "no unsubscribe confirmation from redis "
+                     "within %d ms", STOP_TIMEOUT_MS);
+            break;
+        }
+        struct pollfd fd = {.fd = d->sub->fd, .events = POLLIN};
+        if (poll(&fd, 1, (int)((deadline - now) / 1000u) + 1) > 0 &&
+            redisBufferRead(d->sub) != REDIS_OK)
+            break;
+    }
+}
+
+static void *dispatch_main(void *arg) {
+    dispatcher *d = arg;
+    for (;;) {
+        int status = drain_parsed(d);
+        if (status < 0 && reconnect(d, d->sub->errstr) != 0)
+            break;
+        int ready = wait_readable(d, -1);
+        if (ready < 0) {
+            unsubscribe_all(d);
+            break;
+        }
+        if (ready != 0 && redisBufferRead(d->sub) != REDIS_OK &&
+            reconnect(d, d->sub->errstr) != 0)
+            break;
+    }
+    log_info("dispatch", "stopped taking requests");
+    return NULL;
+}
+
+dispatcher *dispatch_create(const config *cfg, const plugin_set *plugins,
+                            queue *q, stats *st, char *err, size_t errlen) {
+    dispatcher *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    d->cfg = cfg;
+    d->plugins = plugins;
+    d->q = q;
+    d->st = st;
+    d->stop_pipe[0] = d->stop_pipe[1] = -1;
+    d->reject_limit = (log_limit)LOG_LIMIT_INIT;
+    d->claim_limit = (log_limit)LOG_LIMIT_INIT;
+    for (size_t i = 0; i < cfg->channel_count; i++)
+        d->has_patterns |= is_pattern(cfg->channel_list[i]);
+    d->delivered = calloc(cfg->channel_count, 1);
+    d->sink = reply_sink_create(cfg, st);
+    if (d->delivered == NULL || d->sink == NULL ||
+        pipe2(d->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        snprintf(err, errlen, "out of memory or file descriptors");
+        goto err;
+    }
+    d->sub = subscribe_all(d, err, errlen);
+    if (d->sub == NULL)
+        goto err;
+    flush_batch(d); /* anything that arrived between the subscriptions */
+    return d;
+err:
+    dispatch_free(d);
+    return NULL;
+}
+
+int dispatch_start(dispatcher *d) {
+    if (pthread_create(&d->thread, NULL, dispatch_main, d) != 0)
+        return -1;
+    d->started = 1;
+    return 0;
+}
+
+void dispatch_stop(dispatcher *d) {
+    char byte = 1;
+    ssize_t ignored = write(d->stop_pipe[1], &byte, 1);
+    (void)ignored; /* a full pipe already says stop */
+}
+
+int dispatch_join(dispatcher *d) {
+    if (!d->started)
+        return -1;
+    pthread_join(d->thread, NULL);
+    d->started = 0;
+    return 0;
+}
+
+void dispatch_free(dispatcher *d) {
+    if (d == NULL)
+        return;
+    for (size_t i = 0; i < d->batch_count; i++)
+        request_free(d->batch[i].req);
+    if (d->sub != NULL)
+        redisFree(d->sub);
+    if (d->cmd != NULL)
+        redisFree(d->cmd);
+    reply_sink_free(d->sink);
+    if (d->stop_pipe[0] >= 0)
+        close(d->stop_pipe[0]);
+    if (d->stop_pipe[1] >= 0)
+        close(d->stop_pipe[1]);
+    free(d->last_channel);
+    free(d->last_body);
+    free(d->delivered);
+    free(d);
+}

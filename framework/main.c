@@ -1,0 +1,225 @@
+/* main.c -- redworkd: the command line, the start-up order, signals and
+ * the drain at shutdown.
+ *
+ * Start-up goes from what can be checked alone to what needs others:
+ * config (exit 78), handlers (exit 78 if none loads), Redis (exit 69), then
+ * the pool, the dispatcher and the first heartbeat. Every signal is blocked
+ * before any thread exists, so threads inherit the mask and only this
+ * thread takes signals, synchronously, with sigtimedwait(): no handler
+ * runs in signal context. Its one-second timeout paces the heartbeat. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "config.h"
+#include "dispatch.h"
+#include "heartbeat.h"
+#include "log.h"
+#include "plugin.h"
+#include "pool.h"
+#include "queue.h"
+#include "reply.h"
+#include "request.h"
+#include "stats.h"
+
+#define EXIT_SHUTDOWN_TIMEOUT 1
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: redworkd -c FILE [-t]\n"
+            "\n"
+            "Runs handler plugins for JSON requests published on Redis.\n"
+            "\n"
+            "  -c, --config FILE  the ini file to run with\n"
+            "  -t, --test         check the config file and exit\n"
+            "  -h, --help         show this help\n"
+            "  -V, --version      show the version\n"
+            "\n"
+            "Signals: SIGTERM/SIGINT drain and exit.\n"
+            "Exit codes: 0 clean, 1 shutdown timed out, 64 usage,\n"
+            "69 redis unreachable at start, 78 config error.\n");
+}
+
+/* Warns about config that names handlers nobody loaded: likely typos. */
+static void check_handler_names(const config *cfg, const plugin_set *plugins) {
+    for (size_t i = 0; i < cfg->section_count; i++)
+        if (plugin_find(plugins, cfg->sections[i].name) == NULL)
+            log_warn("main", "%s:%d: [handler.%s]: no such handler is loaded",
+                     cfg->path, cfg->sections[i].line, cfg->sections[i].name);
+    for (size_t i = 0; i < cfg->route_count; i++)
+        if (plugin_find(plugins, cfg->routes[i].handler) == NULL)
+            log_warn("main", "%s: [routes] %s: no handler '%s' is loaded",
+                     cfg->path, cfg->routes[i].glob, cfg->routes[i].handler);
+    if (*cfg->default_handler && plugin_find(plugins, cfg->default_handler) == NULL)
+        log_warn("main", "%s: [worker] default_handler: no handler '%s' is loaded",
+                 cfg->path, cfg->default_handler);
+}
+
+/* Waits for SIGTERM or SIGINT, beating the heartbeat every second. */
+static int wait_for_stop(const sigset_t *signals, heartbeat *hb, queue *q) {
+    const struct timespec second = {.tv_sec = 1};
+    for (;;) {
+        int sig = sigtimedwait(signals, NULL, &second);
+        if (sig == SIGTERM || sig == SIGINT)
+            return sig;
+        if (sig == SIGHUP)
+            log_warn("main", "SIGHUP: reloading handlers is not supported by "
+                     "this release; ignored");
+        heartbeat_beat(hb, queue_depth(q));
+    }
+}
+
+/* Answers 'shutting_down' to every request still queued after the drain
+ * timed out. Returns how many. */
+static size_t refuse_queued(const config *cfg, queue *q, stats *st) {
+    reply_sink *sink = reply_sink_create(cfg, st);
+    size_t count = 0;
+    request *req;
+    while ((req = queue_trypop(q)) != NULL) {
+        if (sink != NULL)
+            reply_send_error(sink, req->id, plugin_name(req->handler),
+                             "shutting_down", "the daemon stopped before "
+                             "running it (shutdown_timeout_ms %lld)",
+                             cfg->shutdown_timeout_ms);
+        request_free(req);
+        count++;
+    }
+    reply_sink_free(sink);
+    return count;
+}
+
+int main(int argc, char **argv) {
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    int test_only = 0, opt;
+    while ((opt = getopt_long(argc, argv, "c:thV", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 't': test_only = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("redworkd %s\n", REDWORK_VERSION); return 0;
+        default: usage(stderr); return EX_USAGE;
+        }
+    }
+    if (path == NULL || optind != argc) {
+        usage(stderr);
+        return EX_USAGE;
+    }
+
+    char err[1024];
+    config *cfg = config_load(path, err, sizeof err);
+    if (cfg == NULL) {
+        log_error("config", "%s", err);
+        return EX_CONFIG;
+    }
+    if (test_only) {
+        printf("redworkd: %s: configuration OK\n", path);
+        config_free(cfg);
+        return 0;
+    }
+    log_setup((int)cfg->log_level, (int)cfg->log_format);
+    if (cfg->threads == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->threads = cpus > 0 ? cpus : 1;
+    }
+
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a dead Redis socket is an error, not death */
+
+    int status = EX_CONFIG;
+    stats st = {0};
+    queue *q = NULL;
+    dispatcher *d = NULL;
+    pool *p = NULL;
+    heartbeat *hb = NULL;
+    char *names = NULL;
+    plugin_set *plugins = plugin_set_create(cfg);
+    int loaded = plugins != NULL
+                     ? plugin_load_dir(plugins, cfg->handlers_dir, err, sizeof err)
+                     : (snprintf(err, sizeof err, "out of memory"), -1);
+    if (loaded <= 0) {
+        if (loaded == 0)
+            snprintf(err, sizeof err, "%s: no handler could be loaded",
+                     cfg->handlers_dir);
+        log_error("main", "%s", err);
+        goto out;
+    }
+    check_handler_names(cfg, plugins);
+
+    status = EX_UNAVAILABLE;
+    q = queue_create((size_t)cfg->queue_size);
+    names = plugin_names(plugins);
+    if (q == NULL || names == NULL) {
+        log_error("main", "out of memory");
+        goto out;
+    }
+    d = dispatch_create(cfg, plugins, q, &st, err, sizeof err);
+    if (d == NULL) {
+        log_error("main", "cannot subscribe: %s", err);
+        goto out;
+    }
+    p = pool_start(cfg, (size_t)cfg->threads, q, &st, err, sizeof err);
+    hb = heartbeat_create(cfg, names, &st);
+    if (p == NULL || hb == NULL || dispatch_start(d) != 0) {
+        log_error("main", "cannot start: %s", p == NULL ? err : "out of memory");
+        status = EXIT_FAILURE;
+        goto out;
+    }
+    heartbeat_beat(hb, 0);
+    log_info("main", "redworkd %s ready: worker %s, %lld threads, channels %s, "
+             "handlers %s", REDWORK_VERSION, cfg->id, cfg->threads,
+             cfg->channels, names);
+
+    int sig = wait_for_stop(&signals, hb, q);
+    uint64_t deadline = clock_now_us() + (uint64_t)cfg->shutdown_timeout_ms * 1000u;
+    log_info("main", "%s: draining %zu queued requests", strsignal(sig),
+             queue_depth(q));
+    dispatch_stop(d);
+    dispatch_join(d);
+    queue_close(q);
+    uint64_t now = clock_now_us();
+    long long left_ms = now < deadline ? (long long)((deadline - now) / 1000u) : 0;
+    if (pool_wait(p, left_ms) != 0) {
+        size_t refused = refuse_queued(cfg, q, &st);
+        log_error("main", "shutdown timed out after %lld ms: %zu queued "
+                  "requests answered shutting_down; handlers still running "
+                  "are abandoned", cfg->shutdown_timeout_ms, refused);
+        heartbeat_free(hb);
+        _exit(EXIT_SHUTDOWN_TIMEOUT); /* threads still run: no teardown */
+    }
+    log_info("main", "stopped: %llu replies, %llu errors, %llu lost, %llu rejected",
+             stats_get(st.requests), stats_get(st.errors), stats_get(st.lost),
+             stats_get(st.rejected));
+    status = 0;
+out:
+    heartbeat_free(hb);
+    dispatch_free(d);
+    if (p != NULL) { /* on a failed start the workers are still waiting */
+        queue_close(q);
+        pool_wait(p, -1);
+    }
+    pool_free(p);
+    queue_free(q);
+    free(names);
+    plugin_set_free(plugins);
+    config_free(cfg);
+    return status;
+}

@@ -1,0 +1,161 @@
+/* pool.c -- the thread pool that runs handlers.
+ *
+ * DESIGN. THREADS identical workers, each with its own reply sink (its own
+ * Redis connection: a redisContext is never shared). A worker loops: pop
+ * (blocking), answer 'timeout' if the request waited past its timeout_ms,
+ * else run the handler, publish, free. queue_pop() returning NULL -- the
+ * queue closed and drained -- is the only way a worker ends, so a stop
+ * never abandons a queued request. pool_wait() bounds the wait for the
+ * drain: each worker counts itself out under a mutex and signals a
+ * condition on a monotonic clock, so the caller can give up on a stuck
+ * handler without cancelling threads. */
+#include "pool.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "clock.h"
+#include "plugin.h"
+#include "reply.h"
+#include "request.h"
+
+struct pool {
+    const config *cfg;
+    queue *q;
+    stats *st;
+    pthread_t *threads;
+    size_t count;
+    pthread_mutex_t lock;
+    pthread_cond_t exited;
+    size_t running; /* threads that have not finished yet */
+};
+
+/* Runs one request and publishes its reply. Frees REQ. */
+static void run_request(reply_sink *sink, request *req) {
+    const char *handler = plugin_name(req->handler);
+    uint64_t start = clock_now_us();
+    if (request_expired(req, start)) {
+        reply_send_error(sink, req->id, handler, "timeout",
+                         "waited %llu ms in the queue, over its timeout_ms %lld",
+                         (unsigned long long)((start - req->received_us) / 1000u),
+                         req->timeout_ms);
+        request_free(req);
+        return;
+    }
+    reply r;
+    reply_init(&r);
+    int rc = plugin_handle(req->handler, req, &r);
+    long long duration = (long long)(clock_now_us() - start);
+    if (rc != 0 && !reply_is_error(&r))
+        redwork_reply_error(&r, "handler_failed",
+                            "handler '%s' failed (returned %d)", handler, rc);
+    reply_send(sink, &r, req->id, handler, duration);
+    reply_clear(&r);
+    request_free(req);
+}
+
+static void *worker_main(void *arg) {
+    pool *p = arg;
+    reply_sink *sink = reply_sink_create(p->cfg, p->st);
+    request *req;
+    while ((req = queue_pop(p->q)) != NULL) {
+        if (sink != NULL) {
+            run_request(sink, req);
+        } else { /* out of memory at start: lose loudly, never hang */
+            stats_add(p->st->lost);
+            request_free(req);
+        }
+    }
+    reply_sink_free(sink);
+    pthread_mutex_lock(&p->lock);
+    p->running--;
+    pthread_cond_signal(&p->exited);
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+pool *pool_start(const config *cfg, size_t threads, queue *q, stats *st,
+                 char *err, size_t errlen) {
+    pool *p = calloc(1, sizeof *p);
+    if (p == NULL || (p->threads = calloc(threads, sizeof *p->threads)) == NULL) {
+        free(p);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    p->cfg = cfg;
+    p->q = q;
+    p->st = st;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->exited, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&p->lock, NULL);
+
+    /* Workers inherit this mask: signals go to the main thread only. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (; p->count < threads; p->count++) {
+        pthread_mutex_lock(&p->lock);
+        p->running++;
+        pthread_mutex_unlock(&p->lock);
+        int rc = pthread_create(&p->threads[p->count], NULL, worker_main, p);
+        if (rc != 0) {
+            p->running--;
+            snprintf(err, errlen, "cannot start pool thread %zu of %zu: %s",
+                     p->count + 1, threads, strerror(rc));
+            break;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (p->count < threads) {
+        queue_close(q);
+        pool_wait(p, -1);
+        pool_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+int pool_wait(pool *p, long long timeout_ms) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    if (timeout_ms > 0) {
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    int timed_out = 0;
+    pthread_mutex_lock(&p->lock);
+    while (p->running > 0 && !timed_out) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&p->exited, &p->lock);
+        else
+            timed_out = pthread_cond_timedwait(&p->exited, &p->lock, &deadline) != 0;
+    }
+    int done = p->running == 0;
+    pthread_mutex_unlock(&p->lock);
+    if (!done)
+        return -1;
+    for (size_t i = 0; i < p->count; i++)
+        pthread_join(p->threads[i], NULL);
+    p->count = 0;
+    return 0;
+}
+
+void pool_free(pool *p) {
+    if (p == NULL)
+        return;
+    pthread_cond_destroy(&p->exited);
+    pthread_mutex_destroy(&p->lock);
+    free(p->threads);
+    free(p);
+}

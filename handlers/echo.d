@@ -1,0 +1,2 @@
+handlers/echo.so: handlers/echo.c include/redwork/handler.h
+include/redwork/handler.h:

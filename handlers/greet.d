@@ -1,0 +1,2 @@
+handlers/greet.so: handlers/greet.c include/redwork/handler.h
+include/redwork/handler.h:

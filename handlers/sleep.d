@@ -1,0 +1,2 @@
+handlers/sleep.so: handlers/sleep.c include/redwork/handler.h
+include/redwork/handler.h:
