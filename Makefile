@@ -53,6 +53,11 @@ UNIT_BINS := $(UNIT_TESTS:%=$(B)/tests/unit/test_%)
 INTEGRATION_BINS := $(INTEGRATION_TESTS:%=$(B)/tests/integration/test_%)
 TEST_PLUGIN_SOS := $(TEST_PLUGINS:%=$(B)/tests/plugins/%.so)
 
+# A quick load generator (echo, N in flight), until `redwork bench` lands.
+$(B)/bench/load: $(B)/bench/load.o
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
 .PHONY: all deps test test-unit test-integration test-python demo install uninstall clean
 .DEFAULT_GOAL := all
 
@@ -71,6 +76,7 @@ $(B)/%.o: %.c
 handlers/%.so: handlers/%.c include/redwork/handler.h
 	@$(if $(Q),echo "  SO      $@")
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $< -lcjson
+	$(Q)chmod go-w $@ $(@D) # strict_modes refuses group/other-writable code
 
 $(B)/tests/plugins/%.so: tests/plugins/%.c include/redwork/handler.h
 	@mkdir -p $(@D)
