@@ -20,7 +20,7 @@ WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
         -Wmissing-prototypes -Wno-format-nonliteral
 SAN := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all)
 ALL_CPPFLAGS := -Iinclude -Iframework -D_GNU_SOURCE -DREDWORK_VERSION='"$(VERSION)"' $(CPPFLAGS)
-ALL_CFLAGS := -std=c11 $(WARN) -pthread -MMD -MP $(SAN) $(CFLAGS)
+ALL_CFLAGS := -std=c11 $(WARN) -pthread $(SAN) $(CFLAGS)
 LIBS := $(shell pkg-config --libs hiredis libcjson inih 2>/dev/null || echo -lhiredis -lcjson -linih) -ldl -lm -pthread
 # The SDK functions live in the daemon; plugins resolve them at dlopen time.
 EXPORT_SDK := -Wl,--export-dynamic-symbol=redwork_*
@@ -71,7 +71,7 @@ bin/redworkd: $(DAEMON_OBJS)
 $(B)/%.o: %.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 handlers/%.so: handlers/%.c include/redwork/handler.h
 	@$(if $(Q),echo "  SO      $@")

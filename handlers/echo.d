@@ -1,2 +1,0 @@
-handlers/echo.so: handlers/echo.c include/redwork/handler.h
-include/redwork/handler.h:

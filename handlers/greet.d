@@ -1,2 +1,0 @@
-handlers/greet.so: handlers/greet.c include/redwork/handler.h
-include/redwork/handler.h:

@@ -1,2 +1,0 @@
-handlers/sleep.so: handlers/sleep.c include/redwork/handler.h
-include/redwork/handler.h:
