@@ -42,7 +42,7 @@ ini_get() {
 
 # alive PID: true while PID runs (a zombie counts as gone).
 alive() {
-    [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"
+    [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
 }
 
 # stop PID NAME SECONDS: SIGTERM, wait up to SECONDS, then SIGKILL.
