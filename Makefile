@@ -58,6 +58,8 @@ $(B)/bench/load: $(B)/bench/load.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+.SECONDARY: # keep intermediate objects: no rebuild on every make
+
 .PHONY: all deps test test-unit test-integration test-python demo install uninstall clean
 .DEFAULT_GOAL := all
 

@@ -87,6 +87,7 @@ typedef struct parse_state {
     config *cfg;
     FILE *file;
     int line;             /* the line inih is handling now */
+    char section[256];    /* the section of that line, whole (inih cuts long names) */
     int key_line[KEY_COUNT]; /* where each fixed key was set; 0: default */
     char *err;
     size_t errlen;
@@ -220,28 +221,32 @@ oom:
     return -1;
 }
 
-static int add_section_entry(parse_state *ps, const char *section,
-                             const char *key, const char *value) {
+/* The [handler.NAME] section, created (empty) if new. NULL when out of
+ * memory. */
+static config_section *handler_section(parse_state *ps, const char *name) {
     config *cfg = ps->cfg;
-    const char *name = section + strlen(SECTION_PREFIX);
-    if (!valid_handler_name(name)) {
-        fail(ps, ps->line, section, key,
-             "'%s' is not a handler name ([a-z0-9_-]{1,64})", name);
-        return -1;
-    }
     config_section *sec = (config_section *)config_section_for(cfg, name);
-    if (sec == NULL) {
-        sec = realloc(cfg->sections, (cfg->section_count + 1) * sizeof *sec);
-        if (sec == NULL)
-            goto oom;
-        cfg->sections = sec;
-        sec += cfg->section_count;
-        memset(sec, 0, sizeof *sec);
-        sec->line = ps->line;
-        cfg->section_count++;
-        if ((sec->name = strdup(name)) == NULL)
-            goto oom;
-    }
+    if (sec != NULL)
+        return sec;
+    sec = realloc(cfg->sections, (cfg->section_count + 1) * sizeof *sec);
+    if (sec == NULL)
+        return NULL;
+    cfg->sections = sec;
+    sec += cfg->section_count;
+    memset(sec, 0, sizeof *sec);
+    sec->line = ps->line;
+    if ((sec->name = strdup(name)) == NULL)
+        return NULL;
+    cfg->section_count++;
+    return sec;
+}
+
+static int add_section_entry(parse_state *ps, const char *key,
+                             const char *value) {
+    const char *section = ps->section;
+    config_section *sec = handler_section(ps, section + strlen(SECTION_PREFIX));
+    if (sec == NULL)
+        goto oom;
     const config_entry *prev = config_section_get(sec, key);
     if (prev != NULL) {
         fail(ps, ps->line, section, key, "set twice (first on line %d)",
@@ -265,24 +270,59 @@ oom:
     return -1;
 }
 
+/* 1 if SECTION is one of the fixed sections of config_keys[]. */
+static int is_fixed_section(const char *section) {
+    for (size_t i = 0; i < KEY_COUNT; i++)
+        if (strcmp(config_keys[i].section, section) == 0)
+            return 1;
+    return 0;
+}
+
+/* Called for each raw line before inih parses it: keeps the whole name of
+ * a [section] header and checks it, so that an unknown or empty section is
+ * an error at its own line. */
+static void track_section(parse_state *ps, const char *line) {
+    if (ps->line == 1 && strncmp(line, "\xEF\xBB\xBF", 3) == 0)
+        line += 3; /* a UTF-8 BOM, which inih skips too */
+    line += strspn(line, " \t");
+    const char *end = line[0] == '[' ? strchr(line, ']') : NULL;
+    if (end == NULL)
+        return; /* not a header; or a broken one, which inih reports */
+    snprintf(ps->section, sizeof ps->section, "%.*s", (int)(end - line - 1),
+             line + 1);
+    const char *name = ps->section + strlen(SECTION_PREFIX);
+    if (strncmp(ps->section, SECTION_PREFIX, strlen(SECTION_PREFIX)) == 0) {
+        if (!valid_handler_name(name))
+            fail(ps, ps->line, NULL, NULL, "[%s]: '%s' is not a handler name "
+                 "([a-z0-9_-]{1,64})", ps->section, name);
+        else if (handler_section(ps, name) == NULL)
+            fail(ps, ps->line, NULL, NULL, "out of memory");
+    } else if (strcmp(ps->section, "routes") != 0 &&
+               !is_fixed_section(ps->section)) {
+        fail(ps, ps->line, NULL, NULL, "[%s]: unknown section (known: redis, "
+             "worker, log, routes, handler.NAME)", ps->section);
+    }
+}
+
 /* inih's callback for each key = value. Returns 1 to go on, 0 on error. */
-static int on_entry(void *user, const char *section, const char *key,
+static int on_entry(void *user, const char *inih_section, const char *key,
                     const char *value) {
     parse_state *ps = user;
+    const char *section = ps->section; /* inih's copy may be cut short */
+    (void)inih_section;
     if (ps->failed) /* the first error is the one reported */
         return 0;
     if (strcmp(section, "routes") == 0)
         return add_route(ps, key, value) == 0;
     if (strncmp(section, SECTION_PREFIX, strlen(SECTION_PREFIX)) == 0)
-        return add_section_entry(ps, section, key, value) == 0;
-
-    int known_section = 0;
+        return add_section_entry(ps, key, value) == 0;
+    if (*section == '\0') {
+        fail(ps, ps->line, "", key, "key outside any section");
+        return 0;
+    }
     for (size_t i = 0; i < KEY_COUNT; i++) {
         const key_spec *spec = &config_keys[i];
-        if (strcmp(spec->section, section) != 0)
-            continue;
-        known_section = 1;
-        if (strcmp(spec->name, key) != 0)
+        if (strcmp(spec->section, section) != 0 || strcmp(spec->name, key) != 0)
             continue;
         if (ps->key_line[i] != 0) {
             fail(ps, ps->line, section, key, "set twice (first on line %d)",
@@ -292,13 +332,7 @@ static int on_entry(void *user, const char *section, const char *key,
         ps->key_line[i] = ps->line;
         return set_value(ps, spec, value, ps->line) == 0;
     }
-    if (known_section)
-        fail(ps, ps->line, section, key, "unknown key");
-    else if (*section == '\0')
-        fail(ps, ps->line, "", key, "key outside any section");
-    else
-        fail(ps, ps->line, section, key,
-             "unknown section (known: redis, worker, log, routes, handler.NAME)");
+    fail(ps, ps->line, section, key, "unknown key");
     return 0;
 }
 
@@ -310,6 +344,7 @@ static char *read_line(char *str, int num, void *stream) {
     if (line == NULL)
         return NULL;
     ps->line++;
+    track_section(ps, line);
     if (strchr(line, '\n') == NULL && !feof(ps->file)) {
         fail(ps, ps->line, NULL, NULL, "line longer than %d characters",
              num - 3);
@@ -346,9 +381,12 @@ static int split_channels(parse_state *ps) {
         fail(ps, line, "worker", "channels", "out of memory");
         return -1;
     }
-    char *save = NULL;
-    for (char *item = strtok_r(copy, ",", &save); item != NULL;
-         item = strtok_r(NULL, ",", &save)) {
+    char *next = copy;
+    while (next != NULL && !ps->failed) {
+        char *item = next;
+        next = strchr(item, ',');
+        if (next != NULL)
+            *next++ = '\0';
         item += strspn(item, " \t");
         size_t n = strlen(item);
         while (n > 0 && (item[n - 1] == ' ' || item[n - 1] == '\t'))
@@ -361,18 +399,15 @@ static int split_channels(parse_state *ps) {
         }
         char **list = realloc(cfg->channel_list,
                               (cfg->channel_count + 1) * sizeof *list);
+        if (list != NULL)
+            cfg->channel_list = list;
         if (list == NULL || (list[cfg->channel_count] = strdup(item)) == NULL) {
-            if (list != NULL)
-                cfg->channel_list = list;
             fail(ps, line, "worker", "channels", "out of memory");
             break;
         }
-        cfg->channel_list = list;
         cfg->channel_count++;
     }
     free(copy);
-    if (!ps->failed && cfg->channel_count == 0)
-        fail(ps, line, "worker", "channels", "no channel given");
     return ps->failed ? -1 : 0;
 }
 
@@ -417,17 +452,28 @@ static int finish(parse_state *ps) {
     }
 
     if (cfg->handlers_dir[0] != '/') {
-        const char *slash = strrchr(cfg->path, '/');
-        if (slash != NULL) {
-            int dirlen = (int)(slash - cfg->path);
-            size_t n = (size_t)dirlen + strlen(cfg->handlers_dir) + 2;
-            char *dir = malloc(n);
-            if (dir == NULL)
-                goto oom;
-            snprintf(dir, n, "%.*s/%s", dirlen, cfg->path, cfg->handlers_dir);
-            free(cfg->handlers_dir);
-            cfg->handlers_dir = dir;
+        /* Relative to the file's directory, made absolute so that logs and
+         * a later chdir cannot make it mean something else. */
+        char *slash = strrchr(cfg->path, '/');
+        char *dir = slash != NULL ? strndup(cfg->path, (size_t)(slash - cfg->path + 1))
+                                  : strdup(".");
+        char *real = dir != NULL ? realpath(dir, NULL) : NULL;
+        free(dir);
+        if (real == NULL) {
+            fail(ps, line_of(ps, "handlers_dir"), "worker", "handlers_dir",
+                 "cannot resolve the directory of %s: %s", cfg->path,
+                 strerror(errno));
+            return -1;
         }
+        size_t n = strlen(real) + strlen(cfg->handlers_dir) + 2;
+        char *joined = malloc(n);
+        if (joined != NULL)
+            snprintf(joined, n, "%s/%s", real, cfg->handlers_dir);
+        free(real);
+        if (joined == NULL)
+            goto oom;
+        free(cfg->handlers_dir);
+        cfg->handlers_dir = joined;
     }
     return 0;
 oom:

@@ -44,6 +44,25 @@ int redwork_reply_string(redwork_reply *rep, const char *s) {
     return s == NULL ? -1 : redwork_reply_json(rep, cJSON_CreateString(s));
 }
 
+/* Replaces every byte of S that is not part of valid UTF-8 with '?', so a
+ * message cut at REPLY_MESSAGE_MAX, or quoting a client's bytes, is still a
+ * valid JSON string. */
+static void utf8_sanitize(char *s) {
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        size_t n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2
+                 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+        size_t i = 1;
+        while (i < n && (p[i] & 0xC0) == 0x80)
+            i++;
+        if (n == 0 || i < n) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
 static void reply_verror(reply *r, const char *code, const char *fmt,
                          va_list ap) {
     size_t n = code != NULL ? strspn(code, CODE_CHARS) : 0;
@@ -51,6 +70,7 @@ static void reply_verror(reply *r, const char *code, const char *fmt,
     reply_clear(r);
     snprintf(r->code, sizeof r->code, "%s", valid ? code : "handler_failed");
     vsnprintf(r->message, sizeof r->message, fmt, ap);
+    utf8_sanitize(r->message);
 }
 
 int redwork_reply_error(redwork_reply *rep, const char *code, const char *fmt,

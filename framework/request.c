@@ -80,13 +80,16 @@ static int sniff_id(const char *p, size_t len, char id[REQUEST_ID_MAX + 1]) {
                 end = skip_string(p, len, i);
                 return id_from_chars(p + i + 1, end - i - 2, id);
             }
-            size_t digits = 0;
-            while (i + digits < len && p[i + digits] >= '0' && p[i + digits] <= '9')
-                digits++;
-            char next = i + digits < len ? p[i + digits] : ' ';
-            if (digits == 0 || digits > 15 || next == '.' || next == 'e' || next == 'E')
+            /* A number: the same strtod reading cJSON gives it. */
+            size_t n = strspn(p + i, "0123456789+-.eE");
+            char number[32];
+            if (n == 0 || n >= sizeof number || i + n > len)
                 return -1;
-            return id_from_chars(p + i, digits, id);
+            memcpy(number, p + i, n);
+            number[n] = '\0';
+            char *rest;
+            double d = strtod(number, &rest);
+            return *rest == '\0' ? id_from_number(d, id) : -1;
         }
         if (c == '{' || c == '[') {
             depth++;
@@ -134,9 +137,16 @@ int request_parse(const char *body, size_t len, const char *channel,
         snprintf(err, errlen, "no req_id");
         goto unanswerable;
     }
-    if (cJSON_IsString(rid) ? id_from_chars(rid->valuestring, strlen(rid->valuestring), id)
-        : cJSON_IsNumber(rid) ? id_from_number(rid->valuedouble, id)
-                              : -1) {
+    /* A string id is read from the raw text too: cJSON decodes escapes
+     * such as \u0000, which would cut the id short and name another
+     * caller's reply channel. The raw text has no escapes in a valid id. */
+    char raw[REQUEST_ID_MAX + 1];
+    if (cJSON_IsString(rid) ? sniff_id(body, len, raw) != 0 ||
+                                  id_from_chars(rid->valuestring,
+                                                strlen(rid->valuestring), id) != 0 ||
+                                  strcmp(raw, id) != 0
+        : cJSON_IsNumber(rid) ? id_from_number(rid->valuedouble, id) != 0
+                              : 1) {
         snprintf(err, errlen,
                  "req_id must be 1..128 of [A-Za-z0-9_.:-] or an integer 0..2^53-1");
         goto unanswerable;

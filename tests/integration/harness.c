@@ -174,7 +174,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag,
     return 0;
 }
 
-static void remove_tree(const char *dir)
+void rw_rmdir(const char *dir)
 {
     const char *keep = getenv("REDWORK_KEEP_TMP");
     if (keep && *keep && strcmp(keep, "0") != 0) {
@@ -182,6 +182,13 @@ static void remove_tree(const char *dir)
         return;
     }
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int rw_tmpdir(char *buf, size_t len)
+{
+    if (snprintf(buf, len, "/tmp/redwork-test-XXXXXX") >= (int)len)
+        return -1;
+    return mkdtemp(buf) ? 0 : -1;
 }
 
 /* ---- redis-server ------------------------------------------------------- */
@@ -245,44 +252,65 @@ static int wait_ping(int port, pid_t pid, int timeout_ms)
     return -1;
 }
 
+/* Forks redis-server on PORT in R's folder and waits until it answers.
+ * Returns 0 with R->pid set, or -1 (the child is gone). */
+static int redis_spawn(rw_redis *r, int port)
+{
+    char logpath[RW_PATH_MAX + 16], portstr[16];
+    snprintf(logpath, sizeof logpath, "%s/redis.log", r->dir);
+    snprintf(portstr, sizeof portstr, "%d", port);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        child_die_with_parent(parent);
+        int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(127);
+        execlp("redis-server", "redis-server", "--port", portstr,
+               "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--dir", r->dir, (char *)NULL);
+        _exit(127);
+    }
+    if (wait_ping(port, pid, REDIS_READY_MS) == 0) {
+        r->pid = pid;
+        r->port = port;
+        return 0;
+    }
+    kill(pid, SIGKILL);
+    rw_wait_exit(pid, REDIS_STOP_MS);
+    return -1;
+}
+
 int rw_redis_start(rw_redis *r)
 {
     memset(r, 0, sizeof *r);
-    snprintf(r->dir, sizeof r->dir, "/tmp/redwork-test-XXXXXX");
-    if (!mkdtemp(r->dir))
+    if (rw_tmpdir(r->dir, sizeof r->dir) != 0)
         return -1;
-    char logpath[RW_PATH_MAX + 16];
-    snprintf(logpath, sizeof logpath, "%s/redis.log", r->dir);
-
     for (int attempt = 0; attempt < REDIS_START_ATTEMPTS; attempt++) {
         int port = rw_free_port();
-        if (port < 0)
-            continue;
-        char portstr[16];
-        snprintf(portstr, sizeof portstr, "%d", port);
-        pid_t parent = getpid();
-        pid_t pid = fork();
-        if (pid < 0)
-            break;
-        if (pid == 0) {
-            child_die_with_parent(parent);
-            if (child_setup_fd(1, logpath) < 0 || dup2(1, 2) < 0)
-                _exit(127);
-            execlp("redis-server", "redis-server", "--port", portstr,
-                   "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                   "--dir", r->dir, (char *)NULL);
-            _exit(127);
-        }
-        if (wait_ping(port, pid, REDIS_READY_MS) == 0) {
-            r->pid = pid;
-            r->port = port;
+        if (port > 0 && redis_spawn(r, port) == 0)
             return 0;
-        }
-        kill(pid, SIGKILL);
-        rw_wait_exit(pid, REDIS_STOP_MS);
     }
-    remove_tree(r->dir);
+    rw_rmdir(r->dir);
     r->dir[0] = '\0';
+    return -1;
+}
+
+int rw_redis_restart(rw_redis *r)
+{
+    if (r->pid > 0) {
+        kill(r->pid, SIGTERM);
+        rw_wait_exit(r->pid, REDIS_STOP_MS);
+        r->pid = 0;
+    }
+    /* The port was ours a moment ago; retry briefly in case it lingers. */
+    for (int attempt = 0; attempt < REDIS_START_ATTEMPTS; attempt++) {
+        if (redis_spawn(r, r->port) == 0)
+            return 0;
+        sleep_ms(100);
+    }
     return -1;
 }
 
@@ -294,7 +322,7 @@ void rw_redis_stop(rw_redis *r)
         r->pid = 0;
     }
     if (r->dir[0]) {
-        remove_tree(r->dir);
+        rw_rmdir(r->dir);
         r->dir[0] = '\0';
     }
 }
@@ -407,9 +435,10 @@ int rw_daemon_config(rw_daemon *d, const char *dir, int port, const char *tag,
     snprintf(d->log, sizeof d->log, "%s/daemon.log", dir);
     snprintf(d->hb_key, sizeof d->hb_key, "redwork:worker:%s", d->id);
 
-    char root[PATH_MAX];
+    char root[PATH_MAX], hdir[PATH_MAX + 16];
     if (!realpath(rw_root(), root))
         return -1;
+    snprintf(hdir, sizeof hdir, "%s/handlers", root);
     char dh[128] = "";
     if (o->default_handler)
         snprintf(dh, sizeof dh, "default_handler = %s\n", o->default_handler);
@@ -426,12 +455,13 @@ int rw_daemon_config(rw_daemon *d, const char *dir, int port, const char *tag,
                      "id = %s\n"
                      "channels = %s\n"
                      "threads = %d\n"
-                     "handlers_dir = %s/handlers\n"
+                     "handlers_dir = %s\n"
                      "claim = %s\n"
                      "%s%s\n"
                      "%s",
                      port, d->id, o->channels ? o->channels : "request",
-                     o->threads ? o->threads : 2, root,
+                     o->threads ? o->threads : 2,
+                     o->handlers_dir ? o->handlers_dir : hdir,
                      o->claim_on ? "on" : "off", dh,
                      o->worker_extra ? o->worker_extra : "",
                      o->extra ? o->extra : "");

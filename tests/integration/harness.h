@@ -25,6 +25,14 @@
 /* Milliseconds on the monotonic clock. */
 long long rw_now_ms(void);
 
+/* ---- temp folders ------------------------------------------------------- */
+
+/* Makes a new /tmp/redwork-test-XXXXXX folder into BUF. Returns 0 or -1. */
+int rw_tmpdir(char *buf, size_t len);
+
+/* Removes DIR and everything in it (kept if REDWORK_KEEP_TMP is set). */
+void rw_rmdir(const char *dir);
+
 /* ---- redis-server ------------------------------------------------------ */
 
 typedef struct rw_redis {
@@ -41,6 +49,10 @@ int rw_redis_start(rw_redis *r);
 /* SIGTERM, bounded waitpid, then SIGKILL; removes the temp folder.
  * Accepts a stopped R. */
 void rw_redis_stop(rw_redis *r);
+
+/* Stops R's server and starts a new one on the same port and folder,
+ * waiting (bounded) until it answers PING. Returns 0 or -1. */
+int rw_redis_restart(rw_redis *r);
 
 /* A free loopback TCP port (bind to port 0, read it, close), or -1. */
 int rw_free_port(void);
@@ -70,6 +82,7 @@ typedef struct rw_opts {
     const char *default_handler; /* NULL: no default_handler line */
     int threads;                 /* 0: 2 */
     int claim_on;                /* 0: claim = off */
+    const char *handlers_dir;    /* NULL: $REDWORK_ROOT/handlers (absolute) */
     const char *worker_extra;    /* more "key = value\n" lines for [worker] */
     const char *extra;           /* more sections, appended verbatim */
 } rw_opts;

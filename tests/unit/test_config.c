@@ -410,13 +410,6 @@ Test(config, integer_bounds_inclusive) {
 }
 
 /* DESIGN.md and the key table: transport = stream and processes 1..256. */
-Test(config, stream_transport_and_processes_accepted) {
-    config *cfg = load_ok("[worker]\ntransport = stream\nprocesses = 256\n");
-    cr_assert_eq(cfg->transport, TRANSPORT_STREAM);
-    cr_assert_eq(cfg->processes, 256);
-    config_free(cfg);
-}
-
 /* Names and globs are not cut short, whatever the ini lexer's limits. */
 Test(config, long_names_kept_whole) {
     char name64[65], glob[101], text[512];
@@ -451,6 +444,29 @@ Test(config, password_env_set_is_accepted) {
     setenv("REDWORK_TEST_PW2", "x", 1);
     config *cfg = load_ok("[redis]\npassword_env = REDWORK_TEST_PW2\n");
     cr_assert_str_eq(cfg->redis_password_env, "REDWORK_TEST_PW2");
+    config_free(cfg);
+}
+
+/* The documented default config loads as it is (tests run from the top of
+ * the checkout, or REDWORK_ROOT names it). */
+Test(config, shipped_etc_redwork_ini_loads) {
+    const char *root = getenv("REDWORK_ROOT");
+    char path[PATH_MAX], want[PATH_MAX], got[PATH_MAX];
+    snprintf(path, sizeof path, "%s/etc/redwork.ini", root ? root : ".");
+    cr_assert_not_null(realpath(path, want), "%s not found", path);
+    config *cfg = config_load(want, err, sizeof err);
+    cr_assert_not_null(cfg, "%s", err);
+    cr_assert_eq(cfg->channel_count, 2);
+    cr_assert_str_eq(cfg->channel_list[0], "request");
+    cr_assert_str_eq(cfg->channel_list[1], "news_*");
+    cr_assert_str_eq(config_route_for(cfg, "news_sports"), "echo");
+    cr_assert_not_null(config_section_for(cfg, "greet"));
+    /* handlers_dir = ../handlers: the checkout's handlers/ folder. */
+    snprintf(path, sizeof path, "%s/handlers", root ? root : ".");
+    cr_assert_not_null(realpath(path, want));
+    cr_assert_not_null(realpath(cfg->handlers_dir, got), "%s",
+                       cfg->handlers_dir);
+    cr_assert_str_eq(got, want);
     config_free(cfg);
 }
 
@@ -496,6 +512,9 @@ static const struct bad_case bad_cases[] = {
     {"shutdown_timeout_ms negative", "[worker]\nshutdown_timeout_ms = -5\n", 2,
      "shutdown_timeout_ms", 0},
     {"processes 0", "[worker]\nprocesses = 0\n", 2, "processes", 0},
+    /* valid values of a later release, refused by name by this one */
+    {"transport stream", "[worker]\n\ntransport = stream\n", 3, "transport", 0},
+    {"processes 2", "[worker]\nprocesses = 2\n", 2, "processes", 0},
     {"processes 257", "[worker]\nprocesses = 257\n", 2, "processes", 0},
     {"stream_maxlen over 2^62",
      "[worker]\nstream_maxlen = 4611686018427387905\n", 2, "stream_maxlen", 0},
@@ -507,7 +526,6 @@ static const struct bad_case bad_cases[] = {
     {"bool 2", "[worker]\n\n\nstrict_modes = 2\n", 4, "strict_modes", 0},
     {"empty channels", "[worker]\nchannels =\n", 2, "channels", 0},
     {"only commas", "[worker]\nchannels = , ,\n", 2, "channels", 0},
-    {"empty channel item", "[worker]\nchannels = a,,b\n", 2, "channels", 0},
     {"empty handler name", "[worker]\n[handler.]\nword = x\n", 2, "handler.", 3},
     {"upper-case handler name", "[handler.Greet]\nword = x\n", 1, "Greet", 2},
     {"handler name with '!'", "[log]\n[handler.bad!]\nword = x\n", 2, "bad!", 3},
@@ -536,6 +554,17 @@ Test(config, bad_files_are_refused_with_file_line_key) {
         cr_expect_not_null(strstr(err, c->key), "%s: error '%s' lacks '%s'",
                            c->what, err, c->key);
     }
+}
+
+/* Key table: channel items must be non-empty, so "a,,b" is refused (it is
+ * most likely a typo for a missing channel). */
+Test(config, empty_channel_item_refused) {
+    const char *path = write_ini("bad.ini", "[worker]\nchannels = a,,b\n");
+    config *cfg = config_load(path, err, sizeof err);
+    cr_assert_null(cfg, "\"a,,b\" accepted as %zu channels",
+                   cfg ? cfg->channel_count : 0);
+    cr_assert_not_null(strstr(err, "bad.ini:2:"), "%s", err);
+    cr_assert_not_null(strstr(err, "channels"), "%s", err);
 }
 
 Test(config, error_format_names_section_and_key) {

@@ -1,0 +1,525 @@
+/* test_plugin.c -- the handler loader (framework/plugin.h) and the SDK's
+ * host getters, against the fixture plugins of tests/plugins/.
+ *
+ * Covers: a good plugin (init reads its [handler.good] section, handle is
+ * called through plugin_handle, fini runs once at plugin_set_free), every
+ * refusal (newer minor ABI, other major ABI, no symbol, no handle, bad or
+ * missing name, duplicate name, init failing, a file that is not a shared
+ * object), error strings naming the file, refused files being dlclose'd,
+ * plugin_load_dir on a mixed directory, the lookup functions, and
+ * strict_modes (a group/other-writable or foreign-owned file is refused
+ * unless strict_modes = off). The fixtures are found through
+ * REDWORK_TEST_PLUGINS (set by `make test-unit`), else build/tests/plugins. */
+#include <criterion/criterion.h>
+
+#include <dlfcn.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "plugin.h"
+#include "reply.h"
+#include "request.h"
+
+static char tmpdir[64];
+static char err[1024];
+static char fini_file[PATH_MAX];
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void setup(void) {
+    strcpy(tmpdir, "/tmp/redwork-plugin-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+    snprintf(fini_file, sizeof fini_file, "%s/fini.log", tmpdir);
+    setenv("REDWORK_TEST_FINI_FILE", fini_file, 1);
+    err[0] = '\0';
+    log_setup(LOG_LEVEL_ERROR, LOG_FORMAT_TEXT); /* refusals log warnings */
+}
+
+static void teardown(void) {
+    nftw(tmpdir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(plugin, .init = setup, .fini = teardown);
+
+/* The path of fixture NAME.so (static, overwritten by the next call). */
+static const char *fixture(const char *name) {
+    static char path[PATH_MAX];
+    const char *dir = getenv("REDWORK_TEST_PLUGINS");
+    snprintf(path, sizeof path, "%s/%s.so",
+             dir != NULL && *dir ? dir : "build/tests/plugins", name);
+    cr_assert_eq(access(path, R_OK), 0, "fixture %s missing: run make", path);
+    return path;
+}
+
+/* Copies fixture NAME.so to tmpdir/DEST with MODE; returns the new path. */
+static const char *copy_fixture(const char *name, const char *dest,
+                                mode_t mode) {
+    static char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, dest);
+    FILE *in = fopen(fixture(name), "rb");
+    FILE *out = fopen(path, "wb");
+    cr_assert(in != NULL && out != NULL, "cannot copy to %s", path);
+    char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        cr_assert_eq(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    fclose(out);
+    cr_assert_eq(chmod(path, mode), 0);
+    return path;
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A config loaded from an ini holding TEXT. */
+static config *make_config(const char *text) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/redwork.ini", tmpdir);
+    write_text(path, text);
+    config *cfg = config_load(path, err, sizeof err);
+    cr_assert_not_null(cfg, "config: %s", err);
+    return cfg;
+}
+
+/* Loads PATH, which must be refused; returns the error text. */
+static const char *expect_refused(plugin_set *set, const char *path) {
+    err[0] = '\0';
+    size_t before = plugin_count(set);
+    cr_assert_eq(plugin_load_file(set, path, err, sizeof err), -1,
+                 "%s was accepted", path);
+    cr_assert_eq(plugin_count(set), before, "a refused plugin was counted");
+    cr_assert_not_null(strstr(err, path), "error '%s' does not name %s", err,
+                       path);
+    return err;
+}
+
+/* 1 if the dynamic loader still has PATH loaded. */
+static int still_loaded(const char *path) {
+    void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (h == NULL)
+        return 0;
+    dlclose(h);
+    return 1;
+}
+
+/* Runs handler P on BODY and returns its reply's result (caller deletes);
+ * *RC gets handle()'s return value. */
+static cJSON *call(const plugin *p, const char *body, int *rc) {
+    request *req = NULL;
+    char id[REQUEST_ID_MAX + 1], perr[256];
+    cr_assert_eq(request_parse(body, strlen(body), "news_sports", 1 << 20,
+                               clock_now_us(), &req, id, perr, sizeof perr),
+                 REQUEST_OK, "%s", perr);
+    reply rep;
+    reply_init(&rep);
+    *rc = plugin_handle(p, req, &rep);
+    cJSON *result = rep.result;
+    rep.result = NULL;
+    if (reply_is_error(&rep))
+        result = cJSON_CreateString(rep.code);
+    reply_clear(&rep);
+    request_free(req);
+    return result;
+}
+
+static long file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* ---- the good plugin ------------------------------------------------- */
+
+Test(plugin, good_loads_reads_config_and_handles) {
+    config *cfg = make_config("[handler.good]\nword = Hi\ntimes = 3\nloud = yes\n");
+    plugin_set *set = plugin_set_create(cfg);
+    cr_assert_not_null(set);
+    cr_assert_eq(plugin_count(set), 0);
+
+    const char *path = fixture("good");
+    cr_assert_eq(plugin_load_file(set, path, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(plugin_count(set), 1);
+    const plugin *p = plugin_find(set, "good");
+    cr_assert_not_null(p);
+    cr_assert_str_eq(plugin_name(p), "good");
+    cr_assert_null(plugin_find(set, "bad"));
+    cr_assert_null(plugin_find(set, "goo"));
+    cr_assert_eq(still_loaded(path), 1);
+
+    int rc = -1;
+    cJSON *out = call(p, "{\"req_id\":\"1\",\"user_id\":\"Alice\"}", &rc);
+    cr_assert_eq(rc, 0);
+    cr_assert_not_null(out);
+    cr_assert_str_eq(cJSON_GetObjectItem(out, "word")->valuestring, "Hi");
+    cr_assert_eq(cJSON_GetObjectItem(out, "times")->valuedouble, 3);
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(out, "loud")));
+    cr_assert_str_eq(cJSON_GetObjectItem(out, "name")->valuestring, "good");
+    cr_assert_str_eq(cJSON_GetObjectItem(out, "channel")->valuestring,
+                     "news_sports");
+    cJSON_Delete(out);
+
+    /* plugin_handle returns what handle() returned. */
+    out = call(p, "{\"req_id\":\"2\",\"mode\":\"fail\"}", &rc);
+    cr_assert_eq(rc, 1);
+    cJSON_Delete(out);
+
+    cr_assert_eq(file_size(fini_file), -1, "fini ran before plugin_set_free");
+    plugin_set_free(set);
+    FILE *f = fopen(fini_file, "r");
+    cr_assert_not_null(f, "fini was not called");
+    char line[64] = "";
+    cr_assert_not_null(fgets(line, sizeof line, f));
+    cr_assert_str_eq(line, "fini good\n");
+    cr_assert_null(fgets(line, sizeof line, f), "fini called twice");
+    fclose(f);
+    cr_assert_eq(still_loaded(path), 0, "plugin_set_free did not dlclose");
+    config_free(cfg);
+}
+
+Test(plugin, good_uses_defaults_without_section) {
+    config *cfg = make_config("[worker]\nthreads = 1\n");
+    plugin_set *set = plugin_set_create(cfg);
+    cr_assert_eq(plugin_load_file(set, fixture("good"), err, sizeof err), 0,
+                 "%s", err);
+    int rc;
+    cJSON *out = call(plugin_find(set, "good"), "{\"req_id\":\"d\"}", &rc);
+    cr_assert_str_eq(cJSON_GetObjectItem(out, "word")->valuestring, "Hello");
+    cr_assert_eq(cJSON_GetObjectItem(out, "times")->valuedouble, 1);
+    cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(out, "loud")));
+    cJSON_Delete(out);
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, malformed_section_value_fails_init) {
+    /* good's init refuses to start when redwork_config_int/bool fail. */
+    static const char *const texts[] = {
+        "[handler.good]\ntimes = many\n",
+        "[handler.good]\ntimes = 3x\n",
+        "[handler.good]\nloud = perhaps\n",
+    };
+    for (size_t i = 0; i < 3; i++) {
+        config *cfg = make_config(texts[i]);
+        plugin_set *set = plugin_set_create(cfg);
+        cr_expect_eq(plugin_load_file(set, fixture("good"), err, sizeof err), -1,
+                     "accepted %s", texts[i]);
+        cr_expect_eq(plugin_count(set), 0);
+        plugin_set_free(set);
+        config_free(cfg);
+    }
+    cr_assert_eq(file_size(fini_file), -1, "fini of a refused plugin ran");
+}
+
+/* ---- refusals ---------------------------------------------------------- */
+
+Test(plugin, newer_minor_refused_naming_both_versions) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg);
+    const char *path = fixture("newer_minor");
+    const char *e = expect_refused(set, path);
+    char theirs[32], ours[32];
+    snprintf(theirs, sizeof theirs, "%d.%d", REDWORK_HANDLER_ABI_MAJOR,
+             REDWORK_HANDLER_ABI_MINOR + 1);
+    snprintf(ours, sizeof ours, "%d.%d", REDWORK_HANDLER_ABI_MAJOR,
+             REDWORK_HANDLER_ABI_MINOR);
+    cr_assert_not_null(strstr(e, theirs), "'%s' lacks %s", e, theirs);
+    cr_assert_not_null(strstr(e, ours), "'%s' lacks %s", e, ours);
+    cr_assert_eq(still_loaded(path), 0, "refused plugin left loaded");
+    cr_assert_null(plugin_find(set, "newer_minor"));
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, wrong_major_refused) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg);
+    const char *path = fixture("wrong_major");
+    const char *e = expect_refused(set, path);
+    cr_assert_not_null(strstr(e, "2.0"), "'%s' lacks the plugin's ABI", e);
+    cr_assert_eq(still_loaded(path), 0);
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, no_symbol_refused_naming_symbol) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg);
+    const char *path = fixture("no_symbol");
+    const char *e = expect_refused(set, path);
+    cr_assert_not_null(strstr(e, "redwork_handler_v1"), "'%s'", e);
+    cr_assert_eq(still_loaded(path), 0);
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, no_handle_refused) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg);
+    const char *path = fixture("no_handle");
+    const char *e = expect_refused(set, path);
+    cr_assert_not_null(strstr(e, "handle"), "'%s'", e);
+    cr_assert_null(plugin_find(set, "no_handle"));
+    cr_assert_eq(still_loaded(path), 0);
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, bad_or_missing_name_refused) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg);
+    expect_refused(set, fixture("bad_name"));
+    expect_refused(set, fixture("no_name"));
+    cr_assert_null(plugin_find(set, "Bad Name"));
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, duplicate_name_refused) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg);
+    cr_assert_eq(plugin_load_file(set, fixture("dup_a"), err, sizeof err), 0,
+                 "%s", err);
+    const char *e = expect_refused(set, fixture("dup_b"));
+    cr_assert_not_null(strstr(e, "duplicate"), "'%s'", e);
+    cr_assert_eq(plugin_count(set), 1);
+
+    /* The first one stays and is the one called. */
+    int rc;
+    cJSON *out = call(plugin_find(set, "dup"), "{\"req_id\":\"x\"}", &rc);
+    cr_assert_str_eq(out->valuestring, "a");
+    cJSON_Delete(out);
+
+    /* Loading the very same file again is a duplicate too. */
+    expect_refused(set, fixture("dup_a"));
+    cr_assert_eq(plugin_count(set), 1);
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, init_failure_refused_without_fini) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg);
+    const char *path = fixture("init_fails");
+    const char *e = expect_refused(set, path);
+    cr_assert_not_null(strstr(e, "init"), "'%s'", e);
+    cr_assert_eq(still_loaded(path), 0);
+    plugin_set_free(set);
+    cr_assert_eq(file_size(fini_file), -1, "fini of a refused plugin ran");
+    config_free(cfg);
+}
+
+Test(plugin, not_a_shared_object_refused_with_dlerror) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/x.so", tmpdir);
+    write_text(path, "this is not an ELF file, just some text long enough "
+                     "to have a header-sized prefix of garbage in it.\n");
+
+    /* What the dynamic loader says about it, to find in the error. */
+    dlerror();
+    cr_assert_null(dlopen(path, RTLD_NOW));
+    char why[512];
+    snprintf(why, sizeof why, "%s", dlerror());
+
+    const char *e = expect_refused(set, path);
+    cr_assert_not_null(strstr(e, why), "'%s' lacks the dlerror text '%s'", e,
+                       why);
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, missing_file_refused) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/absent.so", tmpdir);
+    expect_refused(set, path);
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, refusals_leave_the_set_working) {
+    config *cfg = make_config("[handler.good]\nword = Yo\n");
+    plugin_set *set = plugin_set_create(cfg);
+    expect_refused(set, fixture("wrong_major"));
+    cr_assert_eq(plugin_load_file(set, fixture("good"), err, sizeof err), 0,
+                 "%s", err);
+    expect_refused(set, fixture("init_fails"));
+    cr_assert_eq(plugin_load_file(set, fixture("dup_b"), err, sizeof err), 0,
+                 "%s", err);
+    cr_assert_eq(plugin_count(set), 2);
+
+    char *names = plugin_names(set);
+    cr_assert_not_null(names);
+    cr_assert(strcmp(names, "good,dup") == 0 || strcmp(names, "dup,good") == 0,
+              "plugin_names gave '%s'", names);
+    free(names);
+
+    int rc;
+    cJSON *out = call(plugin_find(set, "dup"), "{\"req_id\":\"x\"}", &rc);
+    cr_assert_str_eq(out->valuestring, "b");
+    cJSON_Delete(out);
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, empty_set) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg);
+    cr_assert_eq(plugin_count(set), 0);
+    cr_assert_null(plugin_find(set, "good"));
+    char *names = plugin_names(set);
+    cr_assert_not_null(names);
+    cr_assert_str_eq(names, "");
+    free(names);
+    plugin_set_free(set);
+    plugin_set_free(NULL);
+    config_free(cfg);
+}
+
+/* ---- plugin_load_dir ----------------------------------------------------- */
+
+Test(plugin, load_dir_counts_loaded_and_ignores_others) {
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/handlers", tmpdir);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    copy_fixture("good", "handlers/good.so", 0755);
+    copy_fixture("dup_a", "handlers/dup_a.so", 0755);
+    copy_fixture("dup_b", "handlers/dup_b.so", 0755);
+    copy_fixture("wrong_major", "handlers/wrong_major.so", 0755);
+    copy_fixture("no_handle", "handlers/no_handle.so", 0755);
+    copy_fixture("init_fails", "handlers/init_fails.so", 0755);
+    /* Not *.so: never even opened. If they were, load_dir would count or
+     * refuse them; a garbage "*.so" is refused but does not stop the rest. */
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/handlers/README.txt", tmpdir);
+    write_text(path, "not a plugin\n");
+    copy_fixture("no_name", "handlers/old.so.bak", 0755);
+    copy_fixture("bad_name", "handlers/so", 0755);
+    snprintf(path, sizeof path, "%s/handlers/zz_garbage.so", tmpdir);
+    write_text(path, "garbage\n");
+
+    config *cfg = make_config("[worker]\nhandlers_dir = handlers\n");
+    cr_assert_str_eq(cfg->handlers_dir, dir);
+    plugin_set *set = plugin_set_create(cfg);
+    int n = plugin_load_dir(set, cfg->handlers_dir, err, sizeof err);
+    cr_assert_eq(n, 2, "loaded %d (%s)", n, err);
+    cr_assert_eq(plugin_count(set), 2);
+    cr_assert_not_null(plugin_find(set, "good"));
+    cr_assert_not_null(plugin_find(set, "dup"));
+
+    /* Name order: dup_a.so comes before dup_b.so, so "dup" is dup_a's. */
+    int rc;
+    cJSON *out = call(plugin_find(set, "dup"), "{\"req_id\":\"x\"}", &rc);
+    cr_assert_str_eq(out->valuestring, "a");
+    cJSON_Delete(out);
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, load_dir_empty_and_missing) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg);
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/empty", tmpdir);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), 0, "%s", err);
+
+    snprintf(dir, sizeof dir, "%s/nowhere", tmpdir);
+    err[0] = '\0';
+    cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), -1);
+    cr_assert_not_null(strstr(err, dir), "'%s' does not name the dir", err);
+    cr_assert_eq(plugin_count(set), 0);
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+/* ---- strict_modes -------------------------------------------------------- */
+
+Test(plugin, strict_modes_refuses_writable_file) {
+    const char *path = copy_fixture("good", "loose.so", 0666);
+    config *cfg = make_config("[worker]\nstrict_modes = on\n");
+    plugin_set *set = plugin_set_create(cfg);
+    expect_refused(set, path);
+    cr_assert_eq(still_loaded(path), 0, "a refused file must not be opened");
+    plugin_set_free(set);
+    config_free(cfg);
+
+    /* Group-writable only is refused too. */
+    cr_assert_eq(chmod(path, 0775), 0);
+    cfg = make_config("");
+    set = plugin_set_create(cfg);
+    expect_refused(set, path);
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, strict_modes_off_accepts_writable_file) {
+    const char *path = copy_fixture("good", "loose.so", 0666);
+    config *cfg = make_config("[worker]\nstrict_modes = off\n");
+    plugin_set *set = plugin_set_create(cfg);
+    cr_assert_eq(plugin_load_file(set, path, err, sizeof err), 0, "%s", err);
+    cr_assert_not_null(plugin_find(set, "good"));
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, strict_modes_refuses_writable_dir) {
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/open", tmpdir);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    cr_assert_eq(chmod(dir, 0777), 0);
+    copy_fixture("good", "open/good.so", 0755);
+
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg);
+    err[0] = '\0';
+    int n = plugin_load_dir(set, dir, err, sizeof err);
+    cr_assert_leq(n, 0, "loaded %d from a world-writable dir", n);
+    cr_assert_eq(plugin_count(set), 0);
+    if (n == -1)
+        cr_assert_not_null(strstr(err, dir), "'%s' does not name the dir", err);
+    plugin_set_free(set);
+    config_free(cfg);
+
+    cfg = make_config("[worker]\nstrict_modes = off\n");
+    set = plugin_set_create(cfg);
+    cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), 1, "%s", err);
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, strict_modes_refuses_foreign_owner) {
+    if (geteuid() != 0)
+        cr_skip_test("needs root to chown");
+    const char *path = copy_fixture("good", "foreign.so", 0755);
+    cr_assert_eq(chown(path, 12345, 12345), 0);
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg);
+    expect_refused(set, path);
+    plugin_set_free(set);
+    config_free(cfg);
+
+    cfg = make_config("[worker]\nstrict_modes = off\n");
+    set = plugin_set_create(cfg);
+    cr_assert_eq(plugin_load_file(set, path, err, sizeof err), 0, "%s", err);
+    plugin_set_free(set);
+    config_free(cfg);
+}
