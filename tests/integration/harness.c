@@ -298,13 +298,19 @@ int rw_redis_start(rw_redis *r)
     return -1;
 }
 
-int rw_redis_restart(rw_redis *r)
+/* Stops the server process, if any, leaving its folder. */
+static void redis_kill(rw_redis *r)
 {
     if (r->pid > 0) {
         kill(r->pid, SIGTERM);
         rw_wait_exit(r->pid, REDIS_STOP_MS);
         r->pid = 0;
     }
+}
+
+int rw_redis_restart(rw_redis *r)
+{
+    redis_kill(r);
     /* The port was ours a moment ago; retry briefly in case it lingers. */
     for (int attempt = 0; attempt < REDIS_START_ATTEMPTS; attempt++) {
         if (redis_spawn(r, r->port) == 0)
@@ -316,11 +322,7 @@ int rw_redis_restart(rw_redis *r)
 
 void rw_redis_stop(rw_redis *r)
 {
-    if (r->pid > 0) {
-        kill(r->pid, SIGTERM);
-        rw_wait_exit(r->pid, REDIS_STOP_MS);
-        r->pid = 0;
-    }
+    redis_kill(r);
     if (r->dir[0]) {
         rw_rmdir(r->dir);
         r->dir[0] = '\0';
