@@ -18,77 +18,11 @@ import itertools
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
 import time
 import unittest
 
-import redis
-
-ROOT = os.path.abspath(os.environ.get("REDWORK_ROOT", "."))
-WAIT_S = 5.0
-
-
-def free_port():
-    """A free loopback port: bind to port 0, read it, close."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout, what):
-    """Polls PREDICATE until it is true; raises after TIMEOUT seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise TimeoutError("timed out waiting for " + what)
-
-
-def stop_process(proc, timeout=10.0):
-    """SIGTERM, a bounded wait, then SIGKILL. Returns the exit status."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait(timeout=timeout)
-    return proc.returncode
-
-
-def start_redis(folder):
-    """redis-server on a free port (retried), answering PING. Returns (proc, port)."""
-    for _ in range(5):
-        port = free_port()
-        log = open(os.path.join(folder, "redis.log"), "w")
-        proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", folder],
-            stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
-
-        def answers():
-            if proc.poll() is not None:
-                return True
-            try:
-                return client.ping()
-            except redis.exceptions.ConnectionError:
-                return False
-
-        try:
-            wait_until(answers, WAIT_S, "redis-server PING")
-        except TimeoutError:
-            pass
-        if proc.poll() is None and answers():
-            return proc, port
-        stop_process(proc)
-    raise RuntimeError("could not start redis-server")
-
+from redwork_testlib import ROOT, WAIT_S, start_daemon, start_redis, stop_process
 
 class SeedClientTest(unittest.TestCase):
     @classmethod
@@ -96,35 +30,22 @@ class SeedClientTest(unittest.TestCase):
         cls.folder = tempfile.mkdtemp(prefix="redwork-py-")
         cls.redis_proc, cls.port = start_redis(cls.folder)
         cls.worker_id = "py-seed-%d" % os.getpid()
-        conf = os.path.join(cls.folder, "redwork.ini")
-        with open(conf, "w") as f:
-            f.write(
-                "[redis]\nhost = 127.0.0.1\nport = %d\n\n"
-                "[worker]\nid = %s\nchannels = request, news_*\n"
-                "handlers_dir = %s\ndefault_handler = greet\nclaim = off\n\n"
-                "[routes]\nnews_* = echo\n"
-                % (cls.port, cls.worker_id, os.path.join(ROOT, "handlers")))
-        cls.daemon_log = open(os.path.join(cls.folder, "daemon.log"), "w")
-        cls.daemon = subprocess.Popen(
-            [os.path.join(ROOT, "bin", "redworkd"), "-c", conf],
-            stdout=cls.daemon_log, stderr=subprocess.STDOUT)
-        cls.r = redis.Redis(host="127.0.0.1", port=cls.port,
-                            socket_timeout=WAIT_S, decode_responses=True)
-        heartbeat = "redwork:worker:" + cls.worker_id
         try:
-            wait_until(lambda: cls.daemon.poll() is not None
-                       or cls.r.exists(heartbeat) == 1, 10.0, "redworkd ready")
-            if cls.daemon.poll() is not None:
-                raise RuntimeError("redworkd exited with %d" % cls.daemon.returncode)
+            cls.daemon, cls.r = start_daemon(
+                cls.folder, cls.port, cls.worker_id,
+                "channels = request, news_*\nhandlers_dir = %s\n"
+                "default_handler = greet\nclaim = off\n"
+                % os.path.join(ROOT, "handlers"),
+                "[routes]\nnews_* = echo\n")
         except Exception:
-            cls.tearDownClass()
+            stop_process(cls.redis_proc)
+            shutil.rmtree(cls.folder, ignore_errors=True)
             raise
         cls.ids = itertools.count(1000)
 
     @classmethod
     def tearDownClass(cls):
         cls.daemon_status = stop_process(cls.daemon)
-        cls.daemon_log.close()
         stop_process(cls.redis_proc)
         shutil.rmtree(cls.folder, ignore_errors=True)
 
