@@ -1,6 +1,7 @@
 # redwork -- build, test, demo, install.
 #
-#   make            bin/redworkd and handlers/*.so
+#   make            bin/redworkd, bin/redwork, lib/libredwork.{a,so}, handlers/*.so
+#   make bench      framework vs raw-hiredis ceiling, one table (bench/run)
 #   make test       every suite (installs missing Debian packages first)
 #   make demo       a throwaway redis-server, the daemon, the seed's requests
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -19,7 +20,7 @@ PYTHON ?= /usr/bin/python3
 WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
         -Wmissing-prototypes -Wno-format-nonliteral
 SAN := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all)
-ALL_CPPFLAGS := -Iinclude -Iframework -D_GNU_SOURCE -DREDWORK_VERSION='"$(VERSION)"' $(CPPFLAGS)
+ALL_CPPFLAGS := -Iinclude -Iframework -Iclient -D_GNU_SOURCE -DREDWORK_VERSION='"$(VERSION)"' $(CPPFLAGS)
 ALL_CFLAGS := -std=c11 $(WARN) -pthread $(SAN) $(CFLAGS)
 LIBS := $(shell pkg-config --libs hiredis libcjson inih 2>/dev/null || echo -lhiredis -lcjson -linih) -ldl -lm -pthread
 # The SDK functions live in the daemon; plugins resolve them at dlopen time.
@@ -39,6 +40,12 @@ MODULES := config log queue request reply conn plugin dispatch pool heartbeat
 MODULE_OBJS := $(MODULES:%=$(B)/framework/%.o)
 DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
 
+# libredwork: the client, and the daemon modules it shares (connections,
+# the ini file), built position-independent with only the API exported.
+LIB_SRCS := client/client.c framework/conn.c framework/config.c
+LIB_OBJS := $(LIB_SRCS:%.c=$(B)/pic/%.o)
+CLI_OBJS := $(B)/client/cli.o $(B)/client/histogram.o
+
 HANDLERS := echo greet sleep fail
 HANDLER_SOS := $(HANDLERS:%=handlers/%.so)
 
@@ -53,8 +60,7 @@ UNIT_BINS := $(UNIT_TESTS:%=$(B)/tests/unit/test_%)
 INTEGRATION_BINS := $(INTEGRATION_TESTS:%=$(B)/tests/integration/test_%)
 TEST_PLUGIN_SOS := $(TEST_PLUGINS:%=$(B)/tests/plugins/%.so)
 
-# A quick load generator (echo, N in flight), until `redwork bench` lands.
-$(B)/bench/load: $(B)/bench/load.o
+$(B)/bench/ceiling: $(B)/bench/ceiling.o $(B)/client/histogram.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -63,12 +69,32 @@ $(B)/bench/load: $(B)/bench/load.o
 .PHONY: all deps test test-unit test-integration test-python demo install uninstall clean
 .DEFAULT_GOAL := all
 
-all: bin/redworkd $(HANDLER_SOS)
+all: bin/redworkd bin/redwork lib/libredwork.a lib/libredwork.so $(HANDLER_SOS)
 
 bin/redworkd: $(DAEMON_OBJS)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) $(EXPORT_SDK) -o $@ $^ $(LIBS)
+
+bin/redwork: $(CLI_OBJS) lib/libredwork.a
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+lib/libredwork.a: $(LIB_OBJS)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+lib/libredwork.so: $(LIB_OBJS)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,libredwork.so -o $@ $^ $(LIBS)
+
+$(B)/pic/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $< (pic)")
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -MMD -MP -c -o $@ $<
 
 $(B)/%.o: %.c
 	@mkdir -p $(@D)

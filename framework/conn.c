@@ -37,14 +37,13 @@ static int command_ok(redisContext *c, char *err, size_t errlen,
     return ok ? 0 : -1;
 }
 
-redisContext *conn_open(const config *cfg, char *err, size_t errlen) {
+redisContext *conn_connect(const conn_params *p, char *err, size_t errlen) {
     struct timeval connect_tv = {
-        .tv_sec = cfg->connect_timeout_ms / 1000,
-        .tv_usec = (cfg->connect_timeout_ms % 1000) * 1000,
+        .tv_sec = p->connect_timeout_ms / 1000,
+        .tv_usec = (p->connect_timeout_ms % 1000) * 1000,
     };
     char why[256];
-    redisContext *c = redisConnectWithTimeout(cfg->redis_host,
-                                              (int)cfg->redis_port, connect_tv);
+    redisContext *c = redisConnectWithTimeout(p->host, p->port, connect_tv);
     if (c == NULL || c->err) {
         snprintf(why, sizeof why, "%s", c != NULL ? c->errstr : "out of memory");
         goto err;
@@ -55,27 +54,35 @@ redisContext *conn_open(const config *cfg, char *err, size_t errlen) {
         snprintf(why, sizeof why, "cannot set socket options: %s", c->errstr);
         goto err;
     }
-
-    const char *password = *cfg->redis_password_env
-                               ? getenv(cfg->redis_password_env) : NULL;
-    if (password != NULL) {
-        const char *argv[] = {"AUTH", cfg->redis_username, password};
-        int with_user = *cfg->redis_username != '\0';
-        if (command_ok(c, why, sizeof why, "AUTH", with_user ? 3 : 2,
-                       with_user ? argv : (const char *[]){"AUTH", password}) != 0)
+    if (p->password != NULL && *p->password) {
+        int with_user = p->username != NULL && *p->username;
+        const char *argv[] = {"AUTH", with_user ? p->username : p->password,
+                              p->password};
+        if (command_ok(c, why, sizeof why, "AUTH", with_user ? 3 : 2, argv) != 0)
             goto err;
     }
-    if (cfg->redis_db != 0) {
+    if (p->db != 0) {
         char db[24];
-        snprintf(db, sizeof db, "%lld", cfg->redis_db);
+        snprintf(db, sizeof db, "%lld", p->db);
         if (command_ok(c, why, sizeof why, "SELECT",
                        2, (const char *[]){"SELECT", db}) != 0)
             goto err;
     }
     return c;
 err:
-    snprintf(err, errlen, "redis %s:%lld: %s", cfg->redis_host,
-             cfg->redis_port, why);
+    snprintf(err, errlen, "redis %s:%d: %s", p->host, p->port, why);
     redisFree(c);
     return NULL;
+}
+
+redisContext *conn_open(const config *cfg, char *err, size_t errlen) {
+    conn_params p = {
+        .host = cfg->redis_host,
+        .port = (int)cfg->redis_port,
+        .db = cfg->redis_db,
+        .username = cfg->redis_username,
+        .password = *cfg->redis_password_env ? getenv(cfg->redis_password_env) : NULL,
+        .connect_timeout_ms = cfg->connect_timeout_ms,
+    };
+    return conn_connect(&p, err, errlen);
 }

@@ -11,10 +11,25 @@
 
 #include "config.h"
 
-/* Connects within connect_timeout_ms, authenticates (username and the
- * password from the variable password_env names) and selects db. Commands
- * on the connection time out after 5 s. Returns the context, or NULL with
- * ERR naming host:port and the reason. */
+/* Where and as whom to connect. Strings are borrowed; "" or NULL username
+ * and password mean none. */
+typedef struct conn_params {
+    const char *host;
+    int port;
+    long long db;
+    const char *username;
+    const char *password;
+    long long connect_timeout_ms;
+} conn_params;
+
+/* Connects within connect_timeout_ms, authenticates (AUTH with username and
+ * password when a password is given) and selects db. Commands on the
+ * connection time out after 5 s. Returns the context, or NULL with ERR
+ * naming host:port and the reason. */
+redisContext *conn_connect(const conn_params *p, char *err, size_t errlen);
+
+/* conn_connect() to the [redis] of CFG, with the password read from the
+ * variable password_env names. */
 redisContext *conn_open(const config *cfg, char *err, size_t errlen);
 
 /* Formats REPLY's error (or C's) into ERR. Returns ERR. */

@@ -309,6 +309,7 @@ static void flush_batch(dispatcher *d) {
         }
     }
     d->batch_count = 0;
+    reply_sink_flush(d->sink);
 }
 
 /* Handles one reply from the subscriber connection: a message, or a

@@ -1,9 +1,12 @@
 /* pool.c -- the thread pool that runs handlers.
  *
  * DESIGN. THREADS identical workers, each with its own reply sink (its own
- * Redis connection: a redisContext is never shared). A worker loops: pop
- * (blocking), answer 'timeout' if the request waited past its timeout_ms,
- * else run the handler, publish, free. queue_pop() returning NULL -- the
+ * Redis connection: a redisContext is never shared). A worker loops: pop,
+ * answer 'timeout' if the request waited past its timeout_ms, else run the
+ * handler, publish, free. Publishing does not wait for Redis's answer; the
+ * answers are read when the queue is empty, just before the worker would
+ * block, so a busy worker pipelines its replies and an idle one has none
+ * outstanding. queue_pop() returning NULL -- the
  * queue closed and drained -- is the only way a worker ends, so a stop
  * never abandons a queued request. pool_wait() bounds the wait for the
  * drain: each worker counts itself out under a mutex and signals a
@@ -61,8 +64,16 @@ static void run_request(reply_sink *sink, request *req) {
 static void *worker_main(void *arg) {
     pool *p = arg;
     reply_sink *sink = reply_sink_create(p->cfg, p->st);
-    request *req;
-    while ((req = queue_pop(p->q)) != NULL) {
+    for (;;) {
+        /* Replies go out as they are made; their answers from Redis are
+         * read in one go when the queue runs dry. */
+        request *req = queue_trypop(p->q);
+        if (req == NULL) {
+            if (sink != NULL)
+                reply_sink_flush(sink);
+            if ((req = queue_pop(p->q)) == NULL)
+                break;
+        }
         if (sink != NULL) {
             run_request(sink, req);
         } else { /* out of memory at start: lose loudly, never hang */

@@ -110,10 +110,20 @@ char *reply_encode(const reply *r, const char *req_id, const char *handler,
     return out;
 }
 
+/* A reply written to Redis whose answers have not been read yet. */
+typedef struct pending_reply {
+    char *key; /* <reply_prefix><req_id>: the channel, and the list */
+    char *json;
+    size_t len;
+} pending_reply;
+
 struct reply_sink {
     const config *cfg;
     stats *st;
     redisContext *c; /* NULL while disconnected */
+    int broken;      /* a write failed: reconnect and resend at flush */
+    pending_reply pending[REPLY_PIPELINE];
+    size_t count;
 };
 
 reply_sink *reply_sink_create(const config *cfg, stats *st) {
@@ -125,71 +135,129 @@ reply_sink *reply_sink_create(const config *cfg, stats *st) {
     return s;
 }
 
+static void drop_connection(reply_sink *s) {
+    if (s->c != NULL)
+        redisFree(s->c);
+    s->c = NULL;
+    s->broken = 0;
+}
+
 void reply_sink_free(reply_sink *s) {
     if (s == NULL)
         return;
-    if (s->c != NULL)
-        redisFree(s->c);
+    reply_sink_flush(s);
+    drop_connection(s);
     free(s);
 }
 
-/* One attempt to publish JSON for REQ_ID on the open connection. Returns 0,
- * or -1 with ERR. */
-static int publish_once(reply_sink *s, const char *req_id, const char *json,
-                        size_t len, char *err, size_t errlen) {
-    const config *cfg = s->cfg;
-    char key[512];
-    snprintf(key, sizeof key, "%s%s", cfg->reply_prefix, req_id);
-    int commands = 1;
-    if (cfg->reply_store == REPLY_STORE_LIST) {
-        redisAppendCommand(s->c, "RPUSH %s %b", key, json, len);
-        redisAppendCommand(s->c, "PEXPIRE %s %lld", key, cfg->reply_ttl_ms);
-        commands = 3;
+/* Appends the commands of P and writes everything buffered. Returns 0, or
+ * -1 (and marks the connection broken) if the write failed. */
+static int write_reply(reply_sink *s, const pending_reply *p) {
+    if (s->cfg->reply_store == REPLY_STORE_LIST) {
+        redisAppendCommand(s->c, "RPUSH %s %b", p->key, p->json, p->len);
+        redisAppendCommand(s->c, "PEXPIRE %s %lld", p->key, s->cfg->reply_ttl_ms);
     }
-    redisAppendCommand(s->c, "PUBLISH %s %b", key, json, len);
-    int status = 0;
-    for (int i = 0; i < commands; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(s->c, (void **)&r) != REDIS_OK ||
-            r->type == REDIS_REPLY_ERROR) {
-            if (status == 0)
-                conn_error(s->c, r, err, errlen);
-            status = -1;
+    redisAppendCommand(s->c, "PUBLISH %s %b", p->key, p->json, p->len);
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(s->c, &done) != REDIS_OK) {
+            s->broken = 1;
+            return -1;
         }
-        freeReplyObject(r);
-        if (s->c->err)
-            break;
+    return 0;
+}
+
+static void release(pending_reply *p) {
+    free(p->key);
+    free(p->json);
+}
+
+static void lose(reply_sink *s, pending_reply *p, const char *why) {
+    stats_add(s->st->lost);
+    log_limited(&lost_limit, LOG_LEVEL_WARN, "reply", "reply on %s lost: %s",
+                p->key, why);
+    release(p);
+}
+
+/* Reads the answers of the pending replies from FIRST on, releasing each
+ * answered one. Returns the index of the first unanswered (== count when
+ * all were), stopping early on a broken connection. */
+static size_t read_answers(reply_sink *s, size_t first) {
+    int commands = s->cfg->reply_store == REPLY_STORE_LIST ? 3 : 1;
+    char err[256];
+    for (; first < s->count; first++) {
+        const char *refused = NULL;
+        for (int i = 0; i < commands; i++) {
+            redisReply *r = NULL;
+            if (redisGetReply(s->c, (void **)&r) != REDIS_OK) {
+                s->broken = 1;
+                return first;
+            }
+            if (r->type == REDIS_REPLY_ERROR && refused == NULL)
+                refused = conn_error(s->c, r, err, sizeof err);
+            freeReplyObject(r);
+        }
+        if (refused != NULL) /* Redis said no: resending would not help */
+            lose(s, &s->pending[first], refused);
+        else
+            release(&s->pending[first]);
     }
-    return status;
+    return first;
+}
+
+int reply_sink_flush(reply_sink *s) {
+    size_t done = 0;
+    unsigned long long lost_before = stats_get(s->st->lost);
+    char err[256] = "not connected";
+    for (int attempt = 0; attempt < 2 && done < s->count; attempt++) {
+        if (s->broken || (s->c != NULL && s->c->err) || attempt > 0) {
+            drop_connection(s);
+            if ((s->c = conn_open(s->cfg, err, sizeof err)) == NULL)
+                break;
+            for (size_t i = done; i < s->count && !s->broken; i++)
+                write_reply(s, &s->pending[i]);
+        }
+        if (s->c == NULL || s->broken)
+            continue;
+        done = read_answers(s, done);
+        if (s->broken)
+            snprintf(err, sizeof err, "%s", s->c->errstr);
+    }
+    for (; done < s->count; done++)
+        lose(s, &s->pending[done], err);
+    s->count = 0;
+    if (s->c != NULL && (s->broken || s->c->err))
+        drop_connection(s);
+    return stats_get(s->st->lost) == lost_before ? 0 : -1;
 }
 
 int reply_send(reply_sink *s, const reply *r, const char *req_id,
                const char *handler, long long duration_us) {
-    char err[256] = "out of memory";
-    char *json = reply_encode(r, req_id, handler, s->cfg->id, duration_us);
-    int status = -1;
-    for (int attempt = 0; json != NULL && attempt < 2 && status != 0; attempt++) {
-        if (s->c == NULL && (s->c = conn_open(s->cfg, err, sizeof err)) == NULL)
-            break;
-        status = publish_once(s, req_id, json, strlen(json), err, sizeof err);
-        if (status != 0 && s->c->err) { /* broken: reconnect, try again */
-            redisFree(s->c);
-            s->c = NULL;
-        } else if (status != 0) {
-            break; /* Redis refused it: trying again would not help */
-        }
-    }
-    free(json);
-
     stats_add(s->st->requests);
     if (reply_is_error(r))
         stats_add(s->st->errors);
-    if (status != 0) {
-        stats_add(s->st->lost);
-        log_limited(&lost_limit, LOG_LEVEL_WARN, "reply",
-                    "reply for req_id %s lost: %s", req_id, err);
+    if (s->count == REPLY_PIPELINE)
+        reply_sink_flush(s);
+    pending_reply *p = &s->pending[s->count];
+    p->json = reply_encode(r, req_id, handler, s->cfg->id, duration_us);
+    size_t keylen = strlen(s->cfg->reply_prefix) + strlen(req_id) + 1;
+    p->key = malloc(keylen);
+    if (p->json == NULL || p->key == NULL) {
+        lose(s, p, "out of memory");
+        return -1;
     }
-    return status;
+    snprintf(p->key, keylen, "%s%s", s->cfg->reply_prefix, req_id);
+    p->len = strlen(p->json);
+    s->count++;
+    /* Written now, so the caller gets it without waiting for a batch; a
+     * failure is retried by the next flush. */
+    if (s->c == NULL && !s->broken) {
+        char err[256];
+        s->c = conn_open(s->cfg, err, sizeof err);
+    }
+    if (s->c != NULL && !s->broken)
+        write_reply(s, p);
+    return 0;
 }
 
 int reply_send_error(reply_sink *s, const char *req_id, const char *handler,

@@ -3,8 +3,8 @@
  * struct redwork_reply is what the SDK's redwork_reply_* functions fill in
  * (implemented here). reply_encode() wraps it in the protocol v1 envelope.
  * A reply_sink owns one Redis connection and PUBLISHes envelopes on
- * <reply_prefix><req_id> (and RPUSHes them when reply_store = list); it
- * belongs to one thread at a time. */
+ * <reply_prefix><req_id> (and RPUSHes them when reply_store = list),
+ * pipelined; it belongs to one thread at a time. */
 #ifndef REDWORK_REPLY_H
 #define REDWORK_REPLY_H
 
@@ -44,19 +44,31 @@ char *reply_encode(const reply *r, const char *req_id, const char *handler,
 
 typedef struct reply_sink reply_sink;
 
+/* Replies a sink writes before it reads Redis's answers to them. */
+#define REPLY_PIPELINE 128
+
 /* A sink publishing as CFG says and counting in ST. It connects lazily, so
  * it can be created while Redis is away. NULL only when out of memory. */
 reply_sink *reply_sink_create(const config *cfg, stats *st);
 
-/* Frees the sink and closes its connection. Accepts NULL. */
+/* Flushes (see reply_sink_flush), closes the connection, frees the sink.
+ * Accepts NULL. */
 void reply_sink_free(reply_sink *s);
 
-/* Encodes R and publishes it for REQ_ID, reconnecting once if the
- * connection broke. Counts it in stats (requests, errors; lost on failure,
- * with a rate-limited log line naming the req_id). Returns 0 if Redis took
- * the reply, -1 if it is lost. R is not changed. */
+/* Encodes R as REQ_ID's reply and writes it to Redis at once, without
+ * waiting for Redis's answer: answers are read by reply_sink_flush(), which
+ * runs by itself every REPLY_PIPELINE replies. Counts it in stats
+ * (requests, errors). Returns 0, or -1 if it is lost already (out of
+ * memory). R is not changed. */
 int reply_send(reply_sink *s, const reply *r, const char *req_id,
                const char *handler, long long duration_us);
+
+/* Reads Redis's answers to every reply written. If the connection broke,
+ * it is reopened once and the unanswered replies are sent again; what
+ * still fails, or what Redis refused, is counted lost and logged
+ * (rate-limited) with its channel. Call it before waiting for more work.
+ * Returns 0 if nothing was lost, -1 if something was. */
+int reply_sink_flush(reply_sink *s);
 
 /* reply_send() of an error reply built from CODE and a printf-style
  * message. */

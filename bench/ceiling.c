@@ -1,0 +1,249 @@
+/* ceiling.c -- the physical limit of redwork's design on one Redis: the
+ * same protocol with no framework at all, to measure redworkd against.
+ *
+ *   ceiling serve [-h HOST] [-p PORT] [-C CHANNEL]
+ *       A raw hiredis echo responder: SUBSCRIBE CHANNEL; for each message,
+ *       PUBLISH callback:<req_id> {"req_id":..,"ok":true,"result":<body>},
+ *       everything pipelined on one thread. Stops on SIGTERM/SIGINT.
+ *   ceiling load [-h HOST] [-p PORT] [-C CHANNEL] [-c CONCURRENCY]
+ *                [-n REQUESTS | -d SECONDS] [-b PAYLOAD_BYTES] [-j]
+ *       A raw hiredis load client: PSUBSCRIBE callback:<tag>.* first, then
+ *       keeps CONCURRENCY requests in flight with pipelined PUBLISHes, and
+ *       prints throughput and latency percentiles (-j: one JSON object with
+ *       the keys of `redwork bench --json`).
+ *
+ * Both loop on poll(2) over their two connections; neither validates more
+ * than it must: that is the point of a ceiling. */
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "clock.h"
+#include "histogram.h"
+
+#define RING (1u << 20) /* send times by seq; in flight never exceeds it */
+#define REQUEST_TIMEOUT_US 5000000u
+
+typedef struct args {
+    const char *host, *channel;
+    int port;
+    long concurrency, requests, payload;
+    double seconds;
+    int json;
+} args;
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig) {
+    (void)sig;
+    stop = 1;
+}
+
+static redisContext *connect_or_die(const args *a) {
+    redisContext *c = redisConnect(a->host, a->port);
+    if (c == NULL || c->err) {
+        fprintf(stderr, "ceiling: %s:%d: %s\n", a->host, a->port,
+                c ? c->errstr : "out of memory");
+        exit(69);
+    }
+    return c;
+}
+
+/* Writes what C has buffered. */
+static void flush(redisContext *c) {
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(c, &done) != REDIS_OK) {
+            fprintf(stderr, "ceiling: write: %s\n", c->errstr);
+            exit(1);
+        }
+}
+
+/* Reads what C has and drops every reply (PUBLISH counts). */
+static void discard_replies(redisContext *c) {
+    if (redisBufferRead(c) != REDIS_OK) {
+        fprintf(stderr, "ceiling: read: %s\n", c->errstr);
+        exit(1);
+    }
+    redisReply *r;
+    while (redisGetReplyFromReader(c, (void **)&r) == REDIS_OK && r != NULL)
+        freeReplyObject(r);
+}
+
+/* The req_id string value in BODY, copied to ID; -1 if none. */
+static int find_req_id(const char *body, char *id, size_t size) {
+    const char *p = strstr(body, "\"req_id\":\"");
+    if (p == NULL)
+        return -1;
+    p += 10;
+    const char *end = strchr(p, '"');
+    if (end == NULL || (size_t)(end - p) >= size)
+        return -1;
+    memcpy(id, p, (size_t)(end - p));
+    id[end - p] = '\0';
+    return 0;
+}
+
+static int serve(const args *a) {
+    redisContext *sub = connect_or_die(a), *pub = connect_or_die(a);
+    redisReply *r = redisCommand(sub, "SUBSCRIBE %s", a->channel);
+    freeReplyObject(r);
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    long served = 0;
+    while (!stop) {
+        struct pollfd fds[2] = {{.fd = sub->fd, .events = POLLIN},
+                                {.fd = pub->fd, .events = POLLIN}};
+        if (poll(fds, 2, 200) <= 0)
+            continue;
+        if (fds[1].revents & POLLIN)
+            discard_replies(pub);
+        if (!(fds[0].revents & POLLIN))
+            continue;
+        if (redisBufferRead(sub) != REDIS_OK) {
+            fprintf(stderr, "ceiling: subscriber: %s\n", sub->errstr);
+            return 1;
+        }
+        while (redisGetReplyFromReader(sub, (void **)&r) == REDIS_OK && r != NULL) {
+            char id[160];
+            if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+                r->element[2]->type == REDIS_REPLY_STRING &&
+                find_req_id(r->element[2]->str, id, sizeof id) == 0) {
+                redisAppendCommand(pub, "PUBLISH callback:%s {\"req_id\":\"%s\","
+                                   "\"ok\":true,\"result\":%s}", id, id,
+                                   r->element[2]->str);
+                served++;
+            }
+            freeReplyObject(r);
+        }
+        flush(pub);
+    }
+    fprintf(stderr, "ceiling: served %ld\n", served);
+    redisFree(sub);
+    redisFree(pub);
+    return 0;
+}
+
+static int load(const args *a) {
+    redisContext *sub = connect_or_die(a), *pub = connect_or_die(a);
+    char tag[32];
+    snprintf(tag, sizeof tag, "ceil%ld", (long)getpid());
+    redisReply *r = redisCommand(sub, "PSUBSCRIBE callback:%s.*", tag);
+    freeReplyObject(r);
+
+    char *data = malloc((size_t)a->payload + 1);
+    uint64_t *sent_at = calloc(RING, sizeof *sent_at);
+    histogram *h = malloc(sizeof *h);
+    if (data == NULL || sent_at == NULL || h == NULL)
+        return 1;
+    memset(data, 'x', (size_t)a->payload);
+    data[a->payload] = '\0';
+    histogram_init(h);
+
+    uint64_t start = clock_now_us();
+    uint64_t stop_at = a->seconds > 0 ? start + (uint64_t)(a->seconds * 1e6) : UINT64_MAX;
+    long sent = 0, ok = 0, in_flight = 0;
+    uint64_t last_reply = start;
+    for (;;) {
+        uint64_t now = clock_now_us();
+        int more = (a->requests == 0 || sent < a->requests) && now < stop_at;
+        while (more && in_flight < a->concurrency) {
+            sent_at[(unsigned long)sent % RING] = clock_now_us();
+            redisAppendCommand(pub, "PUBLISH %s {\"req_id\":\"%s.%ld\",\"data\":\"%s\"}",
+                               a->channel, tag, sent, data);
+            sent++;
+            in_flight++;
+            more = a->requests == 0 || sent < a->requests;
+        }
+        flush(pub);
+        if (in_flight == 0 && !more)
+            break;
+        if (now - last_reply > REQUEST_TIMEOUT_US) {
+            fprintf(stderr, "ceiling: no reply for %u s: is `ceiling serve` running?\n",
+                    REQUEST_TIMEOUT_US / 1000000u);
+            break;
+        }
+        struct pollfd fds[2] = {{.fd = sub->fd, .events = POLLIN},
+                                {.fd = pub->fd, .events = POLLIN}};
+        if (poll(fds, 2, 100) <= 0)
+            continue;
+        if (fds[1].revents & POLLIN)
+            discard_replies(pub);
+        if (!(fds[0].revents & POLLIN))
+            continue;
+        if (redisBufferRead(sub) != REDIS_OK) {
+            fprintf(stderr, "ceiling: subscriber: %s\n", sub->errstr);
+            return 1;
+        }
+        now = clock_now_us();
+        while (redisGetReplyFromReader(sub, (void **)&r) == REDIS_OK && r != NULL) {
+            if (r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
+                const char *dot = strrchr(r->element[2]->str, '.');
+                long seq = dot != NULL ? atol(dot + 1) : 0;
+                histogram_record(h, now - sent_at[(unsigned long)seq % RING]);
+                ok++;
+                in_flight--;
+                last_reply = now;
+            }
+            freeReplyObject(r);
+        }
+    }
+    double secs = (double)(clock_now_us() - start) / 1e6;
+    double rps = secs > 0 ? (double)ok / secs : 0;
+    unsigned long long p50 = histogram_percentile(h, 50), p90 = histogram_percentile(h, 90),
+                       p99 = histogram_percentile(h, 99), p999 = histogram_percentile(h, 99.9);
+    if (a->json)
+        printf("{\"handler\":\"ceiling\",\"concurrency\":%ld,\"payload\":%ld,"
+               "\"requests\":%ld,\"ok\":%ld,\"errors\":0,\"timeouts\":%ld,"
+               "\"seconds\":%.3f,\"rps\":%.0f,\"min_us\":%llu,\"p50_us\":%llu,"
+               "\"p90_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,\"max_us\":%llu}\n",
+               a->concurrency, a->payload, sent, ok, sent - ok, secs, rps,
+               (unsigned long long)h->min, p50, p90, p99, p999,
+               (unsigned long long)h->max);
+    else
+        printf("ceiling: concurrency %ld: %ld/%ld answered, %.0f req/s, "
+               "latency us p50 %llu p90 %llu p99 %llu p99.9 %llu max %llu\n",
+               a->concurrency, ok, sent, rps, p50, p90, p99, p999,
+               (unsigned long long)h->max);
+    free(data);
+    free(sent_at);
+    free(h);
+    redisFree(sub);
+    redisFree(pub);
+    return ok == sent ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    args a = {.host = "127.0.0.1", .port = 6379, .channel = "request",
+              .concurrency = 64, .payload = 16};
+    if (argc < 2 || (strcmp(argv[1], "serve") != 0 && strcmp(argv[1], "load") != 0)) {
+        fprintf(stderr, "usage: ceiling serve|load [-h HOST] [-p PORT] [-C CHANNEL] "
+                "[-c CONCURRENCY] [-n REQUESTS | -d SECONDS] [-b PAYLOAD] [-j]\n");
+        return 64;
+    }
+    int opt;
+    optind = 2;
+    while ((opt = getopt(argc, argv, "h:p:C:c:n:d:b:j")) != -1) {
+        switch (opt) {
+        case 'h': a.host = optarg; break;
+        case 'p': a.port = atoi(optarg); break;
+        case 'C': a.channel = optarg; break;
+        case 'c': a.concurrency = atol(optarg); break;
+        case 'n': a.requests = atol(optarg); break;
+        case 'd': a.seconds = atof(optarg); break;
+        case 'b': a.payload = atol(optarg); break;
+        case 'j': a.json = 1; break;
+        default: return 64;
+        }
+    }
+    if (a.concurrency < 1 || a.concurrency > (long)RING || a.payload < 0)
+        return 64;
+    if (a.requests == 0 && a.seconds == 0)
+        a.requests = 10000;
+    return strcmp(argv[1], "serve") == 0 ? serve(&a) : load(&a);
+}

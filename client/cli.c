@@ -1,0 +1,422 @@
+/* cli.c -- bin/redwork, the command line client: call, bench, stats.
+ *
+ * `call` and `bench` go through libredwork like any application; `stats`
+ * reads the daemons' heartbeat keys. Exit codes: 0 ok, 1 an error reply (or
+ * errors in a bench), 2 timeout / no workers / connection, 64 usage. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <hiredis/hiredis.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "histogram.h"
+#include "redwork/client.h"
+
+#define EXIT_ERROR_REPLY 1
+#define EXIT_UNAVAILABLE 2
+#define EXIT_USAGE 64
+
+static void usage(FILE *out) {
+    fprintf(out,
+        "usage: redwork [OPTIONS] COMMAND [ARGS]\n"
+        "\n"
+        "Options:\n"
+        "  -c, --config FILE   read [redis], reply_prefix, reply_store and the\n"
+        "                      first plain channel from the daemons' ini file\n"
+        "      --host HOST     Redis host (default 127.0.0.1)\n"
+        "      --port PORT     Redis port (default 6379)\n"
+        "      --channel NAME  request channel (default request)\n"
+        "      --timeout MS    per-request timeout (default 5000)\n"
+        "\n"
+        "Commands:\n"
+        "  call HANDLER [JSON|-]   send one request, print the reply JSON\n"
+        "  bench [--handler H] [--payload BYTES] [--requests N | --duration S]\n"
+        "        [--concurrency C] [--json]\n"
+        "                          load the daemons and report throughput and\n"
+        "                          latency percentiles\n"
+        "  stats [--json]          list the live workers from their heartbeats\n"
+        "\n"
+        "Exit codes: 0 ok, 1 error reply (bench: any error), 2 timeout,\n"
+        "no workers or connection error, 64 usage.\n");
+}
+
+typedef struct globals {
+    redwork_client_options opt;
+    int timeout_ms;
+} globals;
+
+/* Reads all of stdin into a malloc'd string. */
+static char *read_stdin(void) {
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    size_t n;
+    while (buf != NULL && (n = fread(buf + len, 1, cap - len - 1, stdin)) > 0) {
+        len += n;
+        if (cap - len < 2) {
+            char *grown = realloc(buf, cap *= 2);
+            if (grown == NULL)
+                free(buf);
+            buf = grown;
+        }
+    }
+    if (buf != NULL)
+        buf[len] = '\0';
+    return buf;
+}
+
+static int cmd_call(globals *g, int argc, char **argv) {
+    if (argc < 2 || argc > 3) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *handler = argv[1];
+    char *payload = argc == 3 ? (strcmp(argv[2], "-") == 0 ? read_stdin()
+                                                            : strdup(argv[2]))
+                              : strdup("{}");
+    cJSON *check = payload != NULL ? cJSON_Parse(payload) : NULL;
+    int is_object = cJSON_IsObject(check);
+    cJSON_Delete(check);
+    if (!is_object) {
+        fprintf(stderr, "redwork call: the payload is not a JSON object\n");
+        free(payload);
+        return EXIT_USAGE;
+    }
+    char err[512];
+    redwork_client *c = redwork_client_open(&g->opt, err, sizeof err);
+    if (c == NULL) {
+        fprintf(stderr, "redwork call: %s\n", err);
+        free(payload);
+        return EXIT_UNAVAILABLE;
+    }
+    redwork_result res;
+    redwork_status status = redwork_call(c, handler, payload, g->timeout_ms, &res);
+    int code = 0;
+    if (status == REDWORK_OK || status == REDWORK_ERROR_REPLY) {
+        printf("%s\n", res.reply);
+        code = status == REDWORK_OK ? 0 : EXIT_ERROR_REPLY;
+    } else {
+        fprintf(stderr, "redwork call: %s: %s (req_id %s)\n", res.error_code,
+                res.error_message, res.req_id);
+        code = EXIT_UNAVAILABLE;
+    }
+    redwork_result_free(&res);
+    redwork_client_close(c);
+    free(payload);
+    return code;
+}
+
+/* ---- bench --------------------------------------------------------------- */
+
+typedef struct bench {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    long in_flight, done, ok, errors, timeouts, unavailable;
+    histogram latency;
+} bench;
+
+static void bench_done(redwork_result *res, void *arg) {
+    bench *b = arg;
+    pthread_mutex_lock(&b->lock);
+    b->in_flight--;
+    b->done++;
+    if (res->status == REDWORK_OK) {
+        b->ok++;
+        histogram_record(&b->latency, (uint64_t)res->latency_us);
+    } else if (res->status == REDWORK_TIMEOUT) {
+        b->timeouts++;
+    } else if (res->status == REDWORK_ERROR_REPLY) {
+        b->errors++;
+    } else {
+        b->unavailable++;
+    }
+    pthread_cond_signal(&b->changed);
+    pthread_mutex_unlock(&b->lock);
+    redwork_result_free(res);
+}
+
+static void progress(const bench *b, long total, double elapsed) {
+    fprintf(stderr, "\r  %ld/%ld done, %.0f req/s, %ld errors, %ld timeouts   ",
+            b->done, total, elapsed > 0 ? (double)b->done / elapsed : 0.0,
+            b->errors + b->unavailable, b->timeouts);
+}
+
+static int cmd_bench(globals *g, int argc, char **argv) {
+    static const struct option options[] = {
+        {"handler", required_argument, NULL, 'H'},
+        {"payload", required_argument, NULL, 'p'},
+        {"requests", required_argument, NULL, 'n'},
+        {"duration", required_argument, NULL, 'd'},
+        {"concurrency", required_argument, NULL, 'C'},
+        {"json", no_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *handler = "echo";
+    long payload = 16, requests = 0, concurrency = 16;
+    double duration = 0;
+    int json = 0, opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case 'H': handler = optarg; break;
+        case 'p': payload = atol(optarg); break;
+        case 'n': requests = atol(optarg); break;
+        case 'd': duration = atof(optarg); break;
+        case 'C': concurrency = atol(optarg); break;
+        case 'j': json = 1; break;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc || payload < 0 || concurrency < 1 || requests < 0 ||
+        duration < 0 || (requests > 0 && duration > 0)) {
+        fprintf(stderr, "redwork bench: give --requests N or --duration S, "
+                "a --concurrency >= 1 and a --payload >= 0\n");
+        return EXIT_USAGE;
+    }
+    if (requests == 0 && duration == 0)
+        requests = 10000;
+
+    char *body = malloc((size_t)payload + 16);
+    if (body == NULL)
+        return EXIT_UNAVAILABLE;
+    int n = sprintf(body, "{\"data\":\"");
+    memset(body + n, 'x', (size_t)payload);
+    strcpy(body + n + payload, "\"}");
+
+    char err[512];
+    redwork_client *c = redwork_client_open(&g->opt, err, sizeof err);
+    if (c == NULL) {
+        fprintf(stderr, "redwork bench: %s\n", err);
+        free(body);
+        return EXIT_UNAVAILABLE;
+    }
+    bench *b = calloc(1, sizeof *b);
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->changed, NULL);
+    histogram_init(&b->latency);
+    int live = isatty(STDERR_FILENO);
+
+    uint64_t start = clock_now_us(), last_progress = start;
+    uint64_t stop_at = duration > 0 ? start + (uint64_t)(duration * 1e6) : UINT64_MAX;
+    long sent = 0;
+    for (;;) {
+        pthread_mutex_lock(&b->lock);
+        while (b->in_flight >= concurrency)
+            pthread_cond_wait(&b->changed, &b->lock);
+        uint64_t now = clock_now_us();
+        int finished = (requests > 0 && sent >= requests) || now >= stop_at ||
+                       (b->unavailable > 0 && b->ok == 0 && b->done > 0);
+        if (!finished)
+            b->in_flight++;
+        if (live && now - last_progress >= 200000) {
+            progress(b, requests > 0 ? requests : sent, (double)(now - start) / 1e6);
+            last_progress = now;
+        }
+        pthread_mutex_unlock(&b->lock);
+        if (finished)
+            break;
+        redwork_call_async(c, handler, body, g->timeout_ms, bench_done, b);
+        sent++;
+    }
+    pthread_mutex_lock(&b->lock);
+    while (b->in_flight > 0) /* bounded: every call ends by its timeout */
+        pthread_cond_wait(&b->changed, &b->lock);
+    pthread_mutex_unlock(&b->lock);
+    double secs = (double)(clock_now_us() - start) / 1e6;
+    if (live) {
+        progress(b, sent, secs);
+        fputc('\n', stderr);
+    }
+    redwork_client_close(c);
+
+    const histogram *h = &b->latency;
+    double rps = secs > 0 ? (double)b->ok / secs : 0;
+    if (json) {
+        printf("{\"handler\":\"%s\",\"concurrency\":%ld,\"payload\":%ld,"
+               "\"requests\":%ld,\"ok\":%ld,\"errors\":%ld,\"timeouts\":%ld,"
+               "\"unavailable\":%ld,\"seconds\":%.3f,\"rps\":%.0f,"
+               "\"min_us\":%llu,\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,"
+               "\"p999_us\":%llu,\"max_us\":%llu}\n",
+               handler, concurrency, payload, sent, b->ok, b->errors, b->timeouts,
+               b->unavailable, secs, rps, (unsigned long long)h->min,
+               (unsigned long long)histogram_percentile(h, 50),
+               (unsigned long long)histogram_percentile(h, 90),
+               (unsigned long long)histogram_percentile(h, 99),
+               (unsigned long long)histogram_percentile(h, 99.9),
+               (unsigned long long)h->max);
+    } else {
+        printf("handler %s, concurrency %ld, payload %ld bytes\n"
+               "requests %ld: ok %ld, errors %ld, timeouts %ld, unavailable %ld\n"
+               "throughput %.0f req/s over %.2f s\n"
+               "latency us: min %llu  p50 %llu  p90 %llu  p99 %llu  p99.9 %llu  max %llu\n",
+               handler, concurrency, payload, sent, b->ok, b->errors, b->timeouts,
+               b->unavailable, rps, secs, (unsigned long long)h->min,
+               (unsigned long long)histogram_percentile(h, 50),
+               (unsigned long long)histogram_percentile(h, 90),
+               (unsigned long long)histogram_percentile(h, 99),
+               (unsigned long long)histogram_percentile(h, 99.9),
+               (unsigned long long)h->max);
+    }
+    int code = b->ok == sent ? 0 : b->ok == 0 && b->unavailable > 0 ? EXIT_UNAVAILABLE
+                                                                 : EXIT_ERROR_REPLY;
+    pthread_cond_destroy(&b->changed);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+    free(body);
+    return code;
+}
+
+/* ---- stats --------------------------------------------------------------- */
+
+static const char *const stat_fields[] = {
+    "id", "host", "pid", "handlers", "started", "requests", "errors",
+    "queue_depth", "received", "rejected", "lost", "channels", "threads",
+    "version",
+};
+#define STAT_FIELDS (sizeof stat_fields / sizeof stat_fields[0])
+
+/* The value of FIELD in an HGETALL reply, or "". */
+static const char *hash_get(const redisReply *r, const char *field) {
+    for (size_t i = 0; r != NULL && i + 1 < r->elements; i += 2)
+        if (strcmp(r->element[i]->str, field) == 0)
+            return r->element[i + 1]->str;
+    return "";
+}
+
+static int cmd_stats(globals *g, int argc, char **argv) {
+    int json = argc == 2 && strcmp(argv[1], "--json") == 0;
+    if (argc > 2 || (argc == 2 && !json)) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    char err[512];
+    conn_params p = {
+        .host = g->opt.host, .port = g->opt.port, .db = g->opt.db,
+        .username = g->opt.username, .password = g->opt.password,
+        .connect_timeout_ms = g->opt.connect_timeout_ms,
+    };
+    redisContext *c = conn_connect(&p, err, sizeof err);
+    if (c == NULL) {
+        fprintf(stderr, "redwork stats: %s\n", err);
+        return EXIT_UNAVAILABLE;
+    }
+    cJSON *workers = cJSON_CreateArray();
+    if (!json)
+        printf("%-24s %-16s %8s %-24s %10s %10s %8s %6s\n", "ID", "HOST", "PID",
+               "HANDLERS", "UPTIME_S", "REQUESTS", "ERRORS", "QUEUE");
+    char cursor[32] = "0";
+    int rounds = 0, code = 0;
+    do {
+        redisReply *scan = redisCommand(c, "SCAN %s MATCH redwork:worker:* COUNT 1000", cursor);
+        if (scan == NULL || scan->type != REDIS_REPLY_ARRAY || scan->elements != 2) {
+            fprintf(stderr, "redwork stats: SCAN failed: %s\n",
+                    conn_error(c, scan, err, sizeof err));
+            freeReplyObject(scan);
+            code = EXIT_UNAVAILABLE;
+            break;
+        }
+        snprintf(cursor, sizeof cursor, "%s", scan->element[0]->str);
+        redisReply *keys = scan->element[1];
+        for (size_t i = 0; i < keys->elements; i++) {
+            redisReply *h = redisCommand(c, "HGETALL %s", keys->element[i]->str);
+            if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements == 0) {
+                freeReplyObject(h); /* expired between SCAN and HGETALL */
+                continue;
+            }
+            long long started = atoll(hash_get(h, "started"));
+            long long uptime = started > 0 ? ((long long)clock_wall_ms() - started) / 1000 : 0;
+            if (json) {
+                cJSON *w = cJSON_CreateObject();
+                for (size_t f = 0; f < STAT_FIELDS; f++)
+                    cJSON_AddStringToObject(w, stat_fields[f], hash_get(h, stat_fields[f]));
+                cJSON_AddNumberToObject(w, "uptime_s", (double)uptime);
+                cJSON_AddItemToArray(workers, w);
+            } else {
+                printf("%-24s %-16s %8s %-24s %10lld %10s %8s %6s\n",
+                       hash_get(h, "id"), hash_get(h, "host"), hash_get(h, "pid"),
+                       hash_get(h, "handlers"), uptime, hash_get(h, "requests"),
+                       hash_get(h, "errors"), hash_get(h, "queue_depth"));
+            }
+            freeReplyObject(h);
+        }
+        freeReplyObject(scan);
+    } while (strcmp(cursor, "0") != 0 && ++rounds < 100000);
+    if (json && code == 0) {
+        char *text = cJSON_PrintUnformatted(workers);
+        printf("%s\n", text);
+        free(text);
+    }
+    cJSON_Delete(workers);
+    redisFree(c);
+    return code;
+}
+
+int main(int argc, char **argv) {
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"host", required_argument, NULL, 'h'},
+        {"port", required_argument, NULL, 'p'},
+        {"channel", required_argument, NULL, 'C'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'H'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    globals g = {.timeout_ms = 5000};
+    redwork_client_options_init(&g.opt);
+    const char *ini = NULL, *host = NULL, *channel = NULL;
+    int port = 0, opt;
+    /* "+": stop at the command, whose own options follow it. */
+    while ((opt = getopt_long(argc, argv, "+c:", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c': ini = optarg; break;
+        case 'h': host = optarg; break;
+        case 'p': port = atoi(optarg); break;
+        case 'C': channel = optarg; break;
+        case 't': g.timeout_ms = atoi(optarg); break;
+        case 'H': usage(stdout); return 0;
+        case 'V': printf("redwork %s\n", REDWORK_VERSION); return 0;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    char err[1024];
+    if (ini != NULL && redwork_client_options_load(&g.opt, ini, err, sizeof err) != 0) {
+        fprintf(stderr, "redwork: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if ((host != NULL && strlen(host) >= sizeof g.opt.host) ||
+        (channel != NULL && strlen(channel) >= sizeof g.opt.channel) ||
+        port < 0 || port > 65535 || g.timeout_ms <= 0) {
+        fprintf(stderr, "redwork: bad --host, --port, --channel or --timeout\n");
+        return EXIT_USAGE;
+    }
+    if (host != NULL)
+        strcpy(g.opt.host, host);
+    if (channel != NULL)
+        strcpy(g.opt.channel, channel);
+    if (port != 0)
+        g.opt.port = port;
+    if (optind >= argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[optind];
+    argc -= optind;
+    argv += optind;
+    if (strcmp(cmd, "call") == 0)
+        return cmd_call(&g, argc, argv);
+    if (strcmp(cmd, "bench") == 0)
+        return cmd_bench(&g, argc, argv);
+    if (strcmp(cmd, "stats") == 0)
+        return cmd_stats(&g, argc, argv);
+    fprintf(stderr, "redwork: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return EXIT_USAGE;
+}

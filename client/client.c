@@ -1,0 +1,769 @@
+/* client.c -- libredwork: calling redwork handlers from C.
+ *
+ * DESIGN. A client has three Redis connections and one reader thread:
+ *
+ *   sub  PSUBSCRIBEd to <reply_prefix><id>.* before the first call, so no
+ *        reply can be published before the client listens; read only by
+ *        the reader thread.
+ *   pub  callers append PUBLISH and write it at once, without waiting for
+ *        Redis's answer: calls from many threads are pipelined. The reader
+ *        thread reads the answers (how many subscribers got each request)
+ *        in order, matching them through a FIFO of sequence numbers; a 0
+ *        completes that call with no_workers. Both sides hold the client
+ *        lock while they touch the context.
+ *   cmd  used by the reader thread for LPOP of stored replies, when the
+ *        daemons keep them (reply_store = list), on a timeout and after the
+ *        subscriber reconnects, so such a reply is never missed.
+ *
+ * Each call is a waiter, in a hash table keyed by its sequence number (the
+ * <n> of its req_id) and in a min-heap by deadline, which gives the reader
+ * its poll timeout. Whoever takes a waiter out of the table -- the reply,
+ * the no_workers answer, the deadline, a lost connection, or close -- is the
+ * one that completes it, outside the lock, so each callback runs exactly
+ * once. */
+#include "redwork/client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <hiredis/hiredis.h>
+
+#include "clock.h"
+#include "config.h"
+#include "conn.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+
+typedef struct waiter {
+    uint64_t seq;
+    uint64_t sent_us;
+    uint64_t deadline_us;
+    redwork_callback cb;
+    void *arg;
+    struct waiter *next; /* hash chain */
+    size_t heap_at;      /* index in the deadline heap */
+    /* Set when taken out, so completion knows what to report. */
+    redwork_status status;
+    const char *why;
+    char *reply;
+} waiter;
+
+struct redwork_client {
+    redwork_client_options opt;
+    char id[24];
+    pthread_t reader;
+    int wake[2]; /* callers and close wake the reader */
+
+    pthread_mutex_t lock; /* everything below */
+    int closing;
+    int subscribed; /* the sub connection is up: calls may be made */
+    uint64_t next_seq;
+    waiter **buckets;
+    size_t bucket_count, count;
+    waiter **heap;
+    size_t heap_len, heap_cap;
+    redisContext *pub;
+    uint64_t *fifo; /* seqs whose PUBLISH answer is awaited, oldest first */
+    size_t fifo_head, fifo_len, fifo_cap;
+
+    redisContext *sub; /* reader thread only */
+    redisContext *cmd; /* reader thread only */
+};
+
+static const char *const status_names[] = {
+    "ok", "error_reply", "timeout", "no_workers", "connection", "invalid",
+};
+
+const char *redwork_status_name(redwork_status status) {
+    return (unsigned)status < sizeof status_names / sizeof status_names[0]
+               ? status_names[status] : "invalid";
+}
+
+void redwork_client_options_init(redwork_client_options *opt) {
+    memset(opt, 0, sizeof *opt);
+    strcpy(opt->host, "127.0.0.1");
+    opt->port = 6379;
+    opt->connect_timeout_ms = 2000;
+    strcpy(opt->channel, "request");
+    strcpy(opt->reply_prefix, "callback:");
+}
+
+/* Copies SRC into DST[SIZE]; -1 (with ERR) if it does not fit. */
+static int copy_field(char *dst, size_t size, const char *src, const char *what,
+                      const char *path, char *err, size_t errlen) {
+    if (strlen(src) >= size) {
+        snprintf(err, errlen, "%s: %s is longer than %zu characters", path, what,
+                 size - 1);
+        return -1;
+    }
+    strcpy(dst, src);
+    return 0;
+}
+
+int redwork_client_options_load(redwork_client_options *opt,
+                                const char *ini_path, char *err,
+                                size_t errlen) {
+    config *cfg = config_load(ini_path, err, errlen);
+    if (cfg == NULL)
+        return -1;
+    redwork_client_options o = *opt;
+    const char *password = *cfg->redis_password_env
+                               ? getenv(cfg->redis_password_env) : "";
+    const char *channel = NULL;
+    for (size_t i = 0; i < cfg->channel_count && channel == NULL; i++)
+        if (strpbrk(cfg->channel_list[i], "*?[") == NULL)
+            channel = cfg->channel_list[i];
+    int status =
+        copy_field(o.host, sizeof o.host, cfg->redis_host, "[redis] host", ini_path, err, errlen) ||
+        copy_field(o.username, sizeof o.username, cfg->redis_username, "[redis] username", ini_path, err, errlen) ||
+        copy_field(o.password, sizeof o.password, password, "the password", ini_path, err, errlen) ||
+        copy_field(o.reply_prefix, sizeof o.reply_prefix, cfg->reply_prefix, "[worker] reply_prefix", ini_path, err, errlen) ||
+        (channel != NULL &&
+         copy_field(o.channel, sizeof o.channel, channel, "[worker] channels", ini_path, err, errlen));
+    o.port = (int)cfg->redis_port;
+    o.db = cfg->redis_db;
+    o.connect_timeout_ms = (int)cfg->connect_timeout_ms;
+    o.reply_store_list = cfg->reply_store == REPLY_STORE_LIST;
+    config_free(cfg);
+    if (status != 0)
+        return -1;
+    *opt = o;
+    return 0;
+}
+
+static redisContext *connect_redis(const redwork_client_options *o, char *err,
+                                   size_t errlen) {
+    conn_params p = {
+        .host = o->host, .port = o->port, .db = o->db, .username = o->username,
+        .password = o->password, .connect_timeout_ms = o->connect_timeout_ms,
+    };
+    return conn_connect(&p, err, errlen);
+}
+
+/* ---- the waiter table and the deadline heap (under the lock) ----------- */
+
+static int table_grow(redwork_client *c) {
+    size_t n = c->bucket_count ? c->bucket_count * 2 : 64;
+    waiter **b = calloc(n, sizeof *b);
+    if (b == NULL)
+        return -1;
+    for (size_t i = 0; i < c->bucket_count; i++)
+        for (waiter *w = c->buckets[i], *next; w != NULL; w = next) {
+            next = w->next;
+            w->next = b[w->seq & (n - 1)];
+            b[w->seq & (n - 1)] = w;
+        }
+    free(c->buckets);
+    c->buckets = b;
+    c->bucket_count = n;
+    return 0;
+}
+
+static void heap_swap(redwork_client *c, size_t i, size_t j) {
+    waiter *t = c->heap[i];
+    c->heap[i] = c->heap[j];
+    c->heap[j] = t;
+    c->heap[i]->heap_at = i;
+    c->heap[j]->heap_at = j;
+}
+
+static void heap_up(redwork_client *c, size_t i) {
+    while (i > 0 && c->heap[(i - 1) / 2]->deadline_us > c->heap[i]->deadline_us) {
+        heap_swap(c, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void heap_down(redwork_client *c, size_t i) {
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < c->heap_len && c->heap[l]->deadline_us < c->heap[m]->deadline_us)
+            m = l;
+        if (r < c->heap_len && c->heap[r]->deadline_us < c->heap[m]->deadline_us)
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(c, i, m);
+        i = m;
+    }
+}
+
+/* Adds W to the table and the heap. Returns 0, or -1 out of memory. */
+static int waiter_add(redwork_client *c, waiter *w) {
+    if (c->count >= c->bucket_count && table_grow(c) != 0)
+        return -1;
+    if (c->heap_len == c->heap_cap) {
+        size_t n = c->heap_cap ? c->heap_cap * 2 : 64;
+        waiter **h = realloc(c->heap, n * sizeof *h);
+        if (h == NULL)
+            return -1;
+        c->heap = h;
+        c->heap_cap = n;
+    }
+    w->next = c->buckets[w->seq & (c->bucket_count - 1)];
+    c->buckets[w->seq & (c->bucket_count - 1)] = w;
+    c->count++;
+    w->heap_at = c->heap_len;
+    c->heap[c->heap_len++] = w;
+    heap_up(c, w->heap_at);
+    return 0;
+}
+
+/* Takes the waiter of SEQ out of the table and the heap; NULL if it has
+ * been completed already. */
+static waiter *waiter_take(redwork_client *c, uint64_t seq) {
+    if (c->bucket_count == 0)
+        return NULL;
+    waiter **p = &c->buckets[seq & (c->bucket_count - 1)];
+    while (*p != NULL && (*p)->seq != seq)
+        p = &(*p)->next;
+    waiter *w = *p;
+    if (w == NULL)
+        return NULL;
+    *p = w->next;
+    c->count--;
+    size_t at = w->heap_at;
+    if (at != --c->heap_len) {
+        heap_swap(c, at, c->heap_len);
+        heap_down(c, at);
+        heap_up(c, at);
+    }
+    w->next = NULL;
+    return w;
+}
+
+/* ---- completing calls --------------------------------------------------- */
+
+static char *dup_or_null(const char *s) { return s != NULL ? strdup(s) : NULL; }
+
+/* Fills RES from the reply envelope BODY. */
+static void result_from_reply(redwork_result *res, const char *body) {
+    res->reply = strdup(body);
+    cJSON *env = cJSON_Parse(body);
+    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(env, "ok");
+    if (cJSON_IsTrue(ok)) {
+        const cJSON *result = cJSON_GetObjectItemCaseSensitive(env, "result");
+        res->status = REDWORK_OK;
+        res->result = result != NULL ? cJSON_PrintUnformatted(result) : strdup("null");
+    } else {
+        const cJSON *error = cJSON_GetObjectItemCaseSensitive(env, "error");
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(error, "code");
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(error, "message");
+        res->status = REDWORK_ERROR_REPLY;
+        res->error_code = strdup(cJSON_IsString(code) ? code->valuestring : "internal");
+        res->error_message = strdup(cJSON_IsString(msg) ? msg->valuestring
+                                    : env == NULL ? "the reply is not JSON"
+                                                  : "the reply has no error message");
+    }
+    cJSON_Delete(env);
+}
+
+/* Runs W's callback with what it was taken out for, and frees W. Called
+ * without the lock. */
+static void waiter_complete(redwork_client *c, waiter *w) {
+    redwork_result res = {.status = w->status};
+    snprintf(res.req_id, sizeof res.req_id, "%s.%llu", c->id,
+             (unsigned long long)w->seq);
+    res.latency_us = (long long)(clock_now_us() - w->sent_us);
+    if (w->reply != NULL) {
+        result_from_reply(&res, w->reply);
+        free(w->reply);
+    } else {
+        res.error_code = strdup(redwork_status_name(w->status));
+        res.error_message = dup_or_null(w->why);
+    }
+    w->cb(&res, w->arg);
+    free(w);
+}
+
+/* Waiters taken out, chained through their next field, to be completed
+ * after the lock is released: no allocation, so nothing can fail here. */
+typedef struct done_list {
+    waiter *head, *tail;
+} done_list;
+
+static void done_add(done_list *d, waiter *w, redwork_status status,
+                     const char *why, char *reply) {
+    w->status = status;
+    w->why = why;
+    w->reply = reply;
+    w->next = NULL;
+    if (d->tail != NULL)
+        d->tail->next = w;
+    else
+        d->head = w;
+    d->tail = w;
+}
+
+static waiter *done_pop(done_list *d) {
+    waiter *w = d->head;
+    if (w != NULL && (d->head = w->next) == NULL)
+        d->tail = NULL;
+    return w;
+}
+
+static void done_run(redwork_client *c, done_list *d) {
+    waiter *w;
+    while ((w = done_pop(d)) != NULL)
+        waiter_complete(c, w);
+}
+
+/* Takes every waiting call (under the lock) into D. */
+static void take_all(redwork_client *c, done_list *d, redwork_status status,
+                     const char *why) {
+    while (c->heap_len > 0)
+        done_add(d, waiter_take(c, c->heap[0]->seq), status, why, NULL);
+    c->fifo_len = 0;
+}
+
+/* ---- the reader thread --------------------------------------------------- */
+
+/* The sequence number in a reply channel <prefix><id>.<n>, or 0. */
+static uint64_t seq_of_channel(const redwork_client *c, const char *channel) {
+    size_t plen = strlen(c->opt.reply_prefix), idlen = strlen(c->id);
+    if (strncmp(channel, c->opt.reply_prefix, plen) != 0 ||
+        strncmp(channel + plen, c->id, idlen) != 0 || channel[plen + idlen] != '.')
+        return 0;
+    char *end;
+    unsigned long long n = strtoull(channel + plen + idlen + 1, &end, 10);
+    return *end == '\0' ? n : 0;
+}
+
+static redisContext *subscribe(redwork_client *c, char *err, size_t errlen) {
+    redisContext *s = connect_redis(&c->opt, err, errlen);
+    if (s == NULL)
+        return NULL;
+    redisReply *r = redisCommand(s, "PSUBSCRIBE %s%s.*", c->opt.reply_prefix, c->id);
+    int ok = r != NULL && r->type == REDIS_REPLY_ARRAY;
+    if (!ok)
+        conn_error(s, r, err, errlen);
+    freeReplyObject(r);
+    if (!ok) {
+        redisFree(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* With reply_store = list: LPOPs the stored reply of every waiter in LIST,
+ * pipelined, into its reply field (NULL where there is none yet). */
+static void fetch_stored(redwork_client *c, done_list *list) {
+    char err[256];
+    if (c->cmd == NULL)
+        c->cmd = connect_redis(&c->opt, err, sizeof err);
+    for (waiter *w = list->head; c->cmd != NULL && w != NULL; w = w->next)
+        redisAppendCommand(c->cmd, "LPOP %s%s.%llu", c->opt.reply_prefix, c->id,
+                           (unsigned long long)w->seq);
+    for (waiter *w = list->head; w != NULL; w = w->next) {
+        redisReply *r = NULL;
+        if (c->cmd != NULL && redisGetReply(c->cmd, (void **)&r) == REDIS_OK &&
+            r->type == REDIS_REPLY_STRING)
+            w->reply = strdup(r->str);
+        freeReplyObject(r);
+        if (c->cmd != NULL && c->cmd->err) {
+            redisFree(c->cmd);
+            c->cmd = NULL;
+        }
+    }
+}
+
+/* Completes the waiters whose deadline has passed: with their stored reply
+ * if the daemons keep one, else with a timeout. */
+static void expire(redwork_client *c, done_list *d) {
+    uint64_t now = clock_now_us();
+    done_list late = {0};
+    pthread_mutex_lock(&c->lock);
+    while (c->heap_len > 0 && c->heap[0]->deadline_us <= now)
+        done_add(&late, waiter_take(c, c->heap[0]->seq), REDWORK_TIMEOUT,
+                 "no reply within the timeout", NULL);
+    pthread_mutex_unlock(&c->lock);
+    if (late.head != NULL && c->opt.reply_store_list)
+        fetch_stored(c, &late);
+    waiter *w;
+    while ((w = done_pop(&late)) != NULL)
+        done_add(d, w, w->reply != NULL ? REDWORK_OK : REDWORK_TIMEOUT, w->why,
+                 w->reply);
+}
+
+/* Handles every reply parsed on the sub connection. */
+static void read_replies(redwork_client *c, done_list *d) {
+    redisReply *r;
+    while (redisGetReplyFromReader(c->sub, (void **)&r) == REDIS_OK && r != NULL) {
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+            r->element[3]->type == REDIS_REPLY_STRING) {
+            uint64_t seq = seq_of_channel(c, r->element[2]->str);
+            pthread_mutex_lock(&c->lock);
+            waiter *w = seq != 0 ? waiter_take(c, seq) : NULL;
+            pthread_mutex_unlock(&c->lock);
+            if (w != NULL) /* else: late, or a second copy; dropped */
+                done_add(d, w, REDWORK_OK, NULL, strdup(r->element[3]->str));
+        }
+        freeReplyObject(r);
+    }
+}
+
+/* Reads PUBLISH answers on the pub connection (under the lock). */
+static void read_publish_counts(redwork_client *c, done_list *d) {
+    if (c->pub == NULL || redisBufferRead(c->pub) != REDIS_OK) {
+        if (c->pub != NULL) {
+            redisFree(c->pub);
+            c->pub = NULL; /* reconnected by the next call */
+        }
+        c->fifo_len = 0;
+        return;
+    }
+    redisReply *r;
+    while (redisGetReplyFromReader(c->pub, (void **)&r) == REDIS_OK && r != NULL) {
+        if (c->fifo_len > 0) {
+            uint64_t seq = c->fifo[c->fifo_head];
+            c->fifo_head = (c->fifo_head + 1) % c->fifo_cap;
+            c->fifo_len--;
+            int nobody = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+            waiter *w = nobody || r->type == REDIS_REPLY_ERROR ? waiter_take(c, seq) : NULL;
+            if (w != NULL)
+                done_add(d, w, nobody ? REDWORK_NO_WORKERS : REDWORK_CONNECTION,
+                         nobody ? "PUBLISH reached no worker on the channel"
+                                : "Redis refused the PUBLISH", NULL);
+        }
+        freeReplyObject(r);
+    }
+}
+
+/* The subscriber connection is gone: fail or keep the waiting calls, then
+ * reconnect with backoff until it works or the client closes. Returns 0
+ * when subscribed again, -1 on close. */
+static int resubscribe(redwork_client *c, done_list *d) {
+    redisFree(c->sub);
+    c->sub = NULL;
+    pthread_mutex_lock(&c->lock);
+    c->subscribed = 0;
+    if (!c->opt.reply_store_list) /* their replies cannot be recovered */
+        take_all(c, d, REDWORK_CONNECTION, "lost the connection to Redis");
+    pthread_mutex_unlock(&c->lock);
+    done_run(c, d);
+
+    int delay = BACKOFF_MIN_MS;
+    for (;;) {
+        struct pollfd fd = {.fd = c->wake[0], .events = POLLIN};
+        poll(&fd, 1, delay);
+        pthread_mutex_lock(&c->lock);
+        int closing = c->closing;
+        pthread_mutex_unlock(&c->lock);
+        if (closing)
+            return -1;
+        char err[256];
+        c->sub = subscribe(c, err, sizeof err);
+        if (c->sub != NULL)
+            break;
+        delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
+    }
+    /* Replies published while we were away wait in their lists; the calls
+     * without one go back to waiting. */
+    done_list pending = {0};
+    pthread_mutex_lock(&c->lock);
+    c->subscribed = 1;
+    while (c->heap_len > 0)
+        done_add(&pending, waiter_take(c, c->heap[0]->seq), REDWORK_OK, NULL, NULL);
+    pthread_mutex_unlock(&c->lock);
+    fetch_stored(c, &pending);
+    waiter *w;
+    pthread_mutex_lock(&c->lock);
+    while ((w = done_pop(&pending)) != NULL)
+        if (w->reply != NULL || waiter_add(c, w) != 0)
+            done_add(d, w, w->reply != NULL ? REDWORK_OK : REDWORK_CONNECTION,
+                     "out of memory", w->reply);
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+static void *reader_main(void *arg) {
+    redwork_client *c = arg;
+    done_list d = {0};
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        int closing = c->closing;
+        int timeout = -1;
+        if (c->heap_len > 0) {
+            uint64_t now = clock_now_us(), due = c->heap[0]->deadline_us;
+            timeout = due <= now ? 0 : (int)((due - now + 999) / 1000);
+        }
+        int pub_fd = c->pub != NULL ? c->pub->fd : -1;
+        pthread_mutex_unlock(&c->lock);
+        if (closing)
+            break;
+
+        struct pollfd fds[3] = {
+            {.fd = c->wake[0], .events = POLLIN},
+            {.fd = c->sub->fd, .events = POLLIN},
+            {.fd = pub_fd, .events = POLLIN},
+        };
+        if (poll(fds, 3, timeout) < 0 && errno != EINTR)
+            break;
+        if (fds[0].revents & POLLIN) {
+            char buf[64];
+            while (read(c->wake[0], buf, sizeof buf) > 0)
+                ;
+        }
+        if (fds[2].revents & (POLLIN | POLLERR | POLLHUP)) {
+            pthread_mutex_lock(&c->lock);
+            if (c->pub != NULL && c->pub->fd == pub_fd)
+                read_publish_counts(c, &d);
+            pthread_mutex_unlock(&c->lock);
+        }
+        if (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) {
+            if (redisBufferRead(c->sub) != REDIS_OK) {
+                read_replies(c, &d); /* what arrived before the loss */
+                done_run(c, &d);
+                if (resubscribe(c, &d) != 0)
+                    break;
+            }
+            read_replies(c, &d);
+        }
+        expire(c, &d);
+        done_run(c, &d);
+    }
+    done_run(c, &d);
+    return NULL;
+}
+
+/* ---- the public calls ---------------------------------------------------- */
+
+redwork_client *redwork_client_open(const redwork_client_options *opt,
+                                    char *err, size_t errlen) {
+    redwork_client *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->opt = *opt;
+    c->wake[0] = c->wake[1] = -1;
+    c->next_seq = 1;
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) /* rare: mix what we have */
+        r = clock_wall_ms() * 6364136223846793005ULL ^ (uint64_t)getpid() << 32 ^ clock_now_us();
+    snprintf(c->id, sizeof c->id, "rw-%016llx", (unsigned long long)r);
+    pthread_mutex_init(&c->lock, NULL);
+    if (pipe2(c->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        snprintf(err, errlen, "cannot make a pipe: %s", strerror(errno));
+        goto err;
+    }
+    if ((c->sub = subscribe(c, err, errlen)) == NULL ||
+        (c->pub = connect_redis(&c->opt, err, errlen)) == NULL)
+        goto err;
+    c->subscribed = 1;
+    if (pthread_create(&c->reader, NULL, reader_main, c) != 0) {
+        snprintf(err, errlen, "cannot start the reader thread");
+        goto err;
+    }
+    return c;
+err:
+    if (c->sub != NULL)
+        redisFree(c->sub);
+    if (c->pub != NULL)
+        redisFree(c->pub);
+    if (c->wake[0] >= 0) {
+        close(c->wake[0]);
+        close(c->wake[1]);
+    }
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+    return NULL;
+}
+
+void redwork_client_close(redwork_client *c) {
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->closing = 1;
+    pthread_mutex_unlock(&c->lock);
+    ssize_t ignored = write(c->wake[1], "x", 1);
+    (void)ignored;
+    pthread_join(c->reader, NULL);
+
+    done_list d = {0};
+    pthread_mutex_lock(&c->lock);
+    take_all(c, &d, REDWORK_CONNECTION, "the client was closed");
+    pthread_mutex_unlock(&c->lock);
+    done_run(c, &d);
+
+    if (c->sub != NULL)
+        redisFree(c->sub);
+    if (c->pub != NULL)
+        redisFree(c->pub);
+    if (c->cmd != NULL)
+        redisFree(c->cmd);
+    close(c->wake[0]);
+    close(c->wake[1]);
+    pthread_mutex_destroy(&c->lock);
+    free(c->buckets);
+    free(c->heap);
+    free(c->fifo);
+    free(c);
+}
+
+const char *redwork_client_id(const redwork_client *c) { return c->id; }
+
+/* The request body: PAYLOAD with req_id (and handler) set. NULL with WHY. */
+static char *make_body(const redwork_client *c, uint64_t seq, const char *handler,
+                       const char *payload, const char **why) {
+    cJSON *obj = payload != NULL ? cJSON_Parse(payload) : cJSON_CreateObject();
+    if (!cJSON_IsObject(obj)) {
+        cJSON_Delete(obj);
+        *why = "the payload is not a JSON object";
+        return NULL;
+    }
+    char id[160];
+    snprintf(id, sizeof id, "%s.%llu", c->id, (unsigned long long)seq);
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, "req_id");
+    int ok = cJSON_AddStringToObject(obj, "req_id", id) != NULL;
+    if (ok && handler != NULL) {
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, "handler");
+        ok = cJSON_AddStringToObject(obj, "handler", handler) != NULL;
+    }
+    char *body = ok ? cJSON_PrintUnformatted(obj) : NULL;
+    cJSON_Delete(obj);
+    if (body == NULL)
+        *why = "out of memory";
+    return body;
+}
+
+/* Remembers that the PUBLISH of SEQ awaits its answer. */
+static int fifo_push(redwork_client *c, uint64_t seq) {
+    if (c->fifo_len == c->fifo_cap) {
+        size_t n = c->fifo_cap ? c->fifo_cap * 2 : 64;
+        uint64_t *f = malloc(n * sizeof *f);
+        if (f == NULL)
+            return -1;
+        for (size_t i = 0; i < c->fifo_len; i++)
+            f[i] = c->fifo[(c->fifo_head + i) % c->fifo_cap];
+        free(c->fifo);
+        c->fifo = f;
+        c->fifo_head = 0;
+        c->fifo_cap = n;
+    }
+    c->fifo[(c->fifo_head + c->fifo_len++) % c->fifo_cap] = seq;
+    return 0;
+}
+
+/* Sends BODY for W (under the lock). Returns NULL, or why it failed. */
+static const char *publish(redwork_client *c, waiter *w, const char *body) {
+    char err[256];
+    if (c->pub == NULL && (c->pub = connect_redis(&c->opt, err, sizeof err)) == NULL)
+        return "cannot connect to Redis to publish";
+    if (fifo_push(c, w->seq) != 0)
+        return "out of memory";
+    redisAppendCommand(c->pub, "PUBLISH %s %s", c->opt.channel, body);
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(c->pub, &done) != REDIS_OK) {
+            redisFree(c->pub);
+            c->pub = NULL;
+            c->fifo_len = 0;
+            return "lost the connection to Redis while publishing";
+        }
+    return NULL;
+}
+
+int redwork_call_async(redwork_client *c, const char *handler,
+                       const char *payload, int timeout_ms, redwork_callback cb,
+                       void *arg) {
+    waiter *w = calloc(1, sizeof *w);
+    if (w == NULL || cb == NULL) {
+        free(w);
+        return -1;
+    }
+    w->cb = cb;
+    w->arg = arg;
+    w->sent_us = clock_now_us();
+    w->deadline_us = w->sent_us + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000u;
+
+    pthread_mutex_lock(&c->lock);
+    w->seq = c->next_seq++;
+    pthread_mutex_unlock(&c->lock);
+
+    const char *why = timeout_ms > 0 ? NULL : "timeout_ms must be positive";
+    char *body = why == NULL ? make_body(c, w->seq, handler, payload, &why) : NULL;
+    redwork_status status = REDWORK_INVALID;
+    int wake = 0;
+    if (body != NULL) {
+        status = REDWORK_CONNECTION;
+        pthread_mutex_lock(&c->lock);
+        if (c->closing)
+            why = "the client is closed";
+        else if (!c->subscribed)
+            why = "not subscribed: the connection to Redis is lost";
+        else if (waiter_add(c, w) != 0)
+            why = "out of memory";
+        else if ((why = publish(c, w, body)) != NULL)
+            waiter_take(c, w->seq);
+        else
+            wake = c->heap[0] == w || c->fifo_len == 1; /* new deadline or pub fd */
+        pthread_mutex_unlock(&c->lock);
+        free(body);
+    }
+    if (why != NULL) {
+        w->status = status;
+        w->why = why;
+        waiter_complete(c, w);
+        return -1;
+    }
+    if (wake) {
+        ssize_t ignored = write(c->wake[1], "x", 1);
+        (void)ignored; /* a full pipe is already a wake-up */
+    }
+    return 0;
+}
+
+typedef struct sync_call {
+    pthread_mutex_t lock;
+    pthread_cond_t done_cond;
+    int done;
+    redwork_result *out;
+} sync_call;
+
+static void sync_done(redwork_result *res, void *arg) {
+    sync_call *s = arg;
+    pthread_mutex_lock(&s->lock);
+    *s->out = *res;
+    s->done = 1;
+    pthread_cond_signal(&s->done_cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+redwork_status redwork_call(redwork_client *c, const char *handler,
+                            const char *payload, int timeout_ms,
+                            redwork_result *out) {
+    sync_call s = {.out = out};
+    pthread_mutex_init(&s.lock, NULL);
+    pthread_cond_init(&s.done_cond, NULL);
+    redwork_call_async(c, handler, payload, timeout_ms, sync_done, &s);
+    pthread_mutex_lock(&s.lock);
+    while (!s.done)
+        pthread_cond_wait(&s.done_cond, &s.lock);
+    pthread_mutex_unlock(&s.lock);
+    pthread_cond_destroy(&s.done_cond);
+    pthread_mutex_destroy(&s.lock);
+    return out->status;
+}
+
+void redwork_result_free(redwork_result *res) {
+    if (res == NULL)
+        return;
+    free(res->reply);
+    free(res->result);
+    free(res->error_code);
+    free(res->error_message);
+    res->reply = res->result = res->error_code = res->error_message = NULL;
+}

@@ -1,0 +1,140 @@
+/* redwork/client.h -- libredwork: call redwork handlers from C.
+ *
+ *     redwork_client_options opt;
+ *     redwork_client_options_init(&opt);            (127.0.0.1:6379, "request")
+ *     char err[256];
+ *     redwork_client *c = redwork_client_open(&opt, err, sizeof err);
+ *     redwork_result res;
+ *     if (redwork_call(c, "greet", "{\"user_id\":\"Alice\"}", 5000, &res) == REDWORK_OK)
+ *         printf("%s\n", res.result);                 ("Hello, Alice!" as JSON)
+ *     redwork_result_free(&res);
+ *     redwork_client_close(c);
+ *
+ * How it works. A client makes one id, unique across processes and hosts
+ * ("rw-" and 16 random hex digits), and PSUBSCRIBEs callback:<id>.* once,
+ * before its first request: every call's req_id is <id>.<n>, so one
+ * subscription receives every reply and none can be published before the
+ * client listens. A background thread reads replies and matches them to
+ * their callers through a table keyed by req_id; callers publish on a
+ * shared connection without waiting for each other (pipelined).
+ *
+ * Threads. Every function taking a client is thread-safe, except
+ * redwork_client_close(), which must be called once, after every other call
+ * on the client has returned. Async callbacks run on the client's reader
+ * thread (or on the caller's thread when a call fails before it is sent):
+ * keep them short; they may start new calls, never close the client.
+ *
+ * Link with -lredwork (pkg-config redwork-client). */
+#ifndef REDWORK_CLIENT_H
+#define REDWORK_CLIENT_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define REDWORK_API __attribute__((visibility("default")))
+#else
+#define REDWORK_API
+#endif
+
+/* What a call ended with. Each has a fixed error_code string, given below,
+ * except REDWORK_ERROR_REPLY, whose code comes from the daemon. */
+typedef enum redwork_status {
+    REDWORK_OK = 0,          /* the handler's reply: ok true */
+    REDWORK_ERROR_REPLY = 1, /* the daemon's reply: ok false, with its code */
+    REDWORK_TIMEOUT = 2,     /* "timeout": no reply within the timeout */
+    REDWORK_NO_WORKERS = 3,  /* "no_workers": PUBLISH reached nobody */
+    REDWORK_CONNECTION = 4,  /* "connection": Redis unreachable or lost */
+    REDWORK_INVALID = 5,     /* "invalid": bad arguments (payload not a JSON object, ...) */
+} redwork_status;
+
+typedef struct redwork_client redwork_client;
+
+/* Everything a client needs to know. Plain arrays, so a struct can be
+ * filled, copied and overridden without ownership questions. */
+typedef struct redwork_client_options {
+    char host[256];
+    int port;
+    long long db;
+    char username[128];          /* "" for the default user */
+    char password[256];          /* "" for no AUTH */
+    int connect_timeout_ms;
+    char channel[256];           /* where requests are published */
+    char reply_prefix[128];      /* the daemons' reply_prefix */
+    int reply_store_list;        /* the daemons store replies (reply_store = list) */
+} redwork_client_options;
+
+/* One call's outcome. Strings are malloc'd and owned by the struct; free
+ * them with redwork_result_free(). */
+typedef struct redwork_result {
+    redwork_status status;
+    char req_id[160];
+    char *reply;         /* the reply envelope as received, or NULL */
+    char *result;        /* REDWORK_OK: the result as JSON text; else NULL */
+    char *error_code;    /* not REDWORK_OK: the code ("timeout", ...) */
+    char *error_message; /* not REDWORK_OK: what went wrong, for people */
+    long long latency_us; /* from publish to reply (or to the failure) */
+} redwork_result;
+
+/* Called once per async call with its outcome. RES belongs to the callback:
+ * free it with redwork_result_free() (or keep it). */
+typedef void (*redwork_callback)(redwork_result *res, void *arg);
+
+/* Sets the defaults: 127.0.0.1:6379, db 0, no auth, connect timeout
+ * 2000 ms, channel "request", reply_prefix "callback:", no reply store.
+ * Cannot fail. */
+REDWORK_API void redwork_client_options_init(redwork_client_options *opt);
+
+/* Reads what a client needs from the ini file the daemons read: [redis]
+ * (the password from the variable password_env names), reply_prefix,
+ * reply_store, and the first channel of [worker] channels that is not a
+ * pattern. Returns 0, or -1 with ERR naming the file, line and key; OPT is
+ * unchanged on error. */
+REDWORK_API int redwork_client_options_load(redwork_client_options *opt,
+                                            const char *ini_path, char *err,
+                                            size_t errlen);
+
+/* Connects, subscribes and starts the reader thread. Returns a client, or
+ * NULL with ERR naming the server and the reason. */
+REDWORK_API redwork_client *redwork_client_open(const redwork_client_options *opt,
+                                                char *err, size_t errlen);
+
+/* Fails every call still waiting with REDWORK_CONNECTION ("closed"),
+ * stops the reader thread, closes the connections and frees the client.
+ * Accepts NULL. Not thread-safe (see above). */
+REDWORK_API void redwork_client_close(redwork_client *c);
+
+/* The client's id: every req_id it makes is <id>.<n>. */
+REDWORK_API const char *redwork_client_id(const redwork_client *c);
+
+/* Starts a call: HANDLER (or NULL: the daemon routes by channel) with
+ * PAYLOAD, a JSON object as text (NULL: {}); its req_id is set by the
+ * client. CB is called exactly once with the outcome, after at most
+ * TIMEOUT_MS (> 0) plus the time to deliver it. Returns 0 if the request was
+ * published; -1 if the call already failed, in which case CB has been
+ * called, on this thread, before the return. */
+REDWORK_API int redwork_call_async(redwork_client *c, const char *handler,
+                                   const char *payload, int timeout_ms,
+                                   redwork_callback cb, void *arg);
+
+/* The same, waiting for the outcome, which is stored in *OUT (free it with
+ * redwork_result_free()). Returns OUT->status. */
+REDWORK_API redwork_status redwork_call(redwork_client *c, const char *handler,
+                                        const char *payload, int timeout_ms,
+                                        redwork_result *out);
+
+/* Frees the strings of RES (not RES itself) and clears them. Accepts NULL. */
+REDWORK_API void redwork_result_free(redwork_result *res);
+
+/* The fixed error_code of STATUS ("ok", "error_reply", "timeout",
+ * "no_workers", "connection", "invalid"). Never NULL. */
+REDWORK_API const char *redwork_status_name(redwork_status status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REDWORK_CLIENT_H */
