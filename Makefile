@@ -66,7 +66,7 @@ $(B)/bench/ceiling: $(B)/bench/ceiling.o $(B)/client/histogram.o
 
 .SECONDARY: # keep intermediate objects: no rebuild on every make
 
-.PHONY: all deps test test-unit test-integration test-python demo install uninstall clean
+.PHONY: all deps test test-unit test-integration test-python demo bench install uninstall clean
 .DEFAULT_GOAL := all
 
 all: bin/redworkd bin/redwork lib/libredwork.a lib/libredwork.so $(HANDLER_SOS)
@@ -143,21 +143,33 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/demo.sh
 
+bench: deps
+	$(Q)bench/run
+
+PKGCONFIGS := redwork-handler redwork-client
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/redwork \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib/redwork/handlers \
 	    $(DESTDIR)$(PREFIX)/etc/redwork
-	install -m 755 bin/redworkd $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 include/redwork/handler.h $(DESTDIR)$(PREFIX)/include/redwork/
+	install -m 755 bin/redworkd bin/redwork $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 include/redwork/handler.h include/redwork/client.h \
+	    $(DESTDIR)$(PREFIX)/include/redwork/
+	install -m 644 lib/libredwork.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 lib/libredwork.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(HANDLER_SOS) $(DESTDIR)$(PREFIX)/lib/redwork/handlers/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' redwork-handler.pc.in \
-	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/redwork-handler.pc
+	for pc in $(PKGCONFIGS); do \
+	    sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $$pc.pc.in \
+	        > $(DESTDIR)$(PREFIX)/lib/pkgconfig/$$pc.pc; done
 	sed -e 's|^handlers_dir *=.*|handlers_dir = $(PREFIX)/lib/redwork/handlers|' etc/redwork.ini \
 	    > $(DESTDIR)$(PREFIX)/etc/redwork/redwork.ini
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/redworkd $(DESTDIR)$(PREFIX)/include/redwork/handler.h \
-	    $(DESTDIR)$(PREFIX)/lib/pkgconfig/redwork-handler.pc $(DESTDIR)$(PREFIX)/etc/redwork/redwork.ini
+	rm -f $(DESTDIR)$(PREFIX)/bin/redworkd $(DESTDIR)$(PREFIX)/bin/redwork \
+	    $(DESTDIR)$(PREFIX)/include/redwork/handler.h $(DESTDIR)$(PREFIX)/include/redwork/client.h \
+	    $(DESTDIR)$(PREFIX)/lib/libredwork.a $(DESTDIR)$(PREFIX)/lib/libredwork.so \
+	    $(PKGCONFIGS:%=$(DESTDIR)$(PREFIX)/lib/pkgconfig/%.pc) \
+	    $(DESTDIR)$(PREFIX)/etc/redwork/redwork.ini
 	rm -rf $(DESTDIR)$(PREFIX)/lib/redwork
 
 clean:
