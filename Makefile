@@ -66,7 +66,7 @@ $(B)/bench/ceiling: $(B)/bench/ceiling.o $(B)/client/histogram.o
 
 .SECONDARY: # keep intermediate objects: no rebuild on every make
 
-.PHONY: all deps test test-unit test-integration test-python demo bench install uninstall clean
+.PHONY: all deps test test-unit test-integration test-python test-node demo bench install uninstall clean
 .DEFAULT_GOAL := all
 
 all: bin/redworkd bin/redwork lib/libredwork.a lib/libredwork.so $(HANDLER_SOS)
@@ -126,7 +126,7 @@ deps:
 # redis-servers on a 2-core machine.
 test: deps
 	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(INTEGRATION_BINS) $(TEST_PLUGIN_SOS)
-	$(Q)$(MAKE) --no-print-directory test-unit test-integration test-python
+	$(Q)$(MAKE) --no-print-directory test-unit test-integration test-python test-node
 
 test-unit:
 	$(Q)set -e; for t in $(UNIT_BINS); do echo "== $$t"; \
@@ -138,6 +138,18 @@ test-integration:
 
 test-python:
 	$(Q)echo "== tests/python"; REDWORK_ROOT=$(CURDIR) $(PYTHON) -m unittest discover -s tests/python -v
+
+NODE_EXAMPLE := examples/node
+
+# npm ci when node_modules is missing or older than the package files (npm
+# writes node_modules/.package-lock.json on every install).
+$(NODE_EXAMPLE)/node_modules/.package-lock.json: $(NODE_EXAMPLE)/package.json $(NODE_EXAMPLE)/package-lock.json
+	$(Q)cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund
+	$(Q)touch $@
+
+# The files, not the folder: Node 22+ no longer searches a folder given to --test.
+test-node: $(NODE_EXAMPLE)/node_modules/.package-lock.json
+	$(Q)echo "== tests/node"; REDWORK_ROOT=$(CURDIR) node --test tests/node/*.test.js
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all

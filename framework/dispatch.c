@@ -309,7 +309,7 @@ static void flush_batch(dispatcher *d) {
         }
     }
     d->batch_count = 0;
-    reply_sink_flush(d->sink);
+    reply_sink_write(d->sink);
 }
 
 /* Handles one reply from the subscriber connection: a message, or a

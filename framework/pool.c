@@ -3,10 +3,10 @@
  * DESIGN. THREADS identical workers, each with its own reply sink (its own
  * Redis connection: a redisContext is never shared). A worker loops: pop,
  * answer 'timeout' if the request waited past its timeout_ms, else run the
- * handler, publish, free. Publishing does not wait for Redis's answer; the
- * answers are read when the queue is empty, just before the worker would
- * block, so a busy worker pipelines its replies and an idle one has none
- * outstanding. queue_pop() returning NULL -- the
+ * handler, publish, free. Replies are buffered while more requests are
+ * queued and written when the queue runs dry (or every WRITE_BATCH), and
+ * Redis's answers are read as they arrive: a busy worker pipelines, an idle
+ * one answers at once. queue_pop() returning NULL -- the
  * queue closed and drained -- is the only way a worker ends, so a stop
  * never abandons a queued request. pool_wait() bounds the wait for the
  * drain: each worker counts itself out under a mutex and signals a
@@ -25,6 +25,8 @@
 #include "plugin.h"
 #include "reply.h"
 #include "request.h"
+
+#define WRITE_BATCH 32
 
 struct pool {
     const config *cfg;
@@ -64,18 +66,22 @@ static void run_request(reply_sink *sink, request *req) {
 static void *worker_main(void *arg) {
     pool *p = arg;
     reply_sink *sink = reply_sink_create(p->cfg, p->st);
+    size_t unwritten = 0;
     for (;;) {
-        /* Replies go out as they are made; their answers from Redis are
-         * read in one go when the queue runs dry. */
+        /* Replies are sent when the queue runs dry or every WRITE_BATCH,
+         * so a busy worker makes one write for many; Redis's answers are
+         * read as they arrive, never waited for before blocking here. */
         request *req = queue_trypop(p->q);
-        if (req == NULL) {
+        if (req == NULL || unwritten == WRITE_BATCH) {
             if (sink != NULL)
-                reply_sink_flush(sink);
-            if ((req = queue_pop(p->q)) == NULL)
-                break;
+                reply_sink_write(sink);
+            unwritten = 0;
         }
+        if (req == NULL && (req = queue_pop(p->q)) == NULL)
+            break;
         if (sink != NULL) {
             run_request(sink, req);
+            unwritten++;
         } else { /* out of memory at start: lose loudly, never hang */
             stats_add(p->st->lost);
             request_free(req);

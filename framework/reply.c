@@ -7,6 +7,7 @@
  * one pipelined round trip. */
 #include "reply.h"
 
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,7 +111,7 @@ char *reply_encode(const reply *r, const char *req_id, const char *handler,
     return out;
 }
 
-/* A reply written to Redis whose answers have not been read yet. */
+/* A reply handed to Redis whose answers have not been read yet. */
 typedef struct pending_reply {
     char *key; /* <reply_prefix><req_id>: the channel, and the list */
     char *json;
@@ -121,9 +122,12 @@ struct reply_sink {
     const config *cfg;
     stats *st;
     redisContext *c; /* NULL while disconnected */
-    int broken;      /* a write failed: reconnect and resend at flush */
+    int broken; /* the connection failed: reconnect and resend at flush */
     pending_reply pending[REPLY_PIPELINE];
-    size_t count;
+    size_t first;   /* the oldest reply not fully answered */
+    size_t count;   /* replies in pending[] */
+    int answers;    /* answers already read for pending[first] */
+    char refused[256]; /* Redis's error for pending[first], if any */
 };
 
 reply_sink *reply_sink_create(const config *cfg, stats *st) {
@@ -140,6 +144,8 @@ static void drop_connection(reply_sink *s) {
         redisFree(s->c);
     s->c = NULL;
     s->broken = 0;
+    s->answers = 0;
+    s->refused[0] = '\0';
 }
 
 void reply_sink_free(reply_sink *s) {
@@ -150,83 +156,102 @@ void reply_sink_free(reply_sink *s) {
     free(s);
 }
 
-/* Appends the commands of P and writes everything buffered. Returns 0, or
- * -1 (and marks the connection broken) if the write failed. */
-static int write_reply(reply_sink *s, const pending_reply *p) {
+/* Appends the commands of P to the connection's output buffer. */
+static void append_reply(reply_sink *s, const pending_reply *p) {
     if (s->cfg->reply_store == REPLY_STORE_LIST) {
         redisAppendCommand(s->c, "RPUSH %s %b", p->key, p->json, p->len);
         redisAppendCommand(s->c, "PEXPIRE %s %lld", p->key, s->cfg->reply_ttl_ms);
     }
     redisAppendCommand(s->c, "PUBLISH %s %b", p->key, p->json, p->len);
-    int done = 0;
-    while (!done)
-        if (redisBufferWrite(s->c, &done) != REDIS_OK) {
-            s->broken = 1;
-            return -1;
-        }
-    return 0;
 }
 
-static void release(pending_reply *p) {
-    free(p->key);
-    free(p->json);
+/* Writes the output buffer; marks the connection broken on failure. */
+static void write_out(reply_sink *s) {
+    int done = 0;
+    while (!s->broken && !done)
+        if (redisBufferWrite(s->c, &done) != REDIS_OK)
+            s->broken = 1;
 }
 
 static void lose(reply_sink *s, pending_reply *p, const char *why) {
     stats_add(s->st->lost);
     log_limited(&lost_limit, LOG_LEVEL_WARN, "reply", "reply on %s lost: %s",
                 p->key, why);
-    release(p);
+    free(p->key);
+    free(p->json);
 }
 
-/* Reads the answers of the pending replies from FIRST on, releasing each
- * answered one. Returns the index of the first unanswered (== count when
- * all were), stopping early on a broken connection. */
-static size_t read_answers(reply_sink *s, size_t first) {
+/* Reads answers and retires the replies they complete, oldest first.
+ * WAIT: block until every reply is answered; else take only what has
+ * arrived. Stops on a broken connection. */
+static void read_answers(reply_sink *s, int wait) {
     int commands = s->cfg->reply_store == REPLY_STORE_LIST ? 3 : 1;
-    char err[256];
-    for (; first < s->count; first++) {
-        const char *refused = NULL;
-        for (int i = 0; i < commands; i++) {
-            redisReply *r = NULL;
-            if (redisGetReply(s->c, (void **)&r) != REDIS_OK) {
-                s->broken = 1;
-                return first;
-            }
-            if (r->type == REDIS_REPLY_ERROR && refused == NULL)
-                refused = conn_error(s->c, r, err, sizeof err);
-            freeReplyObject(r);
+    if (!wait) {
+        struct pollfd fd = {.fd = s->c->fd, .events = POLLIN};
+        if (poll(&fd, 1, 0) > 0 && redisBufferRead(s->c) != REDIS_OK) {
+            s->broken = 1;
+            return;
         }
-        if (refused != NULL) /* Redis said no: resending would not help */
-            lose(s, &s->pending[first], refused);
-        else
-            release(&s->pending[first]);
     }
-    return first;
+    while (s->first < s->count) {
+        redisReply *r = NULL;
+        int status = wait ? redisGetReply(s->c, (void **)&r)
+                          : redisGetReplyFromReader(s->c, (void **)&r);
+        if (status != REDIS_OK) {
+            s->broken = 1;
+            return;
+        }
+        if (r == NULL)
+            return; /* not arrived yet */
+        if (r->type == REDIS_REPLY_ERROR && s->refused[0] == '\0')
+            conn_error(s->c, r, s->refused, sizeof s->refused);
+        freeReplyObject(r);
+        if (++s->answers < commands)
+            continue;
+        pending_reply *p = &s->pending[s->first++];
+        if (s->refused[0] != '\0') { /* Redis said no: resending would not help */
+            lose(s, p, s->refused);
+        } else {
+            free(p->key);
+            free(p->json);
+        }
+        s->answers = 0;
+        s->refused[0] = '\0';
+    }
+    s->first = s->count = 0; /* all answered */
+}
+
+void reply_sink_write(reply_sink *s) {
+    if (s->c == NULL || s->broken)
+        return;
+    write_out(s);
+    if (!s->broken)
+        read_answers(s, 0);
 }
 
 int reply_sink_flush(reply_sink *s) {
-    size_t done = 0;
     unsigned long long lost_before = stats_get(s->st->lost);
     char err[256] = "not connected";
-    for (int attempt = 0; attempt < 2 && done < s->count; attempt++) {
-        if (s->broken || (s->c != NULL && s->c->err) || attempt > 0) {
+    for (int attempt = 0; attempt < 2 && s->first < s->count; attempt++) {
+        if (s->c == NULL || s->broken) {
+            if (s->c != NULL)
+                snprintf(err, sizeof err, "%s", s->c->errstr);
             drop_connection(s);
             if ((s->c = conn_open(s->cfg, err, sizeof err)) == NULL)
                 break;
-            for (size_t i = done; i < s->count && !s->broken; i++)
-                write_reply(s, &s->pending[i]);
+            for (size_t i = s->first; i < s->count; i++)
+                append_reply(s, &s->pending[i]);
         }
-        if (s->c == NULL || s->broken)
-            continue;
-        done = read_answers(s, done);
-        if (s->broken)
-            snprintf(err, sizeof err, "%s", s->c->errstr);
+        write_out(s);
+        if (!s->broken)
+            read_answers(s, 1);
     }
-    for (; done < s->count; done++)
-        lose(s, &s->pending[done], err);
-    s->count = 0;
-    if (s->c != NULL && (s->broken || s->c->err))
+    if (s->c != NULL && s->broken)
+        snprintf(err, sizeof err, "%s", s->c->errstr);
+    for (; s->first < s->count; s->first++)
+        lose(s, &s->pending[s->first], err);
+    s->first = s->count = 0;
+    if (s->broken)
         drop_connection(s);
     return stats_get(s->st->lost) == lost_before ? 0 : -1;
 }
@@ -249,14 +274,15 @@ int reply_send(reply_sink *s, const reply *r, const char *req_id,
     snprintf(p->key, keylen, "%s%s", s->cfg->reply_prefix, req_id);
     p->len = strlen(p->json);
     s->count++;
-    /* Written now, so the caller gets it without waiting for a batch; a
-     * failure is retried by the next flush. */
     if (s->c == NULL && !s->broken) {
         char err[256];
         s->c = conn_open(s->cfg, err, sizeof err);
+        /* Until a flush reconnects, nothing is appended: answers must stay
+         * in step with pending[]. */
+        s->broken = s->c == NULL;
     }
-    if (s->c != NULL && !s->broken)
-        write_reply(s, p);
+    if (!s->broken)
+        append_reply(s, p);
     return 0;
 }
 

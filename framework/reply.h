@@ -55,19 +55,23 @@ reply_sink *reply_sink_create(const config *cfg, stats *st);
  * Accepts NULL. */
 void reply_sink_free(reply_sink *s);
 
-/* Encodes R as REQ_ID's reply and writes it to Redis at once, without
- * waiting for Redis's answer: answers are read by reply_sink_flush(), which
- * runs by itself every REPLY_PIPELINE replies. Counts it in stats
- * (requests, errors). Returns 0, or -1 if it is lost already (out of
- * memory). R is not changed. */
+/* Encodes R as REQ_ID's reply and appends it to the connection's output
+ * buffer: reply_sink_write() sends what is buffered, reply_sink_flush()
+ * also waits for Redis's answers (it runs by itself when REPLY_PIPELINE
+ * replies are unanswered). Counts it in stats (requests, errors). Returns
+ * 0, or -1 if it is lost already (out of memory). R is not changed. */
 int reply_send(reply_sink *s, const reply *r, const char *req_id,
                const char *handler, long long duration_us);
 
-/* Reads Redis's answers to every reply written. If the connection broke,
- * it is reopened once and the unanswered replies are sent again; what
- * still fails, or what Redis refused, is counted lost and logged
- * (rate-limited) with its channel. Call it before waiting for more work.
- * Returns 0 if nothing was lost, -1 if something was. */
+/* Sends what reply_send() buffered, and retires the replies whose answers
+ * have already arrived, without waiting for the others. */
+void reply_sink_write(reply_sink *s);
+
+/* Sends what is buffered and reads Redis's answers to every reply. If the
+ * connection broke, it is reopened once and the unanswered replies are
+ * sent again; what still fails, or what Redis refused, is counted lost and
+ * logged (rate-limited) with its channel. Returns 0 if nothing was lost,
+ * -1 if something was. */
 int reply_sink_flush(reply_sink *s);
 
 /* reply_send() of an error reply built from CODE and a printf-style
