@@ -5,6 +5,10 @@
 # everything is installed it exits 0 at once and prints nothing. Otherwise it
 # installs what is missing with apt-get, as root or through sudo; without
 # either it prints the command to run and exits 1.
+#
+# Node.js and npm (for examples/node and tests/node) count as present when
+# `node` and `npm` are on PATH, however they were installed (Debian, NodeSource,
+# nvm); only if one is not are Debian's `nodejs` / `npm` installed.
 set -eu
 
 PACKAGES="build-essential pkg-config libhiredis-dev libcjson-dev libinih-dev
@@ -12,7 +16,7 @@ libcriterion-dev redis-server python3-redis"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps.sh: dpkg-query not found: not a Debian system; install by hand:" >&2
-    echo "  $PACKAGES" | tr "\n" " " >&2; echo >&2
+    echo "  $PACKAGES nodejs npm" | tr "\n" " " >&2; echo >&2
     exit 1
 fi
 
@@ -24,6 +28,8 @@ for p in $PACKAGES; do
         *) missing="$missing $p" ;;
     esac
 done
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 missing=${missing# }
 
 [ -z "$missing" ] && exit 0

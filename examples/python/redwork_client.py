@@ -29,11 +29,24 @@ call() raises NoWorkers at once instead of waiting for the timeout.
 Works with redis-py 4.3 (Debian bookworm's python3-redis) and later. A
 redis.Redis object may be shared between threads; call() makes its own
 PubSub object per call.
+
+For many calls, use a Client: it subscribes once, to the pattern
+callback:<client_id>.*, and matches each reply to its caller by req_id, so a
+call costs one PUBLISH and no SUBSCRIBE/UNSUBSCRIBE round trips:
+
+    with redwork_client.Client(r) as client:
+        reply = client.call({"user_id": "Alice"})          # blocks, thread-safe
+        future = client.submit({"handler": "echo", "n": 1}) # returns at once
+        print(future.result()["result"])
 """
 
 import argparse
+import concurrent.futures
+import heapq
+import itertools
 import json
 import sys
+import threading
 import time
 import uuid
 
@@ -95,6 +108,230 @@ def call(r, channel, payload, timeout=5.0, reply_prefix=REPLY_PREFIX):
         except redis.RedisError:
             pass  # the connection is going away anyway
         p.close()
+
+
+def _glob_escape(text):
+    """TEXT with Redis glob characters escaped, for a literal PSUBSCRIBE prefix."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class Client:
+    """Many redwork calls in flight over one pattern subscription.
+
+        client = Client(redis.Redis(host="127.0.0.1", port=6379))
+        reply = client.call({"user_id": "Alice"})   # from any thread
+        client.close()
+
+    How it works:
+
+    - The client has an id, "py-" + uuid4 hex: unique across processes and
+      hosts. Its requests get the req_ids "<client_id>.1", "<client_id>.2",
+      ..., so every reply comes on callback:<client_id>.<n>.
+    - The constructor PSUBSCRIBEs once to callback:<client_id>.* on its own
+      connection and waits for Redis to confirm it. Every request is
+      published after that, so no reply can be missed.
+    - A background thread reads that connection and hands each reply to the
+      Future registered under its req_id in self._pending.
+    - submit() registers the Future first and then PUBLISHes, on the
+      redis.Redis connection pool (thread-safe). PUBLISH returning 0 means
+      no worker serves the channel: the Future fails with NoWorkers at once.
+    - A request with no reply by its deadline fails with TimeoutError and
+      leaves self._pending; a late reply for it is ignored.
+
+    R is a redis.Redis (with or without decode_responses); the subscription
+    uses a connection of its pool. The payload's own "req_id", if any, is
+    refused (ValueError): the client chooses the ids.
+    """
+
+    # How often the reader thread wakes up to check deadlines and close().
+    TICK_S = 0.05
+
+    def __init__(self, r, reply_prefix=REPLY_PREFIX, subscribe_timeout=5.0):
+        self._r = r
+        self.client_id = "py-" + uuid.uuid4().hex
+        self._reply_prefix = reply_prefix
+        self._lock = threading.Lock()
+        self._pending = {}        # req_id -> Future, guarded by _lock
+        self._deadlines = []      # heap of (deadline, req_id), guarded by _lock
+        self._counter = itertools.count(1)
+        self._closed = False
+        self._stop = threading.Event()
+
+        # One pattern subscription for every call of this client, confirmed
+        # before anything is published.
+        self.pattern = _glob_escape(reply_prefix + self.client_id + ".") + "*"
+        self._pubsub = r.pubsub()
+        try:
+            self._pubsub.psubscribe(self.pattern)
+            deadline = time.monotonic() + subscribe_timeout
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("no psubscribe confirmation for " + self.pattern)
+                msg = self._pubsub.get_message(timeout=left)
+                if msg is not None and msg["type"] == "psubscribe":
+                    break
+        except BaseException:
+            self._pubsub.close()
+            raise
+
+        self._reader = threading.Thread(
+            target=self._read_replies, name="redwork-client-" + self.client_id,
+            daemon=True)
+        self._reader.start()
+
+    # --- public API --------------------------------------------------------
+
+    def submit(self, payload, channel="request", timeout=5.0, handler=None):
+        """Publishes PAYLOAD (a dict) on CHANNEL; returns a Future of the reply.
+
+        The Future's result is the reply dict ("ok": false replies included).
+        It fails with NoWorkers if nobody serves CHANNEL, TimeoutError if no
+        reply comes within TIMEOUT seconds, redis.RedisError if the PUBLISH
+        fails, and ConnectionError if the client is closed first. HANDLER, if
+        given, sets the request's "handler" field.
+        """
+        return self._submit(payload, channel, timeout, handler)[1]
+
+    def call(self, payload, channel="request", timeout=5.0, handler=None):
+        """Sends PAYLOAD on CHANNEL and returns the reply dict; thread-safe.
+
+        Raises NoWorkers at once if nobody serves CHANNEL, TimeoutError at
+        the deadline (the request is then forgotten: a late reply is
+        ignored), redis.RedisError if the PUBLISH fails. An "ok": false
+        reply is returned, not raised: look at reply["error"]["code"].
+        """
+        req_id, future = self._submit(payload, channel, timeout, handler)
+        try:
+            return future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            # (The same class as the built-in TimeoutError from Python 3.11.)
+            # Our deadline came before the reader thread's next check: drop
+            # the request now. If the reply won that race, _fail() does
+            # nothing and the result below is the reply.
+            self._fail(req_id, TimeoutError(
+                "no reply for %s within %.3g s" % (req_id, timeout)))
+            return future.result()
+
+    def pending_count(self):
+        """How many requests wait for their reply (for tests and metrics)."""
+        with self._lock:
+            return len(self._pending)
+
+    def close(self):
+        """Stops the reader thread, fails the calls still waiting with
+        ConnectionError, and drops the subscription. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        if threading.current_thread() is not self._reader:
+            self._reader.join()  # (close() from a Future callback runs on it)
+        with self._lock:
+            left, self._pending = self._pending, {}
+            self._deadlines = []
+        for future in left.values():
+            future.set_exception(ConnectionError("redwork Client closed"))
+        try:
+            self._pubsub.punsubscribe()
+        except Exception:
+            pass  # the connection is going away anyway
+        self._pubsub.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- internals ---------------------------------------------------------
+
+    def _submit(self, payload, channel, timeout, handler):
+        """submit(), returning (req_id, Future)."""
+        if "req_id" in payload:
+            raise ValueError("Client chooses the req_id; leave it out of the payload")
+        request = dict(payload)
+        if handler is not None:
+            request["handler"] = handler
+        future = concurrent.futures.Future()
+        with self._lock:
+            if self._closed:
+                raise ConnectionError("redwork Client is closed")
+            req_id = "%s.%d" % (self.client_id, next(self._counter))
+            request["req_id"] = req_id
+            # Registered before the PUBLISH: the reply may come before
+            # PUBLISH has even returned.
+            self._pending[req_id] = future
+            heapq.heappush(self._deadlines, (time.monotonic() + timeout, req_id))
+
+        try:
+            receivers = self._r.publish(channel, json.dumps(request, separators=(",", ":")))
+        except Exception as e:
+            self._fail(req_id, e)
+        else:
+            if receivers == 0:
+                self._fail(req_id, NoWorkers("no worker is subscribed to channel %r" % channel))
+        return req_id, future
+
+    def _fail(self, req_id, error):
+        """Fails the pending request REQ_ID with ERROR. Returns False if it
+        was no longer pending (answered, expired or failed already)."""
+        with self._lock:
+            future = self._pending.pop(req_id, None)
+        if future is None:
+            return False
+        future.set_exception(error)
+        return True
+
+    def _expire(self):
+        """Fails every pending request whose deadline has passed."""
+        now = time.monotonic()
+        expired = []
+        with self._lock:
+            while self._deadlines and self._deadlines[0][0] <= now:
+                _, req_id = heapq.heappop(self._deadlines)
+                future = self._pending.pop(req_id, None)
+                if future is not None:  # else: answered already
+                    expired.append((req_id, future))
+        for req_id, future in expired:
+            future.set_exception(TimeoutError("no reply for %s in time" % req_id))
+
+    def _deliver(self, msg):
+        """Resolves the Future of the reply MSG (a pmessage)."""
+        channel = msg["channel"]
+        if isinstance(channel, bytes):
+            channel = channel.decode("utf-8", "replace")
+        req_id = channel[len(self._reply_prefix):]
+        try:
+            reply = json.loads(msg["data"])
+        except ValueError as e:
+            reply, error = None, ValueError("reply on %s is not JSON: %s" % (channel, e))
+        else:
+            error = None
+        with self._lock:
+            future = self._pending.pop(req_id, None)
+        if future is None:
+            return  # a late reply: its caller has timed out
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(reply)
+
+    def _read_replies(self):
+        """The reader thread: replies in, deadlines out, until close()."""
+        while not self._stop.is_set():
+            try:
+                msg = self._pubsub.get_message(timeout=self.TICK_S)
+            except Exception:
+                # Connection trouble. redis-py reconnects and subscribes
+                # again on the next read; replies published meanwhile are
+                # lost and their calls end at their deadline.
+                self._stop.wait(0.1)
+                msg = None
+            if msg is not None and msg["type"] == "pmessage":
+                self._deliver(msg)
+            self._expire()
 
 
 def main(argv=None):
