@@ -118,7 +118,7 @@ static int cmd_call(globals *g, int argc, char **argv) {
 typedef struct bench {
     pthread_mutex_t lock;
     pthread_cond_t changed;
-    long in_flight, done, ok, errors, timeouts, unavailable;
+    long in_flight, low_water, done, ok, errors, timeouts, unavailable;
     histogram latency;
 } bench;
 
@@ -127,6 +127,7 @@ static void bench_done(redwork_result *res, void *arg) {
     pthread_mutex_lock(&b->lock);
     b->in_flight--;
     b->done++;
+    int wake = b->in_flight <= b->low_water;
     if (res->status == REDWORK_OK) {
         b->ok++;
         histogram_record(&b->latency, (uint64_t)res->latency_us);
@@ -137,7 +138,8 @@ static void bench_done(redwork_result *res, void *arg) {
     } else {
         b->unavailable++;
     }
-    pthread_cond_signal(&b->changed);
+    if (wake)
+        pthread_cond_signal(&b->changed);
     pthread_mutex_unlock(&b->lock);
     redwork_result_free(res);
 }
@@ -201,20 +203,25 @@ static int cmd_bench(globals *g, int argc, char **argv) {
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->changed, NULL);
     histogram_init(&b->latency);
+    b->low_water = concurrency - (concurrency / 8 > 0 ? concurrency / 8 : 1);
     int live = isatty(STDERR_FILENO);
 
     uint64_t start = clock_now_us(), last_progress = start;
     uint64_t stop_at = duration > 0 ? start + (uint64_t)(duration * 1e6) : UINT64_MAX;
     long sent = 0;
     for (;;) {
+        /* Refill in bursts, as a pipelining client does: wait until the
+         * window is down to its low-water mark, then fill it again. */
         pthread_mutex_lock(&b->lock);
-        while (b->in_flight >= concurrency)
+        while (b->in_flight > b->low_water)
             pthread_cond_wait(&b->changed, &b->lock);
         uint64_t now = clock_now_us();
         int finished = (requests > 0 && sent >= requests) || now >= stop_at ||
                        (b->unavailable > 0 && b->ok == 0 && b->done > 0);
-        if (!finished)
-            b->in_flight++;
+        long slots = finished ? 0 : concurrency - b->in_flight;
+        if (requests > 0 && slots > requests - sent)
+            slots = requests - sent;
+        b->in_flight += slots;
         if (live && now - last_progress >= 200000) {
             progress(b, requests > 0 ? requests : sent, (double)(now - start) / 1e6);
             last_progress = now;
@@ -222,8 +229,9 @@ static int cmd_bench(globals *g, int argc, char **argv) {
         pthread_mutex_unlock(&b->lock);
         if (finished)
             break;
-        redwork_call_async(c, handler, body, g->timeout_ms, bench_done, b);
-        sent++;
+        for (long i = 0; i < slots; i++)
+            redwork_call_async(c, handler, body, g->timeout_ms, bench_done, b);
+        sent += slots;
     }
     pthread_mutex_lock(&b->lock);
     while (b->in_flight > 0) /* bounded: every call ends by its timeout */

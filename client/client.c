@@ -5,8 +5,9 @@
  *   sub  PSUBSCRIBEd to <reply_prefix><id>.* before the first call, so no
  *        reply can be published before the client listens; read only by
  *        the reader thread.
- *   pub  callers append PUBLISH and write it at once, without waiting for
- *        Redis's answer: calls from many threads are pipelined. The reader
+ *   pub  callers append PUBLISH without waiting for Redis's answer: calls
+ *        from many threads are pipelined, and while an answer is awaited
+ *        new PUBLISHes gather in the buffer (see publish()). The reader
  *        thread reads the answers (how many subscribers got each request)
  *        in order, matching them through a FIFO of sequence numbers; a 0
  *        completes that call with no_workers. Both sides hold the client
@@ -414,7 +415,22 @@ static void read_replies(redwork_client *c, done_list *d) {
     }
 }
 
-/* Reads PUBLISH answers on the pub connection (under the lock). */
+/* Writes what the pub connection has buffered (under the lock). Returns
+ * 0, or -1 after dropping the broken connection. */
+static int write_pub(redwork_client *c) {
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(c->pub, &done) != REDIS_OK) {
+            redisFree(c->pub);
+            c->pub = NULL;
+            c->fifo_len = 0;
+            return -1;
+        }
+    return 0;
+}
+
+/* Reads PUBLISH answers on the pub connection, then writes the PUBLISHes
+ * that waited for them (under the lock). */
 static void read_publish_counts(redwork_client *c, done_list *d) {
     if (c->pub == NULL || redisBufferRead(c->pub) != REDIS_OK) {
         if (c->pub != NULL) {
@@ -439,6 +455,9 @@ static void read_publish_counts(redwork_client *c, done_list *d) {
         }
         freeReplyObject(r);
     }
+    if (c->pub != NULL && sdslen(c->pub->obuf) > 0 && write_pub(c) != 0)
+        take_all(c, d, REDWORK_CONNECTION,
+                 "lost the connection to Redis while publishing");
 }
 
 /* The subscriber connection is gone: fail or keep the waiting calls, then
@@ -657,22 +676,21 @@ static int fifo_push(redwork_client *c, uint64_t seq) {
     return 0;
 }
 
-/* Sends BODY for W (under the lock). Returns NULL, or why it failed. */
+/* Sends BODY for W (under the lock). Returns NULL, or why it failed.
+ * Like Nagle's algorithm: with no PUBLISH awaiting its answer, it is
+ * written now; otherwise it waits in the buffer and the reader thread
+ * writes it with the others when the earlier answer arrives, so a busy
+ * client makes one write for many calls and an idle one waits for none. */
 static const char *publish(redwork_client *c, waiter *w, const char *body) {
     char err[256];
     if (c->pub == NULL && (c->pub = connect_redis(&c->opt, err, sizeof err)) == NULL)
         return "cannot connect to Redis to publish";
+    int idle = c->fifo_len == 0;
     if (fifo_push(c, w->seq) != 0)
         return "out of memory";
     redisAppendCommand(c->pub, "PUBLISH %s %s", c->opt.channel, body);
-    int done = 0;
-    while (!done)
-        if (redisBufferWrite(c->pub, &done) != REDIS_OK) {
-            redisFree(c->pub);
-            c->pub = NULL;
-            c->fifo_len = 0;
-            return "lost the connection to Redis while publishing";
-        }
+    if (idle && write_pub(c) != 0)
+        return "lost the connection to Redis while publishing";
     return NULL;
 }
 

@@ -888,3 +888,54 @@ void rw_bulk_close(rw_bulk *b)
         redisFree(b->pub);
     memset(b, 0, sizeof *b);
 }
+
+/* ---- running a program ----------------------------------------------------- */
+
+int rw_run_cmd(char *const argv[], const char *in_path, const char *out_path,
+               const char *err_path, int timeout_ms)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        child_die_with_parent(parent);
+        int in = open(in_path ? in_path : "/dev/null", O_RDONLY);
+        if (in < 0 || dup2(in, 0) < 0)
+            _exit(127);
+        close(in);
+        if (child_setup_fd(1, out_path) < 0 || child_setup_fd(2, err_path) < 0)
+            _exit(127);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return rw_wait_exit(pid, timeout_ms);
+}
+
+long long rw_info_int(redisContext *c, const char *section, const char *key,
+                      const char *field)
+{
+    redisReply *r = redisCommand(c, "INFO %s", section);
+    long long v = -1;
+    if (r && r->type == REDIS_REPLY_STRING) {
+        char want[128];
+        snprintf(want, sizeof want, "\n%s:", key);
+        const char *line = strstr(r->str, want);
+        if (line) {
+            line += strlen(want);
+            if (field) {
+                char f[128];
+                snprintf(f, sizeof f, "%s=", field);
+                const char *eol = strchr(line, '\n');
+                const char *at = strstr(line, f);
+                if (at && (!eol || at < eol))
+                    v = strtoll(at + strlen(f), NULL, 10);
+            } else {
+                v = strtoll(line, NULL, 10);
+            }
+        }
+    }
+    if (r)
+        freeReplyObject(r);
+    return v;
+}

@@ -227,4 +227,20 @@ int rw_bulk_exactly_once(const rw_bulk *b);
 /* Frees everything. Accepts a zeroed B. */
 void rw_bulk_close(rw_bulk *b);
 
+/* ---- running a program (the CLI) ----------------------------------------- */
+
+/* Runs ARGV (ARGV[0] a path, NULL-terminated) to completion with stdin
+ * from IN_PATH (NULL: /dev/null), stdout to OUT_PATH and stderr to
+ * ERR_PATH (both truncated), bounded by TIMEOUT_MS. Returns its exit status
+ * as rw_wait_exit (0..255, 128+signal), or -1 if it could not be started
+ * or did not finish in time (it is then SIGKILLed and reaped). */
+int rw_run_cmd(char *const argv[], const char *in_path, const char *out_path,
+               const char *err_path, int timeout_ms);
+
+/* The integer FIELD ("calls" of "cmdstat_publish", ...) of INFO SECTION:
+ * reads the line "<KEY>:...<FIELD>=<n>" or "<KEY>:<n>". Returns n, or -1
+ * if there is no such line. */
+long long rw_info_int(redisContext *c, const char *section, const char *key,
+                      const char *field);
+
 #endif
