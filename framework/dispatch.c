@@ -281,34 +281,41 @@ static void claim_batch(dispatcher *d) {
     }
 }
 
-/* Claims, then queues or answers every message of the batch. */
+/* Claims, then queues or answers every message of the batch. The runnable
+ * ones are pushed in one go; what does not fit is answered 'overloaded' (or
+ * 'shutting_down' once the queue is closed). */
 static void flush_batch(dispatcher *d) {
     if (d->batch_count == 0)
         return;
     if (d->cfg->claim)
         claim_batch(d);
+    void *runnable[BATCH];
+    size_t n = 0;
     for (size_t i = 0; i < d->batch_count; i++) {
         inbound *in = &d->batch[i];
         if (in->id[0] == '\0')
             continue;
-        if (in->req == NULL) {
+        if (in->req != NULL)
+            runnable[n++] = in->req;
+        else
             reply_send_error(d->sink, in->id, NULL, in->code, "%s", in->message);
-            continue;
-        }
-        int status = queue_push(d->q, in->req);
-        if (status != QUEUE_OK) {
-            const char *handler = plugin_name(in->req->handler);
-            if (status == QUEUE_FULL)
-                reply_send_error(d->sink, in->id, handler, "overloaded",
-                                 "the work queue is full (queue_size %lld)",
-                                 d->cfg->queue_size);
-            else
-                reply_send_error(d->sink, in->id, handler, "shutting_down",
-                                 "the daemon is shutting down");
-            request_free(in->req);
-        }
     }
     d->batch_count = 0;
+    size_t pushed = queue_push_many(d->q, runnable, n);
+    for (size_t i = pushed; i < n; i++) {
+        request *req = runnable[i];
+        int status = queue_push(d->q, req); /* a worker may have made room */
+        if (status == QUEUE_OK)
+            continue;
+        if (status == QUEUE_CLOSED)
+            reply_send_error(d->sink, req->id, plugin_name(req->handler),
+                             "shutting_down", "the daemon is shutting down");
+        else
+            reply_send_error(d->sink, req->id, plugin_name(req->handler),
+                             "overloaded", "the work queue is full (queue_size %lld)",
+                             d->cfg->queue_size);
+        request_free(req);
+    }
     reply_sink_write(d->sink);
 }
 

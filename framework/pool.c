@@ -3,10 +3,9 @@
  * DESIGN. THREADS identical workers, each with its own reply sink (its own
  * Redis connection: a redisContext is never shared). A worker loops: pop,
  * answer 'timeout' if the request waited past its timeout_ms, else run the
- * handler, publish, free. Replies are buffered while more requests are
- * queued and written when the queue runs dry (or every WRITE_BATCH), and
- * Redis's answers are read as they arrive: a busy worker pipelines, an idle
- * one answers at once. queue_pop() returning NULL -- the
+ * handler, publish, free. Replies are sent when the queue runs dry or every
+ * WRITE_BATCH, and Redis's answers are read as they arrive: a busy worker
+ * pipelines, an idle one answers at once. queue_pop() returning NULL -- the
  * queue closed and drained -- is the only way a worker ends, so a stop
  * never abandons a queued request. pool_wait() bounds the wait for the
  * drain: each worker counts itself out under a mutex and signals a
@@ -68,9 +67,10 @@ static void *worker_main(void *arg) {
     reply_sink *sink = reply_sink_create(p->cfg, p->st);
     size_t unwritten = 0;
     for (;;) {
-        /* Replies are sent when the queue runs dry or every WRITE_BATCH,
-         * so a busy worker makes one write for many; Redis's answers are
-         * read as they arrive, never waited for before blocking here. */
+        /* One request at a time, so a queued request is never held back
+         * behind a slow one; its reply is sent when the queue runs dry or
+         * every WRITE_BATCH replies, so a busy worker makes one write for
+         * many. Redis's answers are read as they arrive. */
         request *req = queue_trypop(p->q);
         if (req == NULL || unwritten == WRITE_BATCH) {
             if (sink != NULL)

@@ -1,7 +1,8 @@
 /* queue.c -- the bounded work queue between the dispatcher and the pool.
  *
  * DESIGN: a ring buffer of CAPACITY pointers under one mutex, with one
- * condition variable for poppers. Producers never wait: the dispatcher must
+ * condition variable for poppers. The dispatcher pushes a burst in one
+ * lock and one wake-up. Producers never wait: the dispatcher must
  * keep reading Redis even when the pool is saturated, and a full queue is
  * answered 'overloaded' by the caller. Consumers wait on the condition while
  * the queue is open and empty. Closing wakes every consumer; they drain the
@@ -54,20 +55,35 @@ void queue_free(queue *q) {
     free(q);
 }
 
+/* Appends ITEM; the caller holds the lock, the queue is open and has room. */
+static void add_locked(queue *q, void *item) {
+    q->items[(q->head + q->count) % q->capacity] = item;
+    q->count++;
+}
+
 int queue_push(queue *q, void *item) {
-    int status = QUEUE_OK;
     pthread_mutex_lock(&q->lock);
-    if (q->closed) {
-        status = QUEUE_CLOSED;
-    } else if (q->count == q->capacity) {
-        status = QUEUE_FULL;
-    } else {
-        q->items[(q->head + q->count) % q->capacity] = item;
-        q->count++;
+    int status = q->closed ? QUEUE_CLOSED
+                 : q->count == q->capacity ? QUEUE_FULL : QUEUE_OK;
+    if (status == QUEUE_OK) {
+        add_locked(q, item);
         pthread_cond_signal(&q->nonempty);
     }
     pthread_mutex_unlock(&q->lock);
     return status;
+}
+
+size_t queue_push_many(queue *q, void *const *items, size_t n) {
+    size_t pushed = 0;
+    pthread_mutex_lock(&q->lock);
+    while (!q->closed && pushed < n && q->count < q->capacity)
+        add_locked(q, items[pushed++]);
+    if (pushed > 1)
+        pthread_cond_broadcast(&q->nonempty);
+    else if (pushed == 1)
+        pthread_cond_signal(&q->nonempty);
+    pthread_mutex_unlock(&q->lock);
+    return pushed;
 }
 
 /* Takes the oldest item; the caller holds the lock and count > 0. */

@@ -26,6 +26,11 @@ void queue_free(queue *q);
  * QUEUE_CLOSED; on failure the caller still owns ITEM. */
 int queue_push(queue *q, void *item);
 
+/* Appends the N items of ITEMS in order, as far as there is room: one lock
+ * and one wake-up for a burst. Never blocks. Returns how many were pushed
+ * (the first ones); the caller still owns the rest. 0 when closed. */
+size_t queue_push_many(queue *q, void *const *items, size_t n);
+
 /* Removes the oldest item, waiting while the queue is open and empty.
  * Returns NULL once the queue is closed and empty. */
 void *queue_pop(queue *q);
