@@ -6,11 +6,14 @@
  *       PUBLISH callback:<req_id> {"req_id":..,"ok":true,"result":<body>},
  *       everything pipelined on one thread. Stops on SIGTERM/SIGINT.
  *   ceiling load [-h HOST] [-p PORT] [-C CHANNEL] [-c CONCURRENCY]
- *                [-n REQUESTS | -d SECONDS] [-b PAYLOAD_BYTES] [-j]
+ *                [-n REQUESTS | -d SECONDS] [-b PAYLOAD_BYTES] [-s] [-j]
  *       A raw hiredis load client: PSUBSCRIBE callback:<tag>.* first, then
  *       keeps CONCURRENCY requests in flight with pipelined PUBLISHes, and
  *       prints throughput and latency percentiles (-j: one JSON object with
- *       the keys of `redwork bench --json`).
+ *       the keys of `redwork bench --json`). -s: the other client design,
+ *       one SUBSCRIBE callback:<req_id> per request, published once Redis
+ *       confirms it, and UNSUBSCRIBEd after its reply; run it against
+ *       redworkd to compare the two designs.
  *
  * Both loop on poll(2) over their two connections; neither validates more
  * than it must: that is the point of a ceiling. */
@@ -35,6 +38,7 @@ typedef struct args {
     long concurrency, requests, payload;
     double seconds;
     int json;
+    int subscribe_each;
 } args;
 
 static volatile sig_atomic_t stop;
@@ -129,12 +133,21 @@ static int serve(const args *a) {
     return 0;
 }
 
+static void publish(redisContext *pub, const args *a, const char *tag, long seq,
+                    const char *data) {
+    redisAppendCommand(pub, "PUBLISH %s {\"req_id\":\"%s.%ld\",\"data\":\"%s\"}",
+                       a->channel, tag, seq, data);
+}
+
 static int load(const args *a) {
     redisContext *sub = connect_or_die(a), *pub = connect_or_die(a);
     char tag[32];
     snprintf(tag, sizeof tag, "ceil%ld", (long)getpid());
-    redisReply *r = redisCommand(sub, "PSUBSCRIBE callback:%s.*", tag);
-    freeReplyObject(r);
+    redisReply *r;
+    if (!a->subscribe_each) {
+        r = redisCommand(sub, "PSUBSCRIBE callback:%s.*", tag);
+        freeReplyObject(r);
+    }
 
     char *data = malloc((size_t)a->payload + 1);
     uint64_t *sent_at = calloc(RING, sizeof *sent_at);
@@ -154,13 +167,16 @@ static int load(const args *a) {
         int more = (a->requests == 0 || sent < a->requests) && now < stop_at;
         while (more && in_flight < a->concurrency) {
             sent_at[(unsigned long)sent % RING] = clock_now_us();
-            redisAppendCommand(pub, "PUBLISH %s {\"req_id\":\"%s.%ld\",\"data\":\"%s\"}",
-                               a->channel, tag, sent, data);
+            if (a->subscribe_each)
+                redisAppendCommand(sub, "SUBSCRIBE callback:%s.%ld", tag, sent);
+            else
+                publish(pub, a, tag, sent, data);
             sent++;
             in_flight++;
             more = a->requests == 0 || sent < a->requests;
         }
         flush(pub);
+        flush(sub);
         if (in_flight == 0 && !more)
             break;
         if (now - last_reply > REQUEST_TIMEOUT_US) {
@@ -182,13 +198,21 @@ static int load(const args *a) {
         }
         now = clock_now_us();
         while (redisGetReplyFromReader(sub, (void **)&r) == REDIS_OK && r != NULL) {
-            if (r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
-                const char *dot = strrchr(r->element[2]->str, '.');
-                long seq = dot != NULL ? atol(dot + 1) : 0;
+            const char *kind = r->type == REDIS_REPLY_ARRAY && r->elements >= 3
+                                   ? r->element[0]->str : "";
+            const char *channel = r->elements == 4 ? r->element[2]->str
+                                  : r->elements == 3 ? r->element[1]->str : "";
+            const char *dot = strrchr(channel, '.');
+            long seq = dot != NULL ? atol(dot + 1) : 0;
+            if (strcmp(kind, "subscribe") == 0) { /* now it may be published */
+                publish(pub, a, tag, seq, data);
+            } else if (strcmp(kind, "message") == 0 || strcmp(kind, "pmessage") == 0) {
                 histogram_record(h, now - sent_at[(unsigned long)seq % RING]);
                 ok++;
                 in_flight--;
                 last_reply = now;
+                if (a->subscribe_each)
+                    redisAppendCommand(sub, "UNSUBSCRIBE %s", channel);
             }
             freeReplyObject(r);
         }
@@ -198,10 +222,11 @@ static int load(const args *a) {
     unsigned long long p50 = histogram_percentile(h, 50), p90 = histogram_percentile(h, 90),
                        p99 = histogram_percentile(h, 99), p999 = histogram_percentile(h, 99.9);
     if (a->json)
-        printf("{\"handler\":\"ceiling\",\"concurrency\":%ld,\"payload\":%ld,"
+        printf("{\"handler\":\"%s\",\"concurrency\":%ld,\"payload\":%ld,"
                "\"requests\":%ld,\"ok\":%ld,\"errors\":0,\"timeouts\":%ld,"
                "\"seconds\":%.3f,\"rps\":%.0f,\"min_us\":%llu,\"p50_us\":%llu,"
                "\"p90_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,\"max_us\":%llu}\n",
+               a->subscribe_each ? "subscribe-each" : "ceiling",
                a->concurrency, a->payload, sent, ok, sent - ok, secs, rps,
                (unsigned long long)h->min, p50, p90, p99, p999,
                (unsigned long long)h->max);
@@ -223,12 +248,12 @@ int main(int argc, char **argv) {
               .concurrency = 64, .payload = 16};
     if (argc < 2 || (strcmp(argv[1], "serve") != 0 && strcmp(argv[1], "load") != 0)) {
         fprintf(stderr, "usage: ceiling serve|load [-h HOST] [-p PORT] [-C CHANNEL] "
-                "[-c CONCURRENCY] [-n REQUESTS | -d SECONDS] [-b PAYLOAD] [-j]\n");
+                "[-c CONCURRENCY] [-n REQUESTS | -d SECONDS] [-b PAYLOAD] [-s] [-j]\n");
         return 64;
     }
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "h:p:C:c:n:d:b:j")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:C:c:n:d:b:js")) != -1) {
         switch (opt) {
         case 'h': a.host = optarg; break;
         case 'p': a.port = atoi(optarg); break;
@@ -238,6 +263,7 @@ int main(int argc, char **argv) {
         case 'd': a.seconds = atof(optarg); break;
         case 'b': a.payload = atol(optarg); break;
         case 'j': a.json = 1; break;
+        case 's': a.subscribe_each = 1; break;
         default: return 64;
         }
     }

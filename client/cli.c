@@ -115,19 +115,38 @@ static int cmd_call(globals *g, int argc, char **argv) {
 
 /* ---- bench --------------------------------------------------------------- */
 
+/* A bench run. Each completion starts the next call from its callback,
+ * on the client's reader thread, as an asynchronous application would: the
+ * window stays full with no hand-off between threads. The main thread only
+ * fills the window once and then reports progress until the run ends. */
 typedef struct bench {
+    redwork_client *client;
+    const char *handler, *body;
+    int timeout_ms;
+    long total;        /* requests to send; 0: until stop_at */
+    uint64_t stop_at;  /* clock_now_us() deadline; UINT64_MAX: none */
     pthread_mutex_t lock;
-    pthread_cond_t changed;
-    long in_flight, low_water, done, ok, errors, timeouts, unavailable;
+    pthread_cond_t finished;
+    long sent, in_flight, done, ok, errors, timeouts, unavailable;
     histogram latency;
 } bench;
+
+/* Under the lock: 1 if another call may start (and counts it as sent). */
+static int take_slot(bench *b) {
+    int more = b->unavailable == 0 && (b->total > 0 ? b->sent < b->total
+                                                    : clock_now_us() < b->stop_at);
+    if (more) {
+        b->sent++;
+        b->in_flight++;
+    }
+    return more;
+}
 
 static void bench_done(redwork_result *res, void *arg) {
     bench *b = arg;
     pthread_mutex_lock(&b->lock);
     b->in_flight--;
     b->done++;
-    int wake = b->in_flight <= b->low_water;
     if (res->status == REDWORK_OK) {
         b->ok++;
         histogram_record(&b->latency, (uint64_t)res->latency_us);
@@ -135,13 +154,17 @@ static void bench_done(redwork_result *res, void *arg) {
         b->timeouts++;
     } else if (res->status == REDWORK_ERROR_REPLY) {
         b->errors++;
-    } else {
+    } else { /* no workers, connection: stop rather than spin */
         b->unavailable++;
     }
-    if (wake)
-        pthread_cond_signal(&b->changed);
+    int next = take_slot(b);
+    if (!next && b->in_flight == 0)
+        pthread_cond_signal(&b->finished);
     pthread_mutex_unlock(&b->lock);
     redwork_result_free(res);
+    if (next)
+        redwork_call_async(b->client, b->handler, b->body, b->timeout_ms,
+                           bench_done, b);
 }
 
 static void progress(const bench *b, long total, double elapsed) {
@@ -200,49 +223,50 @@ static int cmd_bench(globals *g, int argc, char **argv) {
         return EXIT_UNAVAILABLE;
     }
     bench *b = calloc(1, sizeof *b);
+    b->client = c;
+    b->handler = handler;
+    b->body = body;
+    b->timeout_ms = g->timeout_ms;
+    b->total = requests;
     pthread_mutex_init(&b->lock, NULL);
-    pthread_cond_init(&b->changed, NULL);
+    pthread_cond_init(&b->finished, NULL);
     histogram_init(&b->latency);
-    b->low_water = concurrency - (concurrency / 8 > 0 ? concurrency / 8 : 1);
     int live = isatty(STDERR_FILENO);
 
-    uint64_t start = clock_now_us(), last_progress = start;
-    uint64_t stop_at = duration > 0 ? start + (uint64_t)(duration * 1e6) : UINT64_MAX;
-    long sent = 0;
-    for (;;) {
-        /* Refill in bursts, as a pipelining client does: wait until the
-         * window is down to its low-water mark, then fill it again. */
+    uint64_t start = clock_now_us();
+    b->stop_at = duration > 0 ? start + (uint64_t)(duration * 1e6) : UINT64_MAX;
+    for (long i = 0; i < concurrency; i++) {
         pthread_mutex_lock(&b->lock);
-        while (b->in_flight > b->low_water)
-            pthread_cond_wait(&b->changed, &b->lock);
-        uint64_t now = clock_now_us();
-        int finished = (requests > 0 && sent >= requests) || now >= stop_at ||
-                       (b->unavailable > 0 && b->ok == 0 && b->done > 0);
-        long slots = finished ? 0 : concurrency - b->in_flight;
-        if (requests > 0 && slots > requests - sent)
-            slots = requests - sent;
-        b->in_flight += slots;
-        if (live && now - last_progress >= 200000) {
-            progress(b, requests > 0 ? requests : sent, (double)(now - start) / 1e6);
-            last_progress = now;
-        }
+        int more = take_slot(b);
         pthread_mutex_unlock(&b->lock);
-        if (finished)
+        if (!more)
             break;
-        for (long i = 0; i < slots; i++)
-            redwork_call_async(c, handler, body, g->timeout_ms, bench_done, b);
-        sent += slots;
+        redwork_call_async(c, handler, body, g->timeout_ms, bench_done, b);
     }
+    /* Bounded: every call ends by its timeout, and no call starts after
+     * the deadline or the total. */
     pthread_mutex_lock(&b->lock);
-    while (b->in_flight > 0) /* bounded: every call ends by its timeout */
-        pthread_cond_wait(&b->changed, &b->lock);
+    while (b->in_flight > 0) {
+        struct timespec tick;
+        clock_gettime(CLOCK_REALTIME, &tick);
+        tick.tv_nsec += 200000000L;
+        if (tick.tv_nsec >= 1000000000L) {
+            tick.tv_sec++;
+            tick.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&b->finished, &b->lock, &tick);
+        if (live)
+            progress(b, b->total > 0 ? b->total : b->sent,
+                     (double)(clock_now_us() - start) / 1e6);
+    }
     pthread_mutex_unlock(&b->lock);
     double secs = (double)(clock_now_us() - start) / 1e6;
     if (live) {
-        progress(b, sent, secs);
+        progress(b, b->sent, secs);
         fputc('\n', stderr);
     }
     redwork_client_close(c);
+    long sent = b->sent;
 
     const histogram *h = &b->latency;
     double rps = secs > 0 ? (double)b->ok / secs : 0;
@@ -274,7 +298,7 @@ static int cmd_bench(globals *g, int argc, char **argv) {
     }
     int code = b->ok == sent ? 0 : b->ok == 0 && b->unavailable > 0 ? EXIT_UNAVAILABLE
                                                                  : EXIT_ERROR_REPLY;
-    pthread_cond_destroy(&b->changed);
+    pthread_cond_destroy(&b->finished);
     pthread_mutex_destroy(&b->lock);
     free(b);
     free(body);
