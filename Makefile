@@ -52,7 +52,7 @@ HANDLER_SOS := $(HANDLERS:%=handlers/%.so)
 # Test suites: unit tests link the modules; integration tests drive the
 # real daemon against a real redis-server; fixture plugins feed the loader.
 UNIT_TESTS := queue config request reply plugin
-INTEGRATION_TESTS := daemon
+INTEGRATION_TESTS := daemon client cli
 TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails bad_name no_name
 HARNESS_OBJS := $(B)/tests/integration/harness.o
 
@@ -118,6 +118,8 @@ $(B)/tests/unit/test_%: $(B)/tests/unit/test_%.o $(MODULE_OBJS)
 $(B)/tests/integration/test_%: $(B)/tests/integration/test_%.o $(HARNESS_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcriterion
+
+$(B)/tests/integration/test_client: lib/libredwork.a
 
 deps:
 	$(Q)scripts/deps.sh

@@ -48,6 +48,17 @@ static void usage(FILE *out) {
         "no workers or connection error, 64 usage.\n");
 }
 
+/* Parses a whole decimal number in MIN..MAX into *OUT; -1 if it is not. */
+static int parse_long(const char *text, long min, long max, long *out) {
+    char *end;
+    errno = 0;
+    long n = strtol(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || errno != 0 || n < min || n > max)
+        return -1;
+    *out = n;
+    return 0;
+}
+
 typedef struct globals {
     redwork_client_options opt;
     int timeout_ms;
@@ -189,18 +200,23 @@ static int cmd_bench(globals *g, int argc, char **argv) {
     int json = 0, opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        char *end = NULL;
+        int bad = 0;
         switch (opt) {
         case 'H': handler = optarg; break;
-        case 'p': payload = atol(optarg); break;
-        case 'n': requests = atol(optarg); break;
-        case 'd': duration = atof(optarg); break;
-        case 'C': concurrency = atol(optarg); break;
+        case 'p': bad = parse_long(optarg, 0, 64L << 20, &payload); break;
+        case 'n': bad = parse_long(optarg, 1, 1000000000L, &requests); break;
+        case 'd': duration = strtod(optarg, &end); bad = *end != '\0' || duration <= 0; break;
+        case 'C': bad = parse_long(optarg, 1, 1000000L, &concurrency); break;
         case 'j': json = 1; break;
         default: usage(stderr); return EXIT_USAGE;
         }
+        if (bad) {
+            fprintf(stderr, "redwork bench: bad value '%s'\n", optarg);
+            return EXIT_USAGE;
+        }
     }
-    if (optind != argc || payload < 0 || concurrency < 1 || requests < 0 ||
-        duration < 0 || (requests > 0 && duration > 0)) {
+    if (optind != argc || (requests > 0 && duration > 0)) {
         fprintf(stderr, "redwork bench: give --requests N or --duration S, "
                 "a --concurrency >= 1 and a --payload >= 0\n");
         return EXIT_USAGE;
@@ -404,29 +420,35 @@ int main(int argc, char **argv) {
     globals g = {.timeout_ms = 5000};
     redwork_client_options_init(&g.opt);
     const char *ini = NULL, *host = NULL, *channel = NULL;
-    int port = 0, opt;
+    long port = 0, timeout = 5000;
+    int opt;
     /* "+": stop at the command, whose own options follow it. */
     while ((opt = getopt_long(argc, argv, "+c:", options, NULL)) != -1) {
+        int bad = 0;
         switch (opt) {
         case 'c': ini = optarg; break;
         case 'h': host = optarg; break;
-        case 'p': port = atoi(optarg); break;
+        case 'p': bad = parse_long(optarg, 1, 65535, &port); break;
         case 'C': channel = optarg; break;
-        case 't': g.timeout_ms = atoi(optarg); break;
+        case 't': bad = parse_long(optarg, 1, 86400000L, &timeout); break;
         case 'H': usage(stdout); return 0;
         case 'V': printf("redwork %s\n", REDWORK_VERSION); return 0;
         default: usage(stderr); return EXIT_USAGE;
         }
+        if (bad) {
+            fprintf(stderr, "redwork: bad value '%s'\n", optarg);
+            return EXIT_USAGE;
+        }
     }
+    g.timeout_ms = (int)timeout;
     char err[1024];
     if (ini != NULL && redwork_client_options_load(&g.opt, ini, err, sizeof err) != 0) {
         fprintf(stderr, "redwork: %s\n", err);
         return EXIT_USAGE;
     }
     if ((host != NULL && strlen(host) >= sizeof g.opt.host) ||
-        (channel != NULL && strlen(channel) >= sizeof g.opt.channel) ||
-        port < 0 || port > 65535 || g.timeout_ms <= 0) {
-        fprintf(stderr, "redwork: bad --host, --port, --channel or --timeout\n");
+        (channel != NULL && strlen(channel) >= sizeof g.opt.channel)) {
+        fprintf(stderr, "redwork: --host or --channel too long\n");
         return EXIT_USAGE;
     }
     if (host != NULL)
@@ -434,7 +456,7 @@ int main(int argc, char **argv) {
     if (channel != NULL)
         strcpy(g.opt.channel, channel);
     if (port != 0)
-        g.opt.port = port;
+        g.opt.port = (int)port;
     if (optind >= argc) {
         usage(stderr);
         return EXIT_USAGE;

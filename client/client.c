@@ -475,10 +475,24 @@ static int resubscribe(redwork_client *c, done_list *d) {
 
     int delay = BACKOFF_MIN_MS;
     for (;;) {
-        struct pollfd fd = {.fd = c->wake[0], .events = POLLIN};
-        poll(&fd, 1, delay);
+        /* Deadlines still run while Redis is away (reply_store = list keeps
+         * the calls waiting): wake for the nearest one too. */
         pthread_mutex_lock(&c->lock);
-        int closing = c->closing;
+        int closing = c->closing, wait_ms = delay;
+        if (c->heap_len > 0) {
+            uint64_t now = clock_now_us(), due = c->heap[0]->deadline_us;
+            int due_ms = due <= now ? 0 : (int)((due - now + 999) / 1000);
+            wait_ms = due_ms < wait_ms ? due_ms : wait_ms;
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (closing)
+            return -1;
+        struct pollfd fd = {.fd = c->wake[0], .events = POLLIN};
+        poll(&fd, 1, wait_ms);
+        expire(c, d);
+        done_run(c, d);
+        pthread_mutex_lock(&c->lock);
+        closing = c->closing;
         pthread_mutex_unlock(&c->lock);
         if (closing)
             return -1;

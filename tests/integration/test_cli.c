@@ -1,0 +1,404 @@
+/* test_cli.c -- bin/redwork (call, bench, stats) against a real
+ * redis-server and the real bin/redworkd.
+ *
+ * Each test is its own process with its own temp folder and, where it
+ * needs them, its own redis-server and daemon (see harness.h). The CLI is
+ * run with fork/exec (rw_run_cmd): stdin from a file or /dev/null, stdout
+ * and stderr into files in the test's folder, bounded by a deadline; the
+ * test then reads the files. Exit codes: 0 ok, 1 error reply, 2 timeout /
+ * no workers / connection, 64 usage.
+ *
+ * Run: make all build/tests/integration/test_cli &&
+ *      REDWORK_ROOT=$PWD build/tests/integration/test_cli --jobs 2 */
+#include <criterion/criterion.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define RUN_TIMEOUT_MS 15000
+#define ARGS_MAX 32
+
+static rw_env env;
+
+/* The test's folder and what the last run printed. */
+static struct {
+    char dir[RW_PATH_MAX];
+    char in[RW_PATH_MAX + 16];
+    char out[RW_PATH_MAX + 16];
+    char err[RW_PATH_MAX + 16];
+    char *stdout_text;
+    char *stderr_text;
+    long long took_ms;
+} run;
+
+static void setup(void)
+{
+    memset(&env, 0, sizeof env);
+    cr_assert_eq(rw_tmpdir(run.dir, sizeof run.dir), 0);
+    snprintf(run.in, sizeof run.in, "%s/stdin", run.dir);
+    snprintf(run.out, sizeof run.out, "%s/stdout", run.dir);
+    snprintf(run.err, sizeof run.err, "%s/stderr", run.dir);
+}
+
+static void teardown(void)
+{
+    rw_env_stop(&env);
+    free(run.stdout_text);
+    free(run.stderr_text);
+    run.stdout_text = run.stderr_text = NULL;
+    if (run.dir[0])
+        rw_rmdir(run.dir);
+}
+
+TestSuite(cli, .init = setup, .fini = teardown, .timeout = 60);
+
+static void start(const char *tag)
+{
+    cr_assert_eq(rw_env_start(&env, tag, &(rw_opts){0}), 0,
+                 "redis-server or redworkd did not start (tag %s)", tag);
+}
+
+/* Runs `redwork ARGS...` (NULL-terminated) with STDIN_TEXT on stdin (NULL:
+ * /dev/null). Returns the exit status; run.stdout_text / stderr_text hold
+ * what it printed. */
+static int redwork(const char *stdin_text, const char *arg, ...)
+{
+    char bin[RW_PATH_MAX];
+    snprintf(bin, sizeof bin, "%s/bin/redwork", rw_root());
+    char *argv[ARGS_MAX + 2];
+    int argc = 0;
+    argv[argc++] = bin;
+    va_list ap;
+    va_start(ap, arg);
+    for (const char *a = arg; a && argc < ARGS_MAX; a = va_arg(ap, const char *))
+        argv[argc++] = (char *)a;
+    va_end(ap);
+    argv[argc] = NULL;
+    if (stdin_text)
+        cr_assert_eq(rw_write_file(run.in, stdin_text), 0);
+    long long t0 = rw_now_ms();
+    int st = rw_run_cmd(argv, stdin_text ? run.in : NULL, run.out, run.err,
+                        RUN_TIMEOUT_MS);
+    run.took_ms = rw_now_ms() - t0;
+    free(run.stdout_text);
+    free(run.stderr_text);
+    run.stdout_text = rw_read_file(run.out);
+    run.stderr_text = rw_read_file(run.err);
+    cr_assert(run.stdout_text && run.stderr_text, "cannot read the outputs");
+    cr_assert_neq(st, -1, "redwork did not finish within %d ms", RUN_TIMEOUT_MS);
+    return st;
+}
+
+#define expect_exit(got, want)                                                 \
+    cr_assert_eq((got), (want), "exit status %d, expected %d\nstdout: %s\nstderr: %s", \
+                 (got), (want), run.stdout_text, run.stderr_text)
+
+/* The port as a string, for --port. */
+static const char *port_arg(int port)
+{
+    static char buf[16];
+    snprintf(buf, sizeof buf, "%d", port);
+    return buf;
+}
+
+static int lines(const char *text)
+{
+    int n = 0;
+    for (; *text; text++)
+        n += *text == '\n';
+    return n;
+}
+
+/* stdout parsed as one JSON value on one line (cJSON_Delete it). */
+static cJSON *stdout_json(void)
+{
+    cr_assert_eq(lines(run.stdout_text), 1, "stdout is not one line: %s", run.stdout_text);
+    cJSON *j = cJSON_Parse(run.stdout_text);
+    cr_assert_not_null(j, "stdout is not JSON: %s", run.stdout_text);
+    return j;
+}
+
+static double num(const cJSON *obj, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    cr_assert(cJSON_IsNumber(v), "no number %s in %s", name, run.stdout_text);
+    return v->valuedouble;
+}
+
+static void assert_result(const cJSON *reply, const char *want)
+{
+    cJSON *w = cJSON_Parse(want);
+    const cJSON *got = cJSON_GetObjectItemCaseSensitive(reply, "result");
+    int same = w && got && cJSON_Compare(got, w, 1);
+    cJSON_Delete(w);
+    cr_assert(same, "result is not %s: %s", want, run.stdout_text);
+}
+
+/* ---- call ------------------------------------------------------------------ */
+
+Test(cli, call_ok)
+{
+    start("lcall");
+    int st = redwork(NULL, "--port", port_arg(env.redis.port), "call", "echo",
+                     "{\"a\":1}", NULL);
+    expect_exit(st, 0);
+    cJSON *reply = stdout_json();
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok")));
+    assert_result(reply, "{\"a\":1}");
+    cr_assert(strncmp(rw_str(reply, "req_id"), "rw-", 3) == 0, "req_id %s",
+              rw_str(reply, "req_id"));
+    cr_assert_str_eq(rw_str(reply, "handler"), "echo");
+    cr_assert_str_eq(rw_str(reply, "worker"), env.daemon.id);
+    cJSON_Delete(reply);
+    cr_assert_str_eq(run.stderr_text, "", "stderr on success: %s", run.stderr_text);
+
+    /* No payload: {}. */
+    st = redwork(NULL, "--port", port_arg(env.redis.port), "call", "echo", NULL);
+    expect_exit(st, 0);
+    reply = stdout_json();
+    assert_result(reply, "{}");
+    cJSON_Delete(reply);
+}
+
+Test(cli, call_error_reply_exits_1)
+{
+    start("lerr");
+    int st = redwork(NULL, "--port", port_arg(env.redis.port), "call", "nope", "{}", NULL);
+    expect_exit(st, 1);
+    cJSON *reply = stdout_json();
+    cr_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(reply, "ok")));
+    cr_assert_str_eq(rw_error_code(reply), "unknown_handler", "stdout: %s", run.stdout_text);
+    cJSON_Delete(reply);
+
+    st = redwork(NULL, "--port", port_arg(env.redis.port), "call", "fail", "{}", NULL);
+    expect_exit(st, 1);
+    cr_assert(strstr(run.stdout_text, "handler_failed"), "stdout: %s", run.stdout_text);
+}
+
+Test(cli, call_no_workers_exits_2)
+{
+    start("lnow");
+    int st = redwork(NULL, "--port", port_arg(env.redis.port), "--channel", "nobody",
+                     "call", "echo", NULL);
+    expect_exit(st, 2);
+    cr_assert(strstr(run.stderr_text, "no_workers"), "stderr: %s", run.stderr_text);
+    cr_assert_str_eq(run.stdout_text, "");
+    cr_assert_lt(run.took_ms, 3000, "no_workers took %lld ms", run.took_ms);
+}
+
+Test(cli, call_timeout_exits_2)
+{
+    start("ltmo");
+    int st = redwork(NULL, "--port", port_arg(env.redis.port), "--timeout", "200",
+                     "call", "sleep", "{\"ms\":1500}", NULL);
+    expect_exit(st, 2);
+    cr_assert(strstr(run.stderr_text, "timeout"), "stderr: %s", run.stderr_text);
+    cr_assert_str_eq(run.stdout_text, "");
+    cr_assert_lt(run.took_ms, 1400, "the 200 ms timeout took %lld ms", run.took_ms);
+}
+
+Test(cli, call_reads_stdin)
+{
+    start("lstdin");
+    int st = redwork("{\"b\":2}\n", "--port", port_arg(env.redis.port), "call", "echo",
+                     "-", NULL);
+    expect_exit(st, 0);
+    cJSON *reply = stdout_json();
+    assert_result(reply, "{\"b\":2}");
+    cJSON_Delete(reply);
+
+    st = redwork("not json", "--port", port_arg(env.redis.port), "call", "echo", "-", NULL);
+    expect_exit(st, 64);
+}
+
+Test(cli, config_file)
+{
+    start("lconf");
+    /* The daemon's own ini: the port comes from [redis]. */
+    int st = redwork(NULL, "-c", env.daemon.conf, "call", "echo", "{\"c\":3}", NULL);
+    expect_exit(st, 0);
+    cJSON *reply = stdout_json();
+    assert_result(reply, "{\"c\":3}");
+    cr_assert_str_eq(rw_str(reply, "worker"), env.daemon.id);
+    cJSON_Delete(reply);
+    st = redwork(NULL, "--config", env.daemon.conf, "call", "echo", NULL);
+    expect_exit(st, 0);
+
+    /* A flag overrides the file. */
+    int free_port = rw_free_port();
+    st = redwork(NULL, "-c", env.daemon.conf, "--port", port_arg(free_port), "call",
+                 "echo", NULL);
+    expect_exit(st, 2);
+
+    /* A bad file: usage, naming file:line. */
+    char bad[RW_PATH_MAX + 16], where[RW_PATH_MAX + 32];
+    snprintf(bad, sizeof bad, "%s/bad.ini", run.dir);
+    cr_assert_eq(rw_write_file(bad, "[redis]\nport = 1\n[worker]\nbogus_key = 2\n"), 0);
+    st = redwork(NULL, "-c", bad, "call", "echo", NULL);
+    expect_exit(st, 64);
+    snprintf(where, sizeof where, "%s:4", bad);
+    cr_assert(strstr(run.stderr_text, where), "stderr does not name %s: %s", where,
+              run.stderr_text);
+}
+
+Test(cli, nothing_listening_exits_2)
+{
+    int port = rw_free_port();
+    char where[64];
+    snprintf(where, sizeof where, "127.0.0.1:%d", port);
+    int st = redwork(NULL, "--port", port_arg(port), "call", "echo", "{}", NULL);
+    expect_exit(st, 2);
+    cr_assert(strstr(run.stderr_text, where), "stderr does not name %s: %s", where,
+              run.stderr_text);
+    st = redwork(NULL, "--port", port_arg(port), "bench", "--requests", "5", NULL);
+    expect_exit(st, 2);
+    st = redwork(NULL, "--port", port_arg(port), "stats", NULL);
+    expect_exit(st, 2);
+}
+
+Test(cli, usage_errors_exit_64)
+{
+    /* Nothing listens on the port: a usage error must be found first. */
+    const char *p = port_arg(rw_free_port());
+    char port[16];
+    snprintf(port, sizeof port, "%s", p);
+    expect_exit(redwork(NULL, "--port", port, "call", "echo", "not json", NULL), 64);
+    cr_assert(strstr(run.stderr_text, "JSON"), "stderr: %s", run.stderr_text);
+    expect_exit(redwork(NULL, "--port", port, "call", "echo", "[1,2]", NULL), 64);
+    expect_exit(redwork(NULL, "--port", port, NULL), 64);
+    cr_assert(strstr(run.stderr_text, "usage"), "stderr: %s", run.stderr_text);
+    expect_exit(redwork(NULL, "--port", port, "frobnicate", NULL), 64);
+    cr_assert(strstr(run.stderr_text, "frobnicate"), "stderr: %s", run.stderr_text);
+    expect_exit(redwork(NULL, "--port", port, "call", NULL), 64);
+    expect_exit(redwork(NULL, "--port", port, "call", "echo", "{}", "extra", NULL), 64);
+    expect_exit(redwork(NULL, "--port", port, "--timeout", "0", "call", "echo", NULL), 64);
+    expect_exit(redwork(NULL, "--port", "70000", "call", "echo", NULL), 64);
+    expect_exit(redwork(NULL, "--port", "abc", "call", "echo", NULL), 64);
+    expect_exit(redwork(NULL, "--port", port, "--timeout", "5x", "call", "echo", NULL), 64);
+    expect_exit(redwork(NULL, "--bogus-flag", "call", "echo", NULL), 64);
+    expect_exit(redwork(NULL, "--port", port, "stats", "--bogus", NULL), 64);
+    expect_exit(redwork(NULL, "--help", NULL), 0);
+    cr_assert(strstr(run.stdout_text, "usage"), "--help: %s", run.stdout_text);
+}
+
+/* ---- bench ------------------------------------------------------------------- */
+
+Test(cli, bench_requests_json)
+{
+    start("lbench");
+    int st = redwork(NULL, "--port", port_arg(env.redis.port), "bench", "--requests", "500",
+                     "--concurrency", "8", "--json", NULL);
+    expect_exit(st, 0);
+    cJSON *j = stdout_json();
+    cr_assert(cJSON_IsObject(j));
+    cr_assert_eq(num(j, "requests"), 500);
+    cr_assert_eq(num(j, "ok"), 500);
+    cr_assert_eq(num(j, "errors"), 0);
+    cr_assert_eq(num(j, "timeouts"), 0);
+    cr_assert_eq(num(j, "concurrency"), 8);
+    cr_assert_gt(num(j, "rps"), 0);
+    double p50 = num(j, "p50_us"), p99 = num(j, "p99_us");
+    cr_assert_gt(p50, 0);
+    cr_assert_geq(p99, p50);
+    cr_assert_geq(num(j, "max_us"), p99);
+    cr_assert_leq(num(j, "min_us"), p50);
+    cr_assert_str_eq(rw_str(j, "handler"), "echo");
+    cJSON_Delete(j);
+
+    /* Every request an error reply: exit 1, counted as errors. */
+    st = redwork(NULL, "--port", port_arg(env.redis.port), "bench", "--requests", "20",
+                 "--concurrency", "4", "--handler", "nope", "--json", NULL);
+    expect_exit(st, 1);
+    j = stdout_json();
+    cr_assert_eq(num(j, "requests"), 20);
+    cr_assert_eq(num(j, "ok"), 0);
+    cr_assert_eq(num(j, "errors"), 20);
+    cJSON_Delete(j);
+}
+
+Test(cli, bench_duration_json)
+{
+    start("ldur");
+    int st = redwork(NULL, "--port", port_arg(env.redis.port), "bench", "--duration", "1",
+                     "--concurrency", "4", "--json", NULL);
+    expect_exit(st, 0);
+    cJSON *j = stdout_json();
+    double n = num(j, "requests");
+    cr_assert_gt(n, 0);
+    cr_assert_eq(num(j, "ok"), n);
+    double secs = num(j, "seconds");
+    cr_assert(secs >= 0.95 && secs < 5, "seconds %g for --duration 1", secs);
+    cr_assert_lt(run.took_ms, 6000);
+    cJSON_Delete(j);
+
+    /* The table form. */
+    st = redwork(NULL, "--port", port_arg(env.redis.port), "bench", "--requests", "50",
+                 "--concurrency", "2", NULL);
+    expect_exit(st, 0);
+    cr_assert(strstr(run.stdout_text, "requests 50"), "stdout: %s", run.stdout_text);
+}
+
+Test(cli, bench_bad_flags_exit_64)
+{
+    const char *p = port_arg(rw_free_port());
+    char port[16];
+    snprintf(port, sizeof port, "%s", p);
+    expect_exit(redwork(NULL, "--port", port, "bench", "--requests", "5", "--duration", "1",
+                        NULL), 64);
+    expect_exit(redwork(NULL, "--port", port, "bench", "--concurrency", "0", NULL), 64);
+    expect_exit(redwork(NULL, "--port", port, "bench", "--requests", "-3", NULL), 64);
+    expect_exit(redwork(NULL, "--port", port, "bench", "--payload", "-1", NULL), 64);
+    expect_exit(redwork(NULL, "--port", port, "bench", "--bogus", NULL), 64);
+    expect_exit(redwork(NULL, "--port", port, "bench", "--requests", "abc", NULL), 64);
+    expect_exit(redwork(NULL, "--port", port, "bench", "--duration", "1s", NULL), 64);
+    expect_exit(redwork(NULL, "--port", port, "bench", "extra", NULL), 64);
+}
+
+/* ---- stats ------------------------------------------------------------------- */
+
+Test(cli, stats_lists_the_daemon)
+{
+    start("lstats");
+    int st = redwork(NULL, "--port", port_arg(env.redis.port), "stats", "--json", NULL);
+    expect_exit(st, 0);
+    cJSON *j = stdout_json();
+    cr_assert(cJSON_IsArray(j), "not an array: %s", run.stdout_text);
+    cr_assert_eq(cJSON_GetArraySize(j), 1, "stdout: %s", run.stdout_text);
+    const cJSON *w = cJSON_GetArrayItem(j, 0);
+    cr_assert_str_eq(rw_str(w, "id"), env.daemon.id);
+    char pid[24];
+    snprintf(pid, sizeof pid, "%ld", (long)env.daemon.pid);
+    cr_assert_str_eq(rw_str(w, "pid"), pid);
+    cr_assert(strstr(rw_str(w, "handlers"), "echo"), "handlers %s", rw_str(w, "handlers"));
+    cr_assert(strstr(rw_str(w, "channels"), "request"), "channels %s",
+              rw_str(w, "channels"));
+    cJSON_Delete(j);
+
+    st = redwork(NULL, "--port", port_arg(env.redis.port), "stats", NULL);
+    expect_exit(st, 0);
+    cr_assert_eq(lines(run.stdout_text), 2, "header and one worker: %s", run.stdout_text);
+    const char *nl = strchr(run.stdout_text, '\n');
+    cr_assert(nl && memmem(run.stdout_text, (size_t)(nl - run.stdout_text), "ID", 2),
+              "no ID in the header: %s", run.stdout_text);
+    cr_assert(strstr(nl, env.daemon.id), "no %s in: %s", env.daemon.id, run.stdout_text);
+    cr_assert(strstr(nl, pid), "no pid %s in: %s", pid, run.stdout_text);
+}
+
+Test(cli, stats_without_daemon_is_empty)
+{
+    cr_assert_eq(rw_redis_start(&env.redis), 0);
+    int st = redwork(NULL, "--port", port_arg(env.redis.port), "stats", "--json", NULL);
+    expect_exit(st, 0);
+    cJSON *j = stdout_json();
+    cr_assert(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0, "stdout: %s", run.stdout_text);
+    cJSON_Delete(j);
+    st = redwork(NULL, "--port", port_arg(env.redis.port), "stats", NULL);
+    expect_exit(st, 0);
+    cr_assert_eq(lines(run.stdout_text), 1, "only the header: %s", run.stdout_text);
+    cr_assert(strstr(run.stdout_text, "ID"));
+}
