@@ -135,7 +135,7 @@ static int serve(const args *a) {
 
 static void publish(redisContext *pub, const args *a, const char *tag, long seq,
                     const char *data) {
-    redisAppendCommand(pub, "PUBLISH %s {\"req_id\":\"%s.%ld\",\"data\":\"%s\"}",
+    redisAppendCommand(pub, "PUBLISH %s {\"req_id\":\"%s.%ld\",\"handler\":\"echo\",\"data\":\"%s\"}",
                        a->channel, tag, seq, data);
 }
 

@@ -76,6 +76,7 @@ struct redwork_client {
     waiter **heap;
     size_t heap_len, heap_cap;
     redisContext *pub;
+    int pub_renewed; /* pub was reconnected: the reader must poll its new fd */
     uint64_t *fifo; /* seqs whose PUBLISH answer is awaited, oldest first */
     size_t fifo_head, fifo_len, fifo_cap;
 
@@ -697,8 +698,11 @@ static int fifo_push(redwork_client *c, uint64_t seq) {
  * client makes one write for many calls and an idle one waits for none. */
 static const char *publish(redwork_client *c, waiter *w, const char *body) {
     char err[256];
-    if (c->pub == NULL && (c->pub = connect_redis(&c->opt, err, sizeof err)) == NULL)
-        return "cannot connect to Redis to publish";
+    if (c->pub == NULL) {
+        if ((c->pub = connect_redis(&c->opt, err, sizeof err)) == NULL)
+            return "cannot connect to Redis to publish";
+        c->pub_renewed = 1;
+    }
     int idle = c->fifo_len == 0;
     if (fifo_push(c, w->seq) != 0)
         return "out of memory";
@@ -740,8 +744,11 @@ int redwork_call_async(redwork_client *c, const char *handler,
             why = "out of memory";
         else if ((why = publish(c, w, body)) != NULL)
             waiter_take(c, w->seq);
-        else
-            wake = c->heap[0] == w || c->fifo_len == 1; /* new deadline or pub fd */
+        /* The reader must see a deadline earlier than the one it sleeps for,
+         * or a new pub connection; not if it is the caller. */
+        wake = why == NULL && (c->heap[0] == w || c->pub_renewed) &&
+               !pthread_equal(pthread_self(), c->reader);
+        c->pub_renewed = 0;
         pthread_mutex_unlock(&c->lock);
         free(body);
     }
