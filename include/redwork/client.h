@@ -22,7 +22,9 @@
  * redwork_client_close(), which must be called once, after every other call
  * on the client has returned. Async callbacks run on the client's reader
  * thread (or on the caller's thread when a call fails before it is sent):
- * keep them short; they may start new calls, never close the client.
+ * keep them short; they may start new calls with redwork_call_async(),
+ * never wait for one with redwork_call() (the reader would wait for
+ * itself), and never close the client.
  *
  * Link with -lredwork (pkg-config redwork-client). */
 #ifndef REDWORK_CLIENT_H
