@@ -56,7 +56,7 @@ typedef struct inbound {
 
 struct dispatcher {
     const config *cfg;
-    const plugin_set *plugins;
+    plugin_set *plugins;
     queue *q;
     stats *st;
     redisContext *sub;   /* the subscriber connection */
@@ -203,7 +203,7 @@ static int route(dispatcher *d, request *req, inbound *in) {
                  "'%.64s' and no default_handler", req->channel);
         return -1;
     }
-    req->handler = plugin_find(d->plugins, name);
+    req->handler = plugin_acquire(d->plugins, name);
     if (req->handler == NULL) {
         in->code = "unknown_handler";
         snprintf(in->message, sizeof in->message, "no handler named '%.64s'",
@@ -456,7 +456,7 @@ static void *dispatch_main(void *arg) {
     return NULL;
 }
 
-dispatcher *dispatch_create(const config *cfg, const plugin_set *plugins,
+dispatcher *dispatch_create(const config *cfg, plugin_set *plugins,
                             queue *q, stats *st, char *err, size_t errlen) {
     dispatcher *d = calloc(1, sizeof *d);
     if (d == NULL) {

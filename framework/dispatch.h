@@ -21,7 +21,7 @@ typedef struct dispatcher dispatcher;
  * confirm each: when it returns, requests are being received (and buffered
  * until dispatch_start). All arguments are borrowed and must outlive the
  * dispatcher. Returns NULL with ERR naming the server or channel on failure. */
-dispatcher *dispatch_create(const config *cfg, const plugin_set *plugins,
+dispatcher *dispatch_create(const config *cfg, plugin_set *plugins,
                             queue *q, stats *st, char *err, size_t errlen);
 
 /* Starts the dispatcher thread. Returns 0, or -1 if it could not start. */

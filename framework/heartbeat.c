@@ -45,6 +45,15 @@ heartbeat *heartbeat_create(const config *cfg, const char *handlers,
     return hb;
 }
 
+int heartbeat_set_handlers(heartbeat *hb, const char *handlers) {
+    char *copy = strdup(handlers);
+    if (copy == NULL)
+        return -1;
+    free(hb->handlers);
+    hb->handlers = copy;
+    return 0;
+}
+
 /* Sends the HSET and PEXPIRE and reads both replies. Returns 0, or -1
  * with ERR. */
 static int write_key(heartbeat *hb, size_t queue_depth, char *err,

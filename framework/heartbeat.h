@@ -21,6 +21,10 @@ typedef struct heartbeat heartbeat;
 heartbeat *heartbeat_create(const config *cfg, const char *handlers,
                             stats *st);
 
+/* Replaces the handler names written from now on (copied). Returns 0, or
+ * -1 out of memory (the old names stay). */
+int heartbeat_set_handlers(heartbeat *hb, const char *handlers);
+
 /* Writes the key now with QUEUE_DEPTH. Returns 0, or -1 if Redis failed
  * (logged once per change between working and failing). */
 int heartbeat_beat(heartbeat *hb, size_t queue_depth);

@@ -42,36 +42,55 @@ static void usage(FILE *out) {
             "  -h, --help         show this help\n"
             "  -V, --version      show the version\n"
             "\n"
-            "Signals: SIGTERM/SIGINT drain and exit.\n"
+            "Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads handlers.\n"
             "Exit codes: 0 clean, 1 shutdown timed out, 64 usage,\n"
             "69 redis unreachable at start, 78 config error.\n");
 }
 
 /* Warns about config that names handlers nobody loaded: likely typos. */
-static void check_handler_names(const config *cfg, const plugin_set *plugins) {
+static void check_handler_names(const config *cfg, plugin_set *plugins) {
     for (size_t i = 0; i < cfg->section_count; i++)
-        if (plugin_find(plugins, cfg->sections[i].name) == NULL)
+        if (!plugin_exists(plugins, cfg->sections[i].name))
             log_warn("main", "%s:%d: [handler.%s]: no such handler is loaded",
                      cfg->path, cfg->sections[i].line, cfg->sections[i].name);
     for (size_t i = 0; i < cfg->route_count; i++)
-        if (plugin_find(plugins, cfg->routes[i].handler) == NULL)
+        if (!plugin_exists(plugins, cfg->routes[i].handler))
             log_warn("main", "%s: [routes] %s: no handler '%s' is loaded",
                      cfg->path, cfg->routes[i].glob, cfg->routes[i].handler);
-    if (*cfg->default_handler && plugin_find(plugins, cfg->default_handler) == NULL)
+    if (*cfg->default_handler && !plugin_exists(plugins, cfg->default_handler))
         log_warn("main", "%s: [worker] default_handler: no handler '%s' is loaded",
                  cfg->path, cfg->default_handler);
 }
 
-/* Waits for SIGTERM or SIGINT, beating the heartbeat every second. */
-static int wait_for_stop(const sigset_t *signals, heartbeat *hb, queue *q) {
+/* SIGHUP: rescans handlers_dir and tells the heartbeat the new names. */
+static void reload_handlers(const config *cfg, plugin_set *plugins,
+                            heartbeat *hb) {
+    char err[1024];
+    int changes = plugin_reload_dir(plugins, cfg->handlers_dir, err, sizeof err);
+    if (changes < 0) {
+        log_error("main", "SIGHUP: handlers not reloaded: %s", err);
+        return;
+    }
+    char *names = plugin_names(plugins);
+    if (names != NULL)
+        heartbeat_set_handlers(hb, names);
+    log_info("main", "SIGHUP: %d handler changes; handlers %s", changes,
+             names != NULL ? names : "?");
+    free(names);
+}
+
+/* Waits for SIGTERM or SIGINT, reloading handlers on SIGHUP; every second
+ * it beats the heartbeat and finalises handlers that reloads retired. */
+static int wait_for_stop(const sigset_t *signals, const config *cfg,
+                         plugin_set *plugins, heartbeat *hb, queue *q) {
     const struct timespec second = {.tv_sec = 1};
     for (;;) {
         int sig = sigtimedwait(signals, NULL, &second);
         if (sig == SIGTERM || sig == SIGINT)
             return sig;
         if (sig == SIGHUP)
-            log_warn("main", "SIGHUP: reloading handlers is not supported by "
-                     "this release; ignored");
+            reload_handlers(cfg, plugins, hb);
+        plugin_collect(plugins);
         heartbeat_beat(hb, queue_depth(q));
     }
 }
@@ -151,10 +170,10 @@ int main(int argc, char **argv) {
     pool *p = NULL;
     heartbeat *hb = NULL;
     char *names = NULL;
-    plugin_set *plugins = plugin_set_create(cfg);
+    plugin_set *plugins = plugin_set_create(cfg, err, sizeof err);
     int loaded = plugins != NULL
                      ? plugin_load_dir(plugins, cfg->handlers_dir, err, sizeof err)
-                     : (snprintf(err, sizeof err, "out of memory"), -1);
+                     : -1;
     if (loaded <= 0) {
         if (loaded == 0)
             snprintf(err, sizeof err, "%s: no handler could be loaded",
@@ -188,7 +207,7 @@ int main(int argc, char **argv) {
              "handlers %s", REDWORK_VERSION, cfg->id, cfg->threads,
              cfg->channels, names);
 
-    int sig = wait_for_stop(&signals, hb, q);
+    int sig = wait_for_stop(&signals, cfg, plugins, hb, q);
     uint64_t deadline = clock_now_us() + (uint64_t)cfg->shutdown_timeout_ms * 1000u;
     log_info("main", "%s: draining %zu queued requests", strsignal(sig),
              queue_depth(q));

@@ -1,18 +1,30 @@
-/* plugin.c -- the handler plugins: loading, checking, looking up, calling,
- * and the SDK's host functions (redwork_config_*, redwork_log).
+/* plugin.c -- the handler plugins: loading, checking, reloading, looking
+ * up, calling, and the SDK's host functions (redwork_config_*, redwork_log).
  *
  * The loader trusts nothing in a file until it has checked it: the file's
  * permissions (strict_modes, as sshd's StrictModes), that dlopen resolves
  * every symbol now (RTLD_NOW), the ABI version (same major, minor not newer
  * than ours) before reading any other field, the struct size, the name, the
  * handle callback and the name's uniqueness; only then is init() called.
- * Every refusal dlcloses the file and names it. */
+ * Every refusal dlcloses the file and names it.
+ *
+ * DESIGN of reload. The current handlers are an array swapped under the
+ * set's lock. Each plugin counts references: one for being current, one per
+ * request routed to it. plugin_reload_dir() builds the next array (keeping
+ * unchanged plugins, loading new and changed files from private copies) and
+ * swaps it in; a plugin left out loses the set's reference, and whoever
+ * drops the last reference puts it on the set's retired list, where the
+ * main thread's plugin_collect() runs its fini() and dlcloses it -- so
+ * fini() always runs on the main thread, after the last handle() returned. */
 #include "plugin.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,38 +40,65 @@ struct redwork_host {
 };
 
 struct plugin {
+    plugin_set *set;
     void *dl;
     const redwork_handler *h;
-    char *path;
+    char *path;      /* the file in handlers_dir it was loaded from */
+    struct stat src; /* that file when it was loaded, to see it change */
     void *state;
     redwork_host host;
+    atomic_long refs;
+    struct plugin *next_retired;
 };
 
 struct plugin_set {
     const config *cfg;
+    char private_dir[64]; /* where files are copied before dlopen */
+    unsigned long copies; /* names the copies apart */
+    pthread_mutex_t lock; /* items, count, retired */
     plugin **items;
     size_t count;
+    plugin *retired; /* no reference left: to finalise on the main thread */
 };
 
-plugin_set *plugin_set_create(const config *cfg) {
+plugin_set *plugin_set_create(const config *cfg, char *err, size_t errlen) {
     plugin_set *set = calloc(1, sizeof *set);
-    if (set != NULL)
-        set->cfg = cfg;
+    if (set == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    set->cfg = cfg;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(set->private_dir, sizeof set->private_dir, "%s/redworkd-XXXXXX",
+             tmp != NULL && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
+    if (mkdtemp(set->private_dir) == NULL) {
+        snprintf(err, errlen, "%s: cannot make a private folder for handler "
+                 "copies: %s", set->private_dir, strerror(errno));
+        free(set);
+        return NULL;
+    }
+    pthread_mutex_init(&set->lock, NULL);
     return set;
+}
+
+/* fini(), dlclose, free. */
+static void finalise(plugin *p) {
+    if (p->h->fini != NULL)
+        p->h->fini(p->state);
+    dlclose(p->dl);
+    free(p->path);
+    free(p);
 }
 
 void plugin_set_free(plugin_set *set) {
     if (set == NULL)
         return;
-    for (size_t i = set->count; i-- > 0;) {
-        plugin *p = set->items[i];
-        if (p->h->fini != NULL)
-            p->h->fini(p->state);
-        dlclose(p->dl);
-        free(p->path);
-        free(p);
-    }
+    plugin_collect(set);
+    for (size_t i = set->count; i-- > 0;)
+        finalise(set->items[i]);
     free(set->items);
+    rmdir(set->private_dir);
+    pthread_mutex_destroy(&set->lock);
     free(set);
 }
 
@@ -96,9 +135,11 @@ static int valid_name(const char *s) {
     return n > 0 && n <= 64 && s[n] == '\0';
 }
 
-/* Checks the struct H found in PATH. Returns 0, or -1 with ERR. */
-static int check_handler(const plugin_set *set, const char *path,
-                         const redwork_handler *h, char *err, size_t errlen) {
+/* Checks the struct H found in PATH against the COUNT plugins of OTHERS
+ * (for the name). Returns 0, or -1 with ERR. */
+static int check_handler(const char *path, const redwork_handler *h,
+                         plugin *const *others, size_t count, char *err,
+                         size_t errlen) {
     unsigned major = h->abi >> 16, minor = h->abi & 0xffff;
     if (major != REDWORK_HANDLER_ABI_MAJOR || minor > REDWORK_HANDLER_ABI_MINOR) {
         snprintf(err, errlen,
@@ -123,30 +164,73 @@ static int check_handler(const plugin_set *set, const char *path,
                  h->name);
         return -1;
     }
-    for (size_t i = 0; i < set->count; i++)
-        if (strcmp(set->items[i]->h->name, h->name) == 0) {
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(others[i]->h->name, h->name) == 0) {
             snprintf(err, errlen, "%s: duplicate handler name '%s' (already "
-                     "loaded from %s)", path, h->name, set->items[i]->path);
+                     "loaded from %s)", path, h->name, others[i]->path);
             return -1;
         }
     return 0;
 }
 
-int plugin_load_file(plugin_set *set, const char *path, char *err,
-                     size_t errlen) {
+/* Copies SRC to a new file in the private folder. Returns its malloc'd
+ * path, or NULL with ERR. */
+static char *private_copy(plugin_set *set, const char *src, char *err,
+                          size_t errlen) {
+    const char *base = strrchr(src, '/');
+    base = base != NULL ? base + 1 : src;
+    size_t n = strlen(set->private_dir) + strlen(base) + 32;
+    char *dst = malloc(n);
+    if (dst == NULL) {
+        snprintf(err, errlen, "%s: out of memory", src);
+        return NULL;
+    }
+    snprintf(dst, n, "%s/%lu-%s", set->private_dir, ++set->copies, base);
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    int out = in >= 0 ? open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700) : -1;
+    int ok = in >= 0 && out >= 0;
+    char buf[65536];
+    ssize_t got;
+    while (ok && (got = read(in, buf, sizeof buf)) != 0)
+        ok = got > 0 && write(out, buf, (size_t)got) == got;
+    if (!ok)
+        snprintf(err, errlen, "%s: cannot copy to %s: %s", src, dst, strerror(errno));
+    if (in >= 0)
+        close(in);
+    if (out >= 0 && close(out) != 0 && ok) {
+        snprintf(err, errlen, "%s: cannot copy to %s: %s", src, dst, strerror(errno));
+        ok = 0;
+    }
+    if (!ok) {
+        unlink(dst);
+        free(dst);
+        return NULL;
+    }
+    return dst;
+}
+
+/* Loads PATH, checking its name against the COUNT plugins of OTHERS.
+ * Returns the initialised plugin holding one reference, or NULL with ERR. */
+static plugin *load(plugin_set *set, const char *path, plugin *const *others,
+                    size_t count, char *err, size_t errlen) {
     if (check_modes(set, path, err, errlen) != 0)
-        return -1;
+        return NULL;
     plugin *p = calloc(1, sizeof *p);
-    plugin **items = realloc(set->items, (set->count + 1) * sizeof *items);
-    if (items != NULL)
-        set->items = items;
-    if (p == NULL || items == NULL || (p->path = strdup(path)) == NULL) {
+    char *copy = NULL;
+    if (p == NULL || (p->path = strdup(path)) == NULL) {
         snprintf(err, errlen, "%s: out of memory", path);
         goto err;
     }
-
+    if (stat(path, &p->src) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        goto err;
+    }
+    if ((copy = private_copy(set, path, err, errlen)) == NULL)
+        goto err;
     dlerror();
-    p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    p->dl = dlopen(copy, RTLD_NOW | RTLD_LOCAL);
+    unlink(copy); /* the mapping stays; nothing is left behind */
+    free(copy);
     if (p->dl == NULL) {
         snprintf(err, errlen, "%s: cannot load: %s", path, dlerror());
         goto err;
@@ -158,9 +242,9 @@ int plugin_load_file(plugin_set *set, const char *path, char *err,
                  path, REDWORK_HANDLER_SYMBOL, why != NULL ? why : "NULL");
         goto err;
     }
-    if (check_handler(set, path, p->h, err, errlen) != 0)
+    if (check_handler(path, p->h, others, count, err, errlen) != 0)
         goto err;
-
+    p->set = set;
     p->host.cfg = set->cfg;
     p->host.name = p->h->name;
     p->host.section = config_section_for(set->cfg, p->h->name);
@@ -172,25 +256,57 @@ int plugin_load_file(plugin_set *set, const char *path, char *err,
             goto err;
         }
     }
-    set->items[set->count++] = p;
-    return 0;
+    atomic_init(&p->refs, 1);
+    return p;
 err:
     if (p != NULL && p->dl != NULL)
         dlclose(p->dl);
     if (p != NULL)
         free(p->path);
     free(p);
-    return -1;
+    return NULL;
+}
+
+/* Makes ITEMS (COUNT, malloc'd) the current handlers. Returns the old
+ * array (the caller frees it); its plugins' fates are the caller's. */
+static plugin **swap_in(plugin_set *set, plugin **items, size_t count) {
+    pthread_mutex_lock(&set->lock);
+    plugin **old = set->items;
+    set->items = items;
+    set->count = count;
+    pthread_mutex_unlock(&set->lock);
+    return old;
+}
+
+int plugin_load_file(plugin_set *set, const char *path, char *err,
+                     size_t errlen) {
+    plugin **items = malloc((set->count + 1) * sizeof *items);
+    if (items == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    plugin *p = load(set, path, set->items, set->count, err, errlen);
+    if (p == NULL) {
+        free(items);
+        return -1;
+    }
+    if (set->count > 0)
+        memcpy(items, set->items, set->count * sizeof *items);
+    items[set->count] = p;
+    free(swap_in(set, items, set->count + 1));
+    return 0;
 }
 
 static int compare_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The *.so names in DIR, sorted, in *NAMES (caller frees each and the
- * array). Returns the count, or -1 with ERR. */
-static int list_plugins(const char *dir, char ***names, char *err,
-                        size_t errlen) {
+/* The paths of the *.so files in DIR, sorted, in *PATHS (caller frees each
+ * and the array). Returns the count, or -1 with ERR. */
+static int list_plugins(const plugin_set *set, const char *dir, char ***paths,
+                        char *err, size_t errlen) {
+    if (check_modes(set, dir, err, errlen) != 0)
+        return -1;
     DIR *d = opendir(dir);
     if (d == NULL) {
         snprintf(err, errlen, "%s: cannot read handlers_dir: %s", dir, strerror(errno));
@@ -204,7 +320,9 @@ static int list_plugins(const char *dir, char ***names, char *err,
         if (n <= 3 || strcmp(e->d_name + n - 3, ".so") != 0)
             continue;
         char **grown = realloc(list, ((size_t)count + 1) * sizeof *list);
-        if (grown == NULL || (grown[count] = strdup(e->d_name)) == NULL) {
+        size_t len = strlen(dir) + n + 2;
+        char *path = grown != NULL ? malloc(len) : NULL;
+        if (path == NULL) {
             list = grown != NULL ? grown : list;
             snprintf(err, errlen, "%s: out of memory", dir);
             closedir(d);
@@ -213,65 +331,184 @@ static int list_plugins(const char *dir, char ***names, char *err,
             free(list);
             return -1;
         }
+        snprintf(path, len, "%s/%s", dir, e->d_name);
         list = grown;
-        count++;
+        list[count++] = path;
     }
     closedir(d);
     if (count > 0)
         qsort(list, (size_t)count, sizeof *list, compare_names);
-    *names = list;
+    *paths = list;
     return count;
 }
 
 int plugin_load_dir(plugin_set *set, const char *dir, char *err,
                     size_t errlen) {
-    if (check_modes(set, dir, err, errlen) != 0)
-        return -1;
-    char **names = NULL;
-    int count = list_plugins(dir, &names, err, errlen);
+    char **paths = NULL;
+    int count = list_plugins(set, dir, &paths, err, errlen);
     if (count < 0)
         return -1;
     int loaded = 0;
     for (int i = 0; i < count; i++) {
-        char path[4096], why[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        if (plugin_load_file(set, path, why, sizeof why) == 0) {
+        char why[1024];
+        if (plugin_load_file(set, paths[i], why, sizeof why) == 0) {
             loaded++;
             log_info("plugin", "loaded handler '%s' from %s",
-                     set->items[set->count - 1]->h->name, path);
+                     set->items[set->count - 1]->h->name, paths[i]);
         } else {
             log_warn("plugin", "refused %s", why);
         }
-        free(names[i]);
+        free(paths[i]);
     }
-    free(names);
+    free(paths);
     return loaded;
 }
 
-size_t plugin_count(const plugin_set *set) { return set->count; }
+/* 1 if the file at P's path is still the one P was loaded from. */
+static int unchanged(const plugin *p) {
+    struct stat st;
+    return stat(p->path, &st) == 0 && st.st_dev == p->src.st_dev &&
+           st.st_ino == p->src.st_ino && st.st_size == p->src.st_size &&
+           st.st_mtim.tv_sec == p->src.st_mtim.tv_sec &&
+           st.st_mtim.tv_nsec == p->src.st_mtim.tv_nsec;
+}
 
-const plugin *plugin_find(const plugin_set *set, const char *name) {
-    for (size_t i = 0; i < set->count; i++)
+int plugin_reload_dir(plugin_set *set, const char *dir, char *err,
+                      size_t errlen) {
+    char **paths = NULL;
+    int count = list_plugins(set, dir, &paths, err, errlen);
+    if (count < 0)
+        return -1;
+    plugin **next = malloc(((size_t)count + 1) * sizeof *next);
+    unsigned char *kept = calloc(set->count + 1, 1);
+    if (next == NULL || kept == NULL) {
+        snprintf(err, errlen, "%s: out of memory", dir);
+        free(next);
+        free(kept);
+        for (int i = 0; i < count; i++)
+            free(paths[i]);
+        free(paths);
+        return -1;
+    }
+    size_t n = 0;
+    int changes = 0;
+    /* Unchanged files first, so a changed file cannot take their names. */
+    for (int i = 0; i < count; i++)
+        for (size_t j = 0; j < set->count; j++)
+            if (strcmp(set->items[j]->path, paths[i]) == 0 && unchanged(set->items[j])) {
+                next[n++] = set->items[j];
+                kept[j] = 1;
+            }
+    for (int i = 0; i < count; i++) {
+        size_t old = set->count;
+        for (size_t j = 0; j < set->count; j++)
+            if (strcmp(set->items[j]->path, paths[i]) == 0)
+                old = j;
+        if (old < set->count && kept[old])
+            continue;
+        char why[1024];
+        plugin *p = load(set, paths[i], next, n, why, sizeof why);
+        if (p != NULL) {
+            next[n++] = p;
+            changes++;
+            log_info("plugin", "%s handler '%s' from %s",
+                     old < set->count ? "replaced" : "loaded", p->h->name, paths[i]);
+        } else if (old < set->count) {
+            next[n++] = set->items[old];
+            kept[old] = 1;
+            log_warn("plugin", "kept handler '%s': the new file is refused: %s",
+                     set->items[old]->h->name, why);
+        } else {
+            log_warn("plugin", "refused %s", why);
+        }
+    }
+    size_t before_count = set->count;
+    plugin **before = swap_in(set, next, n);
+    for (size_t j = 0; j < before_count; j++) {
+        if (kept[j])
+            continue;
+        if (access(before[j]->path, F_OK) != 0) { /* else it was replaced */
+            log_info("plugin", "unloaded handler '%s' (%s is gone)",
+                     before[j]->h->name, before[j]->path);
+            changes++;
+        }
+        plugin_release(before[j]); /* the set's reference */
+    }
+    free(before);
+    free(kept);
+    for (int i = 0; i < count; i++)
+        free(paths[i]);
+    free(paths);
+    return changes;
+}
+
+void plugin_collect(plugin_set *set) {
+    pthread_mutex_lock(&set->lock);
+    plugin *p = set->retired;
+    set->retired = NULL;
+    pthread_mutex_unlock(&set->lock);
+    while (p != NULL) {
+        plugin *next = p->next_retired;
+        log_debug("plugin", "finalised the old handler '%s' from %s", p->h->name,
+                  p->path);
+        finalise(p);
+        p = next;
+    }
+}
+
+size_t plugin_count(plugin_set *set) {
+    pthread_mutex_lock(&set->lock);
+    size_t n = set->count;
+    pthread_mutex_unlock(&set->lock);
+    return n;
+}
+
+const plugin *plugin_acquire(plugin_set *set, const char *name) {
+    plugin *found = NULL;
+    pthread_mutex_lock(&set->lock);
+    for (size_t i = 0; i < set->count && found == NULL; i++)
         if (strcmp(set->items[i]->h->name, name) == 0)
-            return set->items[i];
-    return NULL;
+            found = set->items[i];
+    if (found != NULL)
+        atomic_fetch_add_explicit(&found->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&set->lock);
+    return found;
+}
+
+void plugin_release(const plugin *cp) {
+    plugin *p = (plugin *)cp; /* the count is the one mutable part */
+    if (p == NULL || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    plugin_set *set = p->set;
+    pthread_mutex_lock(&set->lock);
+    p->next_retired = set->retired;
+    set->retired = p;
+    pthread_mutex_unlock(&set->lock);
+}
+
+int plugin_exists(plugin_set *set, const char *name) {
+    const plugin *p = plugin_acquire(set, name);
+    plugin_release(p);
+    return p != NULL;
 }
 
 const char *plugin_name(const plugin *p) { return p->h->name; }
 
-char *plugin_names(const plugin_set *set) {
+char *plugin_names(plugin_set *set) {
+    pthread_mutex_lock(&set->lock);
     size_t len = 1;
     for (size_t i = 0; i < set->count; i++)
         len += strlen(set->items[i]->h->name) + 1;
     char *out = malloc(len);
-    if (out == NULL)
-        return NULL;
-    out[0] = '\0';
-    for (size_t i = 0; i < set->count; i++) {
-        if (i > 0)
-            strcat(out, ",");
-        strcat(out, set->items[i]->h->name);
+    if (out != NULL) {
+        out[0] = '\0';
+        for (size_t i = 0; i < set->count; i++) {
+            if (i > 0)
+                strcat(out, ",");
+            strcat(out, set->items[i]->h->name);
+        }
     }
+    pthread_mutex_unlock(&set->lock);
     return out;
 }
 

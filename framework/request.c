@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "plugin.h"
 
 #define ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
 #define MAX_EXACT_INT 9007199254740991.0 /* 2^53 - 1: exact in a double */
@@ -194,6 +195,7 @@ unanswerable:
 void request_free(request *req) {
     if (req == NULL)
         return;
+    plugin_release(req->handler);
     cJSON_Delete(req->json);
     free(req->channel);
     free(req);

@@ -25,7 +25,7 @@ struct redwork_request {
     char *channel;               /* owned */
     cJSON *json;                 /* owned: the whole object */
     const char *handler_field;   /* the request's "handler", in json; or NULL */
-    const struct plugin *handler; /* set by the dispatcher when routed */
+    const struct plugin *handler; /* routed: a reference, released by request_free */
     long long timeout_ms;        /* -1: none */
     uint64_t received_us;        /* clock_now_us() at receipt */
 };
@@ -47,7 +47,8 @@ int request_parse(const char *body, size_t len, const char *channel,
                   size_t max_bytes, uint64_t received_us, request **out,
                   char id[REQUEST_ID_MAX + 1], char *err, size_t errlen);
 
-/* Frees a request and everything it owns. Accepts NULL. */
+/* Frees a request and everything it owns, its handler reference included.
+ * Accepts NULL. */
 void request_free(request *req);
 
 /* 1 if the request's timeout_ms has run out at NOW_US, else 0. */

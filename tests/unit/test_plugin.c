@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 
 #include <dlfcn.h>
+#include <link.h>
 #include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
@@ -110,13 +111,33 @@ static const char *expect_refused(plugin_set *set, const char *path) {
     return err;
 }
 
-/* 1 if the dynamic loader still has PATH loaded. */
+/* dl_iterate_phdr's callback: counts objects named like the private copy
+ * of the file in ARG ("<dir>/<n>-<basename>"). */
+static int count_copies(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    const char **want = arg;
+    const char *name = info->dlpi_name;
+    size_t n = strlen(name), m = strlen(want[0]);
+    if (n > m && strcmp(name + n - m, want[0]) == 0 && name[n - m - 1] == '-')
+        want[1]++;
+    return 0;
+}
+
+/* How many copies of PATH the dynamic loader has loaded (the set loads
+ * each file from a private copy). */
 static int still_loaded(const char *path) {
-    void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
-    if (h == NULL)
-        return 0;
-    dlclose(h);
-    return 1;
+    const char *base = strrchr(path, '/');
+    const char *want[2] = {base != NULL ? base + 1 : path, NULL};
+    dl_iterate_phdr(count_copies, want);
+    return (int)(size_t)want[1];
+}
+
+/* The current handler NAME; the set keeps it alive (these tests do not
+ * reload while they hold it). */
+static const plugin *find_handler(plugin_set *set, const char *name) {
+    const plugin *p = plugin_acquire(set, name);
+    plugin_release(p);
+    return p;
 }
 
 /* Runs handler P on BODY and returns its reply's result (caller deletes);
@@ -148,18 +169,18 @@ static long file_size(const char *path) {
 
 Test(plugin, good_loads_reads_config_and_handles) {
     config *cfg = make_config("[handler.good]\nword = Hi\ntimes = 3\nloud = yes\n");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     cr_assert_not_null(set);
     cr_assert_eq(plugin_count(set), 0);
 
     const char *path = fixture("good");
     cr_assert_eq(plugin_load_file(set, path, err, sizeof err), 0, "%s", err);
     cr_assert_eq(plugin_count(set), 1);
-    const plugin *p = plugin_find(set, "good");
+    const plugin *p = find_handler(set, "good");
     cr_assert_not_null(p);
     cr_assert_str_eq(plugin_name(p), "good");
-    cr_assert_null(plugin_find(set, "bad"));
-    cr_assert_null(plugin_find(set, "goo"));
+    cr_assert_null(find_handler(set, "bad"));
+    cr_assert_null(find_handler(set, "goo"));
     cr_assert_eq(still_loaded(path), 1);
 
     int rc = -1;
@@ -194,11 +215,11 @@ Test(plugin, good_loads_reads_config_and_handles) {
 
 Test(plugin, good_uses_defaults_without_section) {
     config *cfg = make_config("[worker]\nthreads = 1\n");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     cr_assert_eq(plugin_load_file(set, fixture("good"), err, sizeof err), 0,
                  "%s", err);
     int rc;
-    cJSON *out = call(plugin_find(set, "good"), "{\"req_id\":\"d\"}", &rc);
+    cJSON *out = call(find_handler(set, "good"), "{\"req_id\":\"d\"}", &rc);
     cr_assert_str_eq(cJSON_GetObjectItem(out, "word")->valuestring, "Hello");
     cr_assert_eq(cJSON_GetObjectItem(out, "times")->valuedouble, 1);
     cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(out, "loud")));
@@ -216,7 +237,7 @@ Test(plugin, malformed_section_value_fails_init) {
     };
     for (size_t i = 0; i < 3; i++) {
         config *cfg = make_config(texts[i]);
-        plugin_set *set = plugin_set_create(cfg);
+        plugin_set *set = plugin_set_create(cfg, err, sizeof err);
         cr_expect_eq(plugin_load_file(set, fixture("good"), err, sizeof err), -1,
                      "accepted %s", texts[i]);
         cr_expect_eq(plugin_count(set), 0);
@@ -230,7 +251,7 @@ Test(plugin, malformed_section_value_fails_init) {
 
 Test(plugin, newer_minor_refused_naming_both_versions) {
     config *cfg = make_config("");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     const char *path = fixture("newer_minor");
     const char *e = expect_refused(set, path);
     char theirs[32], ours[32];
@@ -241,14 +262,14 @@ Test(plugin, newer_minor_refused_naming_both_versions) {
     cr_assert_not_null(strstr(e, theirs), "'%s' lacks %s", e, theirs);
     cr_assert_not_null(strstr(e, ours), "'%s' lacks %s", e, ours);
     cr_assert_eq(still_loaded(path), 0, "refused plugin left loaded");
-    cr_assert_null(plugin_find(set, "newer_minor"));
+    cr_assert_null(find_handler(set, "newer_minor"));
     plugin_set_free(set);
     config_free(cfg);
 }
 
 Test(plugin, wrong_major_refused) {
     config *cfg = make_config("");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     const char *path = fixture("wrong_major");
     const char *e = expect_refused(set, path);
     cr_assert_not_null(strstr(e, "2.0"), "'%s' lacks the plugin's ABI", e);
@@ -259,7 +280,7 @@ Test(plugin, wrong_major_refused) {
 
 Test(plugin, no_symbol_refused_naming_symbol) {
     config *cfg = make_config("");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     const char *path = fixture("no_symbol");
     const char *e = expect_refused(set, path);
     cr_assert_not_null(strstr(e, "redwork_handler_v1"), "'%s'", e);
@@ -270,11 +291,11 @@ Test(plugin, no_symbol_refused_naming_symbol) {
 
 Test(plugin, no_handle_refused) {
     config *cfg = make_config("");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     const char *path = fixture("no_handle");
     const char *e = expect_refused(set, path);
     cr_assert_not_null(strstr(e, "handle"), "'%s'", e);
-    cr_assert_null(plugin_find(set, "no_handle"));
+    cr_assert_null(find_handler(set, "no_handle"));
     cr_assert_eq(still_loaded(path), 0);
     plugin_set_free(set);
     config_free(cfg);
@@ -282,17 +303,17 @@ Test(plugin, no_handle_refused) {
 
 Test(plugin, bad_or_missing_name_refused) {
     config *cfg = make_config("");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     expect_refused(set, fixture("bad_name"));
     expect_refused(set, fixture("no_name"));
-    cr_assert_null(plugin_find(set, "Bad Name"));
+    cr_assert_null(find_handler(set, "Bad Name"));
     plugin_set_free(set);
     config_free(cfg);
 }
 
 Test(plugin, duplicate_name_refused) {
     config *cfg = make_config("");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     cr_assert_eq(plugin_load_file(set, fixture("dup_a"), err, sizeof err), 0,
                  "%s", err);
     const char *e = expect_refused(set, fixture("dup_b"));
@@ -301,7 +322,7 @@ Test(plugin, duplicate_name_refused) {
 
     /* The first one stays and is the one called. */
     int rc;
-    cJSON *out = call(plugin_find(set, "dup"), "{\"req_id\":\"x\"}", &rc);
+    cJSON *out = call(find_handler(set, "dup"), "{\"req_id\":\"x\"}", &rc);
     cr_assert_str_eq(out->valuestring, "a");
     cJSON_Delete(out);
 
@@ -314,7 +335,7 @@ Test(plugin, duplicate_name_refused) {
 
 Test(plugin, init_failure_refused_without_fini) {
     config *cfg = make_config("");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     const char *path = fixture("init_fails");
     const char *e = expect_refused(set, path);
     cr_assert_not_null(strstr(e, "init"), "'%s'", e);
@@ -326,28 +347,31 @@ Test(plugin, init_failure_refused_without_fini) {
 
 Test(plugin, not_a_shared_object_refused_with_dlerror) {
     config *cfg = make_config("");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/x.so", tmpdir);
     write_text(path, "this is not an ELF file, just some text long enough "
                      "to have a header-sized prefix of garbage in it.\n");
 
-    /* What the dynamic loader says about it, to find in the error. */
+    /* What the dynamic loader says about it (after the file name it was
+     * given, which is the set's private copy), to find in the error. */
     dlerror();
     cr_assert_null(dlopen(path, RTLD_NOW));
     char why[512];
     snprintf(why, sizeof why, "%s", dlerror());
+    const char *reason = strstr(why, ": ");
+    cr_assert_not_null(reason, "dlerror '%s' has no reason", why);
 
     const char *e = expect_refused(set, path);
-    cr_assert_not_null(strstr(e, why), "'%s' lacks the dlerror text '%s'", e,
-                       why);
+    cr_assert_not_null(strstr(e, reason), "'%s' lacks the dlerror text '%s'", e,
+                       reason);
     plugin_set_free(set);
     config_free(cfg);
 }
 
 Test(plugin, missing_file_refused) {
     config *cfg = make_config("");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/absent.so", tmpdir);
     expect_refused(set, path);
@@ -357,7 +381,7 @@ Test(plugin, missing_file_refused) {
 
 Test(plugin, refusals_leave_the_set_working) {
     config *cfg = make_config("[handler.good]\nword = Yo\n");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     expect_refused(set, fixture("wrong_major"));
     cr_assert_eq(plugin_load_file(set, fixture("good"), err, sizeof err), 0,
                  "%s", err);
@@ -373,7 +397,7 @@ Test(plugin, refusals_leave_the_set_working) {
     free(names);
 
     int rc;
-    cJSON *out = call(plugin_find(set, "dup"), "{\"req_id\":\"x\"}", &rc);
+    cJSON *out = call(find_handler(set, "dup"), "{\"req_id\":\"x\"}", &rc);
     cr_assert_str_eq(out->valuestring, "b");
     cJSON_Delete(out);
     plugin_set_free(set);
@@ -382,9 +406,9 @@ Test(plugin, refusals_leave_the_set_working) {
 
 Test(plugin, empty_set) {
     config *cfg = make_config("");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     cr_assert_eq(plugin_count(set), 0);
-    cr_assert_null(plugin_find(set, "good"));
+    cr_assert_null(find_handler(set, "good"));
     char *names = plugin_names(set);
     cr_assert_not_null(names);
     cr_assert_str_eq(names, "");
@@ -418,16 +442,16 @@ Test(plugin, load_dir_counts_loaded_and_ignores_others) {
 
     config *cfg = make_config("[worker]\nhandlers_dir = handlers\n");
     cr_assert_str_eq(cfg->handlers_dir, dir);
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     int n = plugin_load_dir(set, cfg->handlers_dir, err, sizeof err);
     cr_assert_eq(n, 2, "loaded %d (%s)", n, err);
     cr_assert_eq(plugin_count(set), 2);
-    cr_assert_not_null(plugin_find(set, "good"));
-    cr_assert_not_null(plugin_find(set, "dup"));
+    cr_assert_not_null(find_handler(set, "good"));
+    cr_assert_not_null(find_handler(set, "dup"));
 
     /* Name order: dup_a.so comes before dup_b.so, so "dup" is dup_a's. */
     int rc;
-    cJSON *out = call(plugin_find(set, "dup"), "{\"req_id\":\"x\"}", &rc);
+    cJSON *out = call(find_handler(set, "dup"), "{\"req_id\":\"x\"}", &rc);
     cr_assert_str_eq(out->valuestring, "a");
     cJSON_Delete(out);
     plugin_set_free(set);
@@ -436,7 +460,7 @@ Test(plugin, load_dir_counts_loaded_and_ignores_others) {
 
 Test(plugin, load_dir_empty_and_missing) {
     config *cfg = make_config("");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/empty", tmpdir);
     cr_assert_eq(mkdir(dir, 0755), 0);
@@ -456,7 +480,7 @@ Test(plugin, load_dir_empty_and_missing) {
 Test(plugin, strict_modes_refuses_writable_file) {
     const char *path = copy_fixture("good", "loose.so", 0666);
     config *cfg = make_config("[worker]\nstrict_modes = on\n");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     expect_refused(set, path);
     cr_assert_eq(still_loaded(path), 0, "a refused file must not be opened");
     plugin_set_free(set);
@@ -465,7 +489,7 @@ Test(plugin, strict_modes_refuses_writable_file) {
     /* Group-writable only is refused too. */
     cr_assert_eq(chmod(path, 0775), 0);
     cfg = make_config("");
-    set = plugin_set_create(cfg);
+    set = plugin_set_create(cfg, err, sizeof err);
     expect_refused(set, path);
     plugin_set_free(set);
     config_free(cfg);
@@ -474,9 +498,9 @@ Test(plugin, strict_modes_refuses_writable_file) {
 Test(plugin, strict_modes_off_accepts_writable_file) {
     const char *path = copy_fixture("good", "loose.so", 0666);
     config *cfg = make_config("[worker]\nstrict_modes = off\n");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     cr_assert_eq(plugin_load_file(set, path, err, sizeof err), 0, "%s", err);
-    cr_assert_not_null(plugin_find(set, "good"));
+    cr_assert_not_null(find_handler(set, "good"));
     plugin_set_free(set);
     config_free(cfg);
 }
@@ -489,7 +513,7 @@ Test(plugin, strict_modes_refuses_writable_dir) {
     copy_fixture("good", "open/good.so", 0755);
 
     config *cfg = make_config("");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     err[0] = '\0';
     int n = plugin_load_dir(set, dir, err, sizeof err);
     cr_assert_leq(n, 0, "loaded %d from a world-writable dir", n);
@@ -500,7 +524,7 @@ Test(plugin, strict_modes_refuses_writable_dir) {
     config_free(cfg);
 
     cfg = make_config("[worker]\nstrict_modes = off\n");
-    set = plugin_set_create(cfg);
+    set = plugin_set_create(cfg, err, sizeof err);
     cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), 1, "%s", err);
     plugin_set_free(set);
     config_free(cfg);
@@ -512,14 +536,135 @@ Test(plugin, strict_modes_refuses_foreign_owner) {
     const char *path = copy_fixture("good", "foreign.so", 0755);
     cr_assert_eq(chown(path, 12345, 12345), 0);
     config *cfg = make_config("");
-    plugin_set *set = plugin_set_create(cfg);
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     expect_refused(set, path);
     plugin_set_free(set);
     config_free(cfg);
 
     cfg = make_config("[worker]\nstrict_modes = off\n");
-    set = plugin_set_create(cfg);
+    set = plugin_set_create(cfg, err, sizeof err);
     cr_assert_eq(plugin_load_file(set, path, err, sizeof err), 0, "%s", err);
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+/* ---- reload ------------------------------------------------------------ */
+
+/* Puts fixture NAME in DIR as DEST the way an operator should: a new file
+ * renamed over the old one. Returns the path. */
+static const char *install_fixture(const char *name, const char *dir,
+                                   const char *dest) {
+    static char path[PATH_MAX];
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "h.%s.tmp", dest);
+    const char *staged = copy_fixture(name, tmp, 0755);
+    snprintf(path, sizeof path, "%s/%s", dir, dest);
+    cr_assert_eq(rename(staged, path), 0, "cannot install %s", path);
+    return path;
+}
+
+static const char *handlers_dir(void) {
+    static char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/handlers", tmpdir);
+    mkdir(dir, 0755);
+    return dir;
+}
+
+Test(plugin, reload_without_change_changes_nothing) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
+    const char *dir = handlers_dir();
+    install_fixture("good", dir, "good.so");
+    cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), 1);
+    const plugin *before = find_handler(set, "good");
+    cr_assert_eq(plugin_reload_dir(set, dir, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(find_handler(set, "good"), before, "an unchanged file was reloaded");
+    cr_assert_eq(still_loaded("good.so"), 1);
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, reload_replaces_while_a_request_holds_the_old_version) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
+    const char *dir = handlers_dir();
+    install_fixture("dup_a", dir, "a.so");
+    cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), 1);
+    const plugin *old = plugin_acquire(set, "dup"); /* a request in flight */
+    cr_assert_not_null(old);
+
+    install_fixture("dup_b", dir, "a.so");
+    cr_assert_eq(plugin_reload_dir(set, dir, err, sizeof err), 1, "%s", err);
+    const plugin *now = find_handler(set, "dup");
+    cr_assert_not_null(now);
+    cr_assert_neq(now, old, "the changed file was not reloaded");
+    cr_assert_eq(still_loaded("a.so"), 2, "both versions must be loaded");
+
+    /* The old version still runs what it holds, then goes. */
+    int rc = -1;
+    cJSON *out = call(old, "{\"req_id\":\"o\"}", &rc);
+    cr_assert_eq(rc, 0);
+    cJSON_Delete(out);
+    plugin_collect(set);
+    cr_assert_eq(still_loaded("a.so"), 2, "finalised while still held");
+    plugin_release(old);
+    plugin_collect(set);
+    cr_assert_eq(still_loaded("a.so"), 1, "the old version was not finalised");
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, reload_loads_new_and_unloads_removed_files) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
+    const char *dir = handlers_dir();
+    const char *a = install_fixture("dup_a", dir, "a.so");
+    char a_path[PATH_MAX];
+    snprintf(a_path, sizeof a_path, "%s", a);
+    cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), 1);
+
+    install_fixture("good", dir, "good.so");
+    cr_assert_eq(plugin_reload_dir(set, dir, err, sizeof err), 1, "%s", err);
+    cr_assert_eq(plugin_count(set), 2);
+    cr_assert_not_null(find_handler(set, "good"));
+
+    cr_assert_eq(unlink(a_path), 0);
+    cr_assert_eq(plugin_reload_dir(set, dir, err, sizeof err), 1, "%s", err);
+    plugin_collect(set);
+    cr_assert_eq(plugin_count(set), 1);
+    cr_assert_null(find_handler(set, "dup"));
+    cr_assert_eq(still_loaded("a.so"), 0, "the removed handler is still loaded");
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, reload_keeps_the_old_version_when_the_new_file_is_refused) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
+    const char *dir = handlers_dir();
+    install_fixture("good", dir, "good.so");
+    cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), 1);
+    const plugin *before = find_handler(set, "good");
+
+    install_fixture("wrong_major", dir, "good.so");
+    cr_assert_eq(plugin_reload_dir(set, dir, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(find_handler(set, "good"), before, "the working version was dropped");
+    plugin_set_free(set);
+    config_free(cfg);
+}
+
+Test(plugin, replaced_handler_is_finalised_once_on_collect) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
+    const char *dir = handlers_dir();
+    install_fixture("good", dir, "good.so");
+    cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), 1);
+    install_fixture("good", dir, "good.so"); /* same code, a new file */
+    cr_assert_eq(plugin_reload_dir(set, dir, err, sizeof err), 1, "%s", err);
+    cr_assert_eq(file_size(fini_file), -1, "fini ran outside plugin_collect");
+    plugin_collect(set);
+    cr_assert_eq(file_size(fini_file), (long)strlen("fini good\n"),
+                 "the old version's fini did not run exactly once");
     plugin_set_free(set);
     config_free(cfg);
 }
