@@ -36,7 +36,7 @@ endif
 B := build
 
 # The daemon's modules, main.c apart so tests can link the rest.
-MODULES := config log queue request reply conn plugin dispatch pool heartbeat
+MODULES := config log queue request reply conn plugin dispatch pool heartbeat supervisor
 MODULE_OBJS := $(MODULES:%=$(B)/framework/%.o)
 DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
 

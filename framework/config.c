@@ -422,11 +422,6 @@ static int finish(parse_state *ps) {
              "'stream' is not supported by this release (use pubsub)");
         return -1;
     }
-    if (cfg->processes != 1) {
-        fail(ps, line_of(ps, "processes"), "worker", "processes",
-             "only 1 is supported by this release (run more daemons instead)");
-        return -1;
-    }
     if (*cfg->default_handler && !valid_handler_name(cfg->default_handler)) {
         fail(ps, line_of(ps, "default_handler"), "worker", "default_handler",
              "'%s' is not a handler name ([a-z0-9_-]{1,64})",
@@ -441,15 +436,9 @@ static int finish(parse_state *ps) {
         return -1;
     }
 
-    if (*cfg->id == '\0') {
-        char host[256] = "localhost";
-        gethostname(host, sizeof host - 1);
-        char id[300];
-        snprintf(id, sizeof id, "%s:%ld", host, (long)getpid());
-        free(cfg->id);
-        if ((cfg->id = strdup(id)) == NULL)
-            goto oom;
-    }
+    cfg->id_is_default = *cfg->id == '\0';
+    if (config_worker_id(cfg, 0) != 0)
+        goto oom;
 
     if (cfg->handlers_dir[0] != '/') {
         /* Relative to the file's directory, made absolute so that logs and
@@ -536,6 +525,25 @@ void config_free(config *cfg) {
     free(cfg->sections);
     free(cfg->path);
     free(cfg);
+}
+
+int config_worker_id(config *cfg, int index) {
+    char id[400];
+    if (cfg->id_is_default) {
+        char host[256] = "localhost";
+        gethostname(host, sizeof host - 1);
+        snprintf(id, sizeof id, "%s:%ld", host, (long)getpid());
+    } else if (index > 0) {
+        snprintf(id, sizeof id, "%s-%d", cfg->id, index);
+    } else {
+        return 0;
+    }
+    char *copy = strdup(id);
+    if (copy == NULL)
+        return -1;
+    free(cfg->id);
+    cfg->id = copy;
+    return 0;
 }
 
 const char *config_route_for(const config *cfg, const char *channel) {

@@ -46,6 +46,7 @@ typedef struct config {
 
     /* [worker] */
     char *id;       /* "" in the file means host:pid, filled in by load */
+    int id_is_default; /* id was not in the file */
     char *channels; /* the raw comma list; channel_list holds its items */
     char **channel_list;
     size_t channel_count;
@@ -85,6 +86,12 @@ config *config_load(const char *path, char *err, size_t errlen);
 
 /* Frees everything the config owns. Accepts NULL. */
 void config_free(config *cfg);
+
+/* Sets the worker id of worker INDEX (1..processes) of a supervisor, or of
+ * the only worker (0): "<hostname>:<pid>" of the calling process if the
+ * file gave no id, else the file's id, with "-<INDEX>" for INDEX > 0. Call
+ * it once per process. Returns 0, or -1 out of memory. */
+int config_worker_id(config *cfg, int index);
 
 /* Parses a boolean: on/off, yes/no, true/false, 1/0 (any case). Returns 0
  * with *OUT set, or -1 if V is none of them. */

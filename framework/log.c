@@ -1,7 +1,8 @@
 /* log.c -- operator logging: one line per event on stderr.
  *
- * Text lines read "2026-11-28T00:12:03.123Z INFO  dispatch: message";
- * JSON lines are {"ts":..,"level":..,"module":..,"msg":..}. Each line is
+ * Text lines read "2026-11-28T00:12:03.123Z INFO  [4242] dispatch: message";
+ * JSON lines are {"ts":..,"level":..,"pid":..,"module":..,"msg":..}. The
+ * pid tells apart the workers of a supervisor, which share one stderr. Each line is
  * formatted into a local buffer and written with one write(2), so lines
  * from different threads never interleave. */
 #include "log.h"
@@ -67,15 +68,15 @@ void log_vwrite(int level, const char *module, const char *fmt, va_list ap) {
     size_t pos;
     if (log_out_format == LOG_FORMAT_JSON) {
         pos = (size_t)snprintf(line, sizeof line,
-                               "{\"ts\":\"%s\",\"level\":\"%s\",\"module\":\"",
-                               ts, level_names[level]);
+                               "{\"ts\":\"%s\",\"level\":\"%s\",\"pid\":%ld,"
+                               "\"module\":\"", ts, level_names[level], (long)getpid());
         append_json_escaped(line, sizeof line, &pos, module);
         pos += (size_t)snprintf(line + pos, sizeof line - pos, "\",\"msg\":\"");
         append_json_escaped(line, sizeof line, &pos, msg);
         pos += (size_t)snprintf(line + pos, sizeof line - pos, "\"}\n");
     } else {
-        pos = (size_t)snprintf(line, sizeof line, "%s %s %s: %s\n", ts,
-                               level_tags[level], module, msg);
+        pos = (size_t)snprintf(line, sizeof line, "%s %s [%ld] %s: %s\n", ts,
+                               level_tags[level], (long)getpid(), module, msg);
     }
     if (pos >= sizeof line) { /* truncated: keep the line ending */
         pos = sizeof line - 1;

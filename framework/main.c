@@ -28,6 +28,7 @@
 #include "reply.h"
 #include "request.h"
 #include "stats.h"
+#include "supervisor.h"
 
 #define EXIT_SHUTDOWN_TIMEOUT 1
 
@@ -162,6 +163,19 @@ int main(int argc, char **argv) {
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN); /* a dead Redis socket is an error, not death */
+
+    if (cfg->processes > 1) {
+        int master_status = 0;
+        int index = supervisor_run(cfg, &signals, &master_status);
+        if (index <= 0) { /* the master, after its workers stopped */
+            config_free(cfg);
+            return master_status;
+        }
+        if (config_worker_id(cfg, index) != 0) {
+            log_error("main", "out of memory");
+            return EXIT_FAILURE;
+        }
+    }
 
     int status = EX_CONFIG;
     stats st = {0};

@@ -514,7 +514,6 @@ static const struct bad_case bad_cases[] = {
     {"processes 0", "[worker]\nprocesses = 0\n", 2, "processes", 0},
     /* valid values of a later release, refused by name by this one */
     {"transport stream", "[worker]\n\ntransport = stream\n", 3, "transport", 0},
-    {"processes 2", "[worker]\nprocesses = 2\n", 2, "processes", 0},
     {"processes 257", "[worker]\nprocesses = 257\n", 2, "processes", 0},
     {"stream_maxlen over 2^62",
      "[worker]\nstream_maxlen = 4611686018427387905\n", 2, "stream_maxlen", 0},
@@ -605,4 +604,22 @@ Test(config, small_error_buffer_is_terminated) {
     memset(small, 'z', sizeof small);
     cr_assert_null(config_load(path, small, sizeof small));
     cr_assert_not_null(memchr(small, '\0', sizeof small));
+}
+
+/* Each worker of a supervisor gets its own id. */
+Test(config, worker_ids_of_a_supervisor) {
+    config *cfg = load_ok("[worker]\nid = w\nprocesses = 3\n");
+    cr_assert_eq(cfg->processes, 3);
+    cr_assert_eq(config_worker_id(cfg, 2), 0);
+    cr_assert_str_eq(cfg->id, "w-2");
+    config_free(cfg);
+
+    cfg = load_ok("[worker]\nprocesses = 3\n");
+    cr_assert_eq(config_worker_id(cfg, 1), 0);
+    char pid[32];
+    snprintf(pid, sizeof pid, ":%ld", (long)getpid());
+    size_t n = strlen(cfg->id), m = strlen(pid);
+    cr_assert(n > m && strcmp(cfg->id + n - m, pid) == 0,
+              "default id '%s' is not host:pid", cfg->id);
+    config_free(cfg);
 }

@@ -1,0 +1,26 @@
+/* supervisor.h -- processes = N: a master process that forks N worker
+ * processes, respawns the ones that die, and passes signals on.
+ *
+ * The master holds no Redis connection and loads no handler: each worker
+ * is a whole daemon (dispatcher, pool, handlers, heartbeat) with its own
+ * worker id. Signals stay blocked in the master, which takes them with
+ * sigtimedwait(), as the workers do. */
+#ifndef REDWORK_SUPERVISOR_H
+#define REDWORK_SUPERVISOR_H
+
+#include <signal.h>
+
+#include "config.h"
+
+/* Forks CFG's processes workers and supervises them. SIGNALS is the set the
+ * caller blocked (SIGTERM, SIGINT, SIGHUP); SIGCHLD is added. Returns in
+ * each worker process with its index (1..processes), after unblocking
+ * SIGCHLD, so the caller goes on as a worker. In the master it returns 0
+ * once every worker has stopped, with the master's exit status in *STATUS:
+ * 0 if every worker exited 0 after SIGTERM/SIGINT; 1 otherwise; or the
+ * worker's 64, 69 or 78 when the first workers failed at start (a config
+ * error, or Redis unreachable), which respawning cannot mend. Returns -1
+ * with *STATUS set if the first fork failed. */
+int supervisor_run(const config *cfg, const sigset_t *signals, int *status);
+
+#endif
