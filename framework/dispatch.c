@@ -43,7 +43,7 @@
 
 #define BATCH 256
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MAX_MS 1000
 #define STOP_TIMEOUT_MS 2000
 
 /* One message that has a usable req_id, waiting for its claim. */

@@ -62,31 +62,40 @@ static void run_request(reply_sink *sink, request *req) {
     request_free(req);
 }
 
+/* The next request for a worker: at once if one is queued (sending the
+ * replies made so far every WRITE_BATCH), else after sending them. While
+ * replies wait for Redis's answers, or for Redis itself, it wakes every
+ * REPLY_RETRY_INTERVAL_MS to move them on. NULL once the queue is closed
+ * and drained. */
+static request *next_request(pool *p, reply_sink *sink, size_t *unwritten) {
+    request *req = queue_trypop(p->q);
+    if (req != NULL && ++*unwritten < WRITE_BATCH)
+        return req;
+    reply_sink_write(sink);
+    *unwritten = 0;
+    while (req == NULL && reply_sink_pending(sink) > 0) {
+        int got = queue_pop_timeout(p->q, (void **)&req, REPLY_RETRY_INTERVAL_MS);
+        if (got < 0)
+            return NULL;
+        if (got == 0)
+            reply_sink_write(sink);
+    }
+    return req != NULL ? req : queue_pop(p->q);
+}
+
 static void *worker_main(void *arg) {
     pool *p = arg;
     reply_sink *sink = reply_sink_create(p->cfg, p->st);
     size_t unwritten = 0;
-    for (;;) {
-        /* One request at a time, so a queued request is never held back
-         * behind a slow one; its reply is sent when the queue runs dry or
-         * every WRITE_BATCH replies, so a busy worker makes one write for
-         * many. Redis's answers are read as they arrive. */
-        request *req = queue_trypop(p->q);
-        if (req == NULL || unwritten == WRITE_BATCH) {
-            if (sink != NULL)
-                reply_sink_write(sink);
-            unwritten = 0;
-        }
-        if (req == NULL && (req = queue_pop(p->q)) == NULL)
-            break;
-        if (sink != NULL) {
-            run_request(sink, req);
-            unwritten++;
-        } else { /* out of memory at start: lose loudly, never hang */
+    request *req;
+    if (sink == NULL) { /* out of memory at start: lose loudly, never hang */
+        while ((req = queue_pop(p->q)) != NULL) {
             stats_add(p->st->lost);
             request_free(req);
         }
     }
+    while (sink != NULL && (req = next_request(p, sink, &unwritten)) != NULL)
+        run_request(sink, req);
     reply_sink_free(sink);
     pthread_mutex_lock(&p->lock);
     p->running--;

@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 struct queue {
     pthread_mutex_t lock;
@@ -34,7 +35,12 @@ queue *queue_create(size_t capacity) {
         goto err;
     if (pthread_mutex_init(&q->lock, NULL) != 0)
         goto err;
-    if (pthread_cond_init(&q->nonempty, NULL) != 0) {
+    pthread_condattr_t attr; /* timed waits on the monotonic clock */
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&q->nonempty, &attr);
+    pthread_condattr_destroy(&attr);
+    if (rc != 0) {
         pthread_mutex_destroy(&q->lock);
         goto err;
     }
@@ -103,6 +109,26 @@ void *queue_pop(queue *q) {
         item = take_locked(q);
     pthread_mutex_unlock(&q->lock);
     return item;
+}
+
+int queue_pop_timeout(queue *q, void **item, long timeout_ms) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    int timed_out = 0;
+    pthread_mutex_lock(&q->lock);
+    while (q->count == 0 && !q->closed && !timed_out)
+        timed_out = pthread_cond_timedwait(&q->nonempty, &q->lock, &deadline) != 0;
+    int status = q->count > 0 ? 1 : q->closed ? -1 : 0;
+    if (status == 1)
+        *item = take_locked(q);
+    pthread_mutex_unlock(&q->lock);
+    return status;
 }
 
 void *queue_trypop(queue *q) {

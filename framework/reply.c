@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 
@@ -116,13 +117,15 @@ typedef struct pending_reply {
     char *key; /* <reply_prefix><req_id>: the channel, and the list */
     char *json;
     size_t len;
+    uint64_t made_us; /* to give up on it after REPLY_RETRY_MAX_MS */
 } pending_reply;
 
 struct reply_sink {
     const config *cfg;
     stats *st;
     redisContext *c; /* NULL while disconnected */
-    int broken; /* the connection failed: reconnect and resend at flush */
+    int broken;      /* the connection failed: reconnect and resend */
+    uint64_t last_attempt_us; /* of a reconnect */
     pending_reply pending[REPLY_PIPELINE];
     size_t first;   /* the oldest reply not fully answered */
     size_t count;   /* replies in pending[] */
@@ -143,18 +146,32 @@ static void drop_connection(reply_sink *s) {
     if (s->c != NULL)
         redisFree(s->c);
     s->c = NULL;
-    s->broken = 0;
+    s->broken = 1;
     s->answers = 0;
     s->refused[0] = '\0';
+}
+
+static void lose(reply_sink *s, pending_reply *p, const char *why) {
+    stats_add(s->st->lost);
+    log_limited(&lost_limit, LOG_LEVEL_WARN, "reply", "reply on %s lost: %s",
+                p->key, why);
+    free(p->key);
+    free(p->json);
 }
 
 void reply_sink_free(reply_sink *s) {
     if (s == NULL)
         return;
     reply_sink_flush(s);
-    drop_connection(s);
+    for (; s->first < s->count; s->first++)
+        lose(s, &s->pending[s->first], "the daemon is stopping and Redis did "
+             "not take it");
+    if (s->c != NULL)
+        redisFree(s->c);
     free(s);
 }
+
+size_t reply_sink_pending(const reply_sink *s) { return s->count - s->first; }
 
 /* Appends the commands of P to the connection's output buffer. */
 static void append_reply(reply_sink *s, const pending_reply *p) {
@@ -173,12 +190,45 @@ static void write_out(reply_sink *s) {
             s->broken = 1;
 }
 
-static void lose(reply_sink *s, pending_reply *p, const char *why) {
-    stats_add(s->st->lost);
-    log_limited(&lost_limit, LOG_LEVEL_WARN, "reply", "reply on %s lost: %s",
-                p->key, why);
-    free(p->key);
-    free(p->json);
+/* Gives up on the replies older than REPLY_RETRY_MAX_MS, oldest first. */
+static void lose_stale(reply_sink *s, const char *why) {
+    uint64_t cutoff = clock_now_us() - (uint64_t)REPLY_RETRY_MAX_MS * 1000u;
+    while (s->first < s->count && s->pending[s->first].made_us < cutoff) {
+        lose(s, &s->pending[s->first++], why);
+        s->answers = 0;
+        s->refused[0] = '\0';
+    }
+}
+
+/* Makes sure the connection is up, reconnecting (at most once per
+ * REPLY_RETRY_INTERVAL_MS unless FORCE) and sending again every reply not
+ * answered yet. Returns 0 if connected. */
+static int ensure_connected(reply_sink *s, int force) {
+    if (s->c != NULL && !s->broken)
+        return 0;
+    uint64_t now = clock_now_us();
+    if (!force && now - s->last_attempt_us < REPLY_RETRY_INTERVAL_MS * 1000u)
+        return -1;
+    s->last_attempt_us = now;
+    char err[256];
+    int was_up = s->c != NULL;
+    if (s->c != NULL)
+        snprintf(err, sizeof err, "%s", s->c->errstr);
+    drop_connection(s);
+    if ((s->c = conn_open(s->cfg, err, sizeof err)) == NULL) {
+        if (was_up)
+            log_warn("reply", "lost the connection to redis: %s; %zu replies "
+                     "wait for it", err, reply_sink_pending(s));
+        lose_stale(s, err);
+        return -1;
+    }
+    s->broken = 0;
+    if (reply_sink_pending(s) > 0)
+        log_info("reply", "connected to redis again: sending %zu waiting replies",
+                 reply_sink_pending(s));
+    for (size_t i = s->first; i < s->count; i++)
+        append_reply(s, &s->pending[i]);
+    return 0;
 }
 
 /* Reads answers and retires the replies they complete, oldest first.
@@ -221,39 +271,27 @@ static void read_answers(reply_sink *s, int wait) {
     s->first = s->count = 0; /* all answered */
 }
 
+/* Sends what is buffered and reads answers (WAIT: all of them), with one
+ * reconnect if the connection breaks on the way. */
+static void send_pending(reply_sink *s, int wait, int force) {
+    for (int attempt = 0; attempt < 2 && reply_sink_pending(s) > 0; attempt++) {
+        if (ensure_connected(s, force || attempt > 0) != 0)
+            return;
+        write_out(s);
+        if (!s->broken)
+            read_answers(s, wait);
+        if (!s->broken)
+            return;
+    }
+}
+
 void reply_sink_write(reply_sink *s) {
-    if (s->c == NULL || s->broken)
-        return;
-    write_out(s);
-    if (!s->broken)
-        read_answers(s, 0);
+    send_pending(s, 0, 0);
 }
 
 int reply_sink_flush(reply_sink *s) {
-    unsigned long long lost_before = stats_get(s->st->lost);
-    char err[256] = "not connected";
-    for (int attempt = 0; attempt < 2 && s->first < s->count; attempt++) {
-        if (s->c == NULL || s->broken) {
-            if (s->c != NULL)
-                snprintf(err, sizeof err, "%s", s->c->errstr);
-            drop_connection(s);
-            if ((s->c = conn_open(s->cfg, err, sizeof err)) == NULL)
-                break;
-            for (size_t i = s->first; i < s->count; i++)
-                append_reply(s, &s->pending[i]);
-        }
-        write_out(s);
-        if (!s->broken)
-            read_answers(s, 1);
-    }
-    if (s->c != NULL && s->broken)
-        snprintf(err, sizeof err, "%s", s->c->errstr);
-    for (; s->first < s->count; s->first++)
-        lose(s, &s->pending[s->first], err);
-    s->first = s->count = 0;
-    if (s->broken)
-        drop_connection(s);
-    return stats_get(s->st->lost) == lost_before ? 0 : -1;
+    send_pending(s, 1, 1);
+    return reply_sink_pending(s) == 0 ? 0 : -1;
 }
 
 int reply_send(reply_sink *s, const reply *r, const char *req_id,
@@ -261,8 +299,19 @@ int reply_send(reply_sink *s, const reply *r, const char *req_id,
     stats_add(s->st->requests);
     if (reply_is_error(r))
         stats_add(s->st->errors);
-    if (s->count == REPLY_PIPELINE)
+    if (s->count == REPLY_PIPELINE) {
         reply_sink_flush(s);
+        if (reply_sink_pending(s) == REPLY_PIPELINE) /* Redis is away: make room */
+            lose(s, &s->pending[s->first++], "too many replies wait for redis");
+        if (s->first > 0) { /* compact; the connection is resent from first */
+            memmove(s->pending, s->pending + s->first,
+                    reply_sink_pending(s) * sizeof *s->pending);
+            s->count -= s->first;
+            s->first = 0;
+            s->answers = 0;
+            drop_connection(s);
+        }
+    }
     pending_reply *p = &s->pending[s->count];
     p->json = reply_encode(r, req_id, handler, s->cfg->id, duration_us);
     size_t keylen = strlen(s->cfg->reply_prefix) + strlen(req_id) + 1;
@@ -273,15 +322,12 @@ int reply_send(reply_sink *s, const reply *r, const char *req_id,
     }
     snprintf(p->key, keylen, "%s%s", s->cfg->reply_prefix, req_id);
     p->len = strlen(p->json);
+    p->made_us = clock_now_us();
+    /* Appended only to a working connection (a reconnect sends everything
+     * pending again), so the answers stay in step with pending[]. */
+    int up = ensure_connected(s, 0) == 0;
     s->count++;
-    if (s->c == NULL && !s->broken) {
-        char err[256];
-        s->c = conn_open(s->cfg, err, sizeof err);
-        /* Until a flush reconnects, nothing is appended: answers must stay
-         * in step with pending[]. */
-        s->broken = s->c == NULL;
-    }
-    if (!s->broken)
+    if (up)
         append_reply(s, p);
     return 0;
 }

@@ -44,35 +44,46 @@ char *reply_encode(const reply *r, const char *req_id, const char *handler,
 
 typedef struct reply_sink reply_sink;
 
-/* Replies a sink writes before it reads Redis's answers to them. */
+/* Replies a sink holds before it must have Redis's answers to them. */
 #define REPLY_PIPELINE 128
+/* While Redis is away: how often a sink tries to reconnect, and how long a
+ * reply may wait for it before it is given up as lost. */
+#define REPLY_RETRY_INTERVAL_MS 200
+#define REPLY_RETRY_MAX_MS 30000
 
 /* A sink publishing as CFG says and counting in ST. It connects lazily, so
  * it can be created while Redis is away. NULL only when out of memory. */
 reply_sink *reply_sink_create(const config *cfg, stats *st);
 
-/* Flushes (see reply_sink_flush), closes the connection, frees the sink.
- * Accepts NULL. */
+/* Flushes, counts what Redis still has not taken as lost, closes the
+ * connection, frees the sink. Accepts NULL. */
 void reply_sink_free(reply_sink *s);
 
-/* Encodes R as REQ_ID's reply and appends it to the connection's output
- * buffer: reply_sink_write() sends what is buffered, reply_sink_flush()
- * also waits for Redis's answers (it runs by itself when REPLY_PIPELINE
- * replies are unanswered). Counts it in stats (requests, errors). Returns
- * 0, or -1 if it is lost already (out of memory). R is not changed. */
+/* Encodes R as REQ_ID's reply and queues it: appended at once to the
+ * connection's output buffer if the connection works, else kept for when
+ * it does. reply_sink_write() sends what is buffered, reply_sink_flush()
+ * also waits for Redis's answers. Counts it in stats (requests, errors).
+ * Returns 0, or -1 if it is lost already (out of memory). A reply is lost
+ * (counted and logged, rate-limited, with its channel) only when Redis
+ * refuses it, when it waited REPLY_RETRY_MAX_MS for Redis, when
+ * REPLY_PIPELINE replies wait, or when the sink is freed without Redis. */
 int reply_send(reply_sink *s, const reply *r, const char *req_id,
                const char *handler, long long duration_us);
 
-/* Sends what reply_send() buffered, and retires the replies whose answers
- * have already arrived, without waiting for the others. */
+/* Sends what is buffered and retires the replies whose answers have
+ * arrived, without waiting for the others. If the connection is down it
+ * reconnects (at most every REPLY_RETRY_INTERVAL_MS) and sends every
+ * waiting reply again. Call it after a burst, and periodically while
+ * reply_sink_pending() is not 0. */
 void reply_sink_write(reply_sink *s);
 
-/* Sends what is buffered and reads Redis's answers to every reply. If the
- * connection broke, it is reopened once and the unanswered replies are
- * sent again; what still fails, or what Redis refused, is counted lost and
- * logged (rate-limited) with its channel. Returns 0 if nothing was lost,
- * -1 if something was. */
+/* Like reply_sink_write(), reconnecting now if needed, and waits for every
+ * answer. Returns 0 if no reply is left waiting, -1 if some are (Redis is
+ * away). */
 int reply_sink_flush(reply_sink *s);
+
+/* Replies sent or waiting whose answers have not been read. */
+size_t reply_sink_pending(const reply_sink *s);
 
 /* reply_send() of an error reply built from CODE and a printf-style
  * message. */

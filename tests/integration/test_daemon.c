@@ -581,6 +581,36 @@ Test(daemon, reply_store_list)
     redisFree(c);
 }
 
+/* A reply made while Redis is away waits for it and is published (and
+ * stored) once it is back: here the handler finishes during the outage. */
+Test(daemon, reply_made_while_redis_is_down_is_sent_when_it_returns)
+{
+    start("retry", (rw_opts){.threads = 1,
+                             .worker_extra = "reply_store = list\nreply_ttl_ms = 60000\n"});
+    redisContext *c = rw_connect(env.redis.port);
+    cr_assert_not_null(c);
+    cr_assert_eq(rw_command_int(c, "PUBLISH request %s",
+                                "{\"handler\":\"sleep\",\"ms\":1500,\"req_id\":\"away\"}"),
+                 1);
+    redisFree(c);
+    /* Wait until the handler runs, then take Redis away past its end. */
+    cr_assert_geq(rw_wait_hash_at_least(env.redis.port, env.daemon.hb_key, "received", 1,
+                                        3000), 1);
+    cr_assert_eq(rw_redis_restart(&env.redis), 0, "redis-server did not restart");
+
+    c = rw_connect(env.redis.port);
+    cr_assert_not_null(c);
+    redisReply *r = redisCommand(c, "BLPOP callback:away 5");
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2,
+              "the reply made during the outage never reached Redis");
+    cJSON *reply = cJSON_Parse(r->element[1]->str);
+    freeReplyObject(r);
+    assert_ok(reply);
+    cr_assert_str_eq(rw_str(reply, "req_id"), "away");
+    cJSON_Delete(reply);
+    redisFree(c);
+}
+
 Test(daemon, json_log_lines)
 {
     start("jlog", (rw_opts){.extra = "[log]\nformat = json\nlevel = debug\n"});
