@@ -36,7 +36,7 @@ endif
 B := build
 
 # The daemon's modules, main.c apart so tests can link the rest.
-MODULES := config log queue request reply conn plugin dispatch pool heartbeat supervisor
+MODULES := config log queue request reply conn plugin dispatch streams pool heartbeat supervisor
 MODULE_OBJS := $(MODULES:%=$(B)/framework/%.o)
 DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
 
@@ -52,8 +52,8 @@ HANDLER_SOS := $(HANDLERS:%=handlers/%.so)
 # Test suites: unit tests link the modules; integration tests drive the
 # real daemon against a real redis-server; fixture plugins feed the loader.
 UNIT_TESTS := queue config request reply plugin
-INTEGRATION_TESTS := daemon client cli
-TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails bad_name no_name
+INTEGRATION_TESTS := daemon client cli scale
+TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails bad_name no_name echo_v2
 HARNESS_OBJS := $(B)/tests/integration/harness.o
 
 UNIT_BINS := $(UNIT_TESTS:%=$(B)/tests/unit/test_%)

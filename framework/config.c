@@ -417,11 +417,13 @@ static int finish(parse_state *ps) {
     if (split_channels(ps) != 0)
         return -1;
 
-    if (cfg->transport != TRANSPORT_PUBSUB) {
-        fail(ps, line_of(ps, "transport"), "worker", "transport",
-             "'stream' is not supported by this release (use pubsub)");
-        return -1;
-    }
+    for (size_t i = 0; cfg->transport == TRANSPORT_STREAM && i < cfg->channel_count; i++)
+        if (strpbrk(cfg->channel_list[i], "*?[") != NULL) {
+            fail(ps, line_of(ps, "channels"), "worker", "channels",
+                 "'%s' is a pattern: with transport = stream each channel is "
+                 "a stream key", cfg->channel_list[i]);
+            return -1;
+        }
     if (*cfg->default_handler && !valid_handler_name(cfg->default_handler)) {
         fail(ps, line_of(ps, "default_handler"), "worker", "default_handler",
              "'%s' is not a handler name ([a-z0-9_-]{1,64})",

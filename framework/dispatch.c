@@ -40,6 +40,7 @@
 #include "log.h"
 #include "reply.h"
 #include "request.h"
+#include "streams.h"
 
 #define BATCH 256
 #define BACKOFF_MIN_MS 100
@@ -52,6 +53,8 @@ typedef struct inbound {
     char id[REQUEST_ID_MAX + 1];
     const char *code;
     char message[256];
+    const char *stream;            /* transport = stream: its entry, to */
+    char entry_id[STREAM_ID_MAX];  /* acknowledge with the answer */
 } inbound;
 
 struct dispatcher {
@@ -59,7 +62,8 @@ struct dispatcher {
     plugin_set *plugins;
     queue *q;
     stats *st;
-    redisContext *sub;   /* the subscriber connection */
+    redisContext *sub;   /* pubsub: the subscriber connection */
+    stream_source *streams; /* stream: the stream connection */
     redisContext *cmd;   /* claims; NULL until needed or after a failure */
     reply_sink *sink;    /* immediate answers */
     int stop_pipe[2];
@@ -213,8 +217,43 @@ static int route(dispatcher *d, request *req, inbound *in) {
     return 0;
 }
 
-/* Takes one message: drops copies, logs what cannot be answered, and adds
- * the rest to the batch. */
+/* Parses, validates and routes one request body that came on CHANNEL (for
+ * a stream entry: ENTRY of that stream) and adds it to the batch, to be
+ * queued or answered. Returns 0, or -1 if it cannot be answered (logged,
+ * counted, and its reason left in WHY). */
+static int take_body(dispatcher *d, const char *channel, const char *body,
+                     size_t len, uint64_t received_us, const stream_entry *entry,
+                     char *why, size_t whylen) {
+    inbound *in = &d->batch[d->batch_count];
+    request *req = NULL;
+    int status = request_parse(body, len, channel,
+                               (size_t)d->cfg->max_request_bytes, received_us, &req,
+                               in->id, in->message, sizeof in->message);
+    if (status == REQUEST_UNANSWERABLE) {
+        stats_add(d->st->rejected);
+        log_limited(&d->reject_limit, LOG_LEVEL_WARN, "dispatch",
+                    "rejected a %zu-byte message on %s '%s': %s", len,
+                    entry != NULL ? "stream" : "channel", channel, in->message);
+        snprintf(why, whylen, "%s", in->message);
+        return -1;
+    }
+    in->req = NULL;
+    in->code = "bad_request";
+    in->stream = entry != NULL ? entry->stream : NULL;
+    snprintf(in->entry_id, sizeof in->entry_id, "%s", entry != NULL ? entry->id : "");
+    if (status == REQUEST_OK) {
+        snprintf(req->entry_id, sizeof req->entry_id, "%s", in->entry_id);
+        if (route(d, req, in) == 0)
+            in->req = req;
+        else
+            request_free(req);
+    }
+    d->batch_count++;
+    return 0;
+}
+
+/* Takes one Pub/Sub message: drops the copies of overlapping
+ * subscriptions, then takes its body. */
 static void take_message(dispatcher *d, int sub, const char *channel,
                          const char *body, size_t len, uint64_t now) {
     stats_add(d->st->received);
@@ -222,27 +261,8 @@ static void take_message(dispatcher *d, int sub, const char *channel,
         stats_add(d->st->duplicates);
         return;
     }
-    inbound *in = &d->batch[d->batch_count];
-    request *req = NULL;
-    int status = request_parse(body, len, channel,
-                               (size_t)d->cfg->max_request_bytes, now, &req,
-                               in->id, in->message, sizeof in->message);
-    if (status == REQUEST_UNANSWERABLE) {
-        stats_add(d->st->rejected);
-        log_limited(&d->reject_limit, LOG_LEVEL_WARN, "dispatch",
-                    "rejected a %zu-byte message on channel '%s': %s", len,
-                    channel, in->message);
-        return;
-    }
-    in->req = NULL;
-    in->code = "bad_request";
-    if (status == REQUEST_OK) {
-        if (route(d, req, in) == 0)
-            in->req = req;
-        else
-            request_free(req);
-    }
-    d->batch_count++;
+    char why[256];
+    take_body(d, channel, body, len, now, NULL, why, sizeof why);
 }
 
 /* Claims every message of the batch in one pipelined round trip and marks
@@ -285,9 +305,11 @@ static void claim_batch(dispatcher *d) {
  * ones are pushed in one go; what does not fit is answered 'overloaded' (or
  * 'shutting_down' once the queue is closed). */
 static void flush_batch(dispatcher *d) {
-    if (d->batch_count == 0)
+    if (d->batch_count == 0) {
+        reply_sink_write(d->sink); /* answers given outside the batch */
         return;
-    if (d->cfg->claim)
+    }
+    if (d->cfg->claim && d->streams == NULL) /* a group delivers once anyway */
         claim_batch(d);
     void *runnable[BATCH];
     size_t n = 0;
@@ -298,7 +320,9 @@ static void flush_batch(dispatcher *d) {
         if (in->req != NULL)
             runnable[n++] = in->req;
         else
-            reply_send_error(d->sink, in->id, NULL, in->code, "%s", in->message);
+            reply_send_error(d->sink, &(reply_target){.req_id = in->id,
+                             .stream = in->stream, .entry_id = in->entry_id},
+                             in->code, "%s", in->message);
     }
     d->batch_count = 0;
     size_t pushed = queue_push_many(d->q, runnable, n);
@@ -307,13 +331,16 @@ static void flush_batch(dispatcher *d) {
         int status = queue_push(d->q, req); /* a worker may have made room */
         if (status == QUEUE_OK)
             continue;
+        reply_target to = reply_target_of(req);
+        if (status == QUEUE_CLOSED && to.stream != NULL) {
+            request_free(req); /* left pending: another worker takes it over */
+            continue;
+        }
         if (status == QUEUE_CLOSED)
-            reply_send_error(d->sink, req->id, plugin_name(req->handler),
-                             "shutting_down", "the daemon is shutting down");
+            reply_send_error(d->sink, &to, "shutting_down", "the daemon is shutting down");
         else
-            reply_send_error(d->sink, req->id, plugin_name(req->handler),
-                             "overloaded", "the work queue is full (queue_size %lld)",
-                             d->cfg->queue_size);
+            reply_send_error(d->sink, &to, "overloaded",
+                             "the work queue is full (queue_size %lld)", d->cfg->queue_size);
         request_free(req);
     }
     reply_sink_write(d->sink);
@@ -437,8 +464,124 @@ static void unsubscribe_all(dispatcher *d) {
     }
 }
 
+/* ---- transport = stream ------------------------------------------------ */
+
+#define STREAM_BLOCK_MS 200   /* how long one read waits: the stop latency */
+#define STREAM_TRIM_US 1000000u
+
+/* Takes one stream entry: dead-letters what cannot be served (no msg
+ * field, no req_id, too many deliveries), else takes its body. */
+static void take_entry(dispatcher *d, stream_entry *e, uint64_t now_us,
+                       uint64_t now_ms) {
+    char why[512], err[256];
+    stats_add(d->st->received);
+    /* timeout_ms counts from the entry's creation, not from its reading. */
+    uint64_t age_us = now_ms > e->entry_ms ? (now_ms - e->entry_ms) * 1000u : 0;
+    uint64_t received_us = now_us > age_us ? now_us - age_us : 0;
+    if (e->body == NULL) {
+        stats_add(d->st->rejected);
+        snprintf(why, sizeof why, "the entry has no msg field");
+    } else if (e->deliveries > d->cfg->max_deliveries) {
+        snprintf(why, sizeof why, "delivered %lld times without an answer "
+                 "(its handler crashed or stalled its worker)", e->deliveries);
+        char id[REQUEST_ID_MAX + 1], msg[256]; /* id: "" if it has none */
+        request *req = NULL;
+        request_parse(e->body, e->len, e->stream, (size_t)d->cfg->max_request_bytes,
+                      received_us, &req, id, msg, sizeof msg);
+        request_free(req);
+        if (stream_source_dead_letter(d->streams, e, why, err, sizeof err) != 0)
+            return; /* still pending: taken over again later */
+        if (id[0] != '\0')
+            reply_send_error(d->sink, &(reply_target){.req_id = id}, "handler_failed",
+                             "%s; moved to %s%s", why, e->stream, STREAM_DEAD_SUFFIX);
+        return;
+    } else if (take_body(d, e->stream, e->body, e->len, received_us, e, why,
+                         sizeof why) == 0) {
+        return;
+    }
+    stream_source_dead_letter(d->streams, e, why, err, sizeof err);
+}
+
+/* Waits up to MS for the stop pipe. Returns 1 if stop was asked. */
+static int stop_asked(dispatcher *d, int ms) {
+    struct pollfd fd = {.fd = d->stop_pipe[0], .events = POLLIN};
+    return poll(&fd, 1, ms) > 0;
+}
+
+/* Replaces a failed stream connection, with backoff, until it works or
+ * stop is asked. Returns 0 when connected again, -1 on stop. */
+static int stream_reconnect(dispatcher *d, const char *why) {
+    log_warn("dispatch", "lost the stream connection to redis %s:%lld: %s; "
+             "reconnecting", d->cfg->redis_host, d->cfg->redis_port, why);
+    stream_source_free(d->streams);
+    d->streams = NULL;
+    int delay = BACKOFF_MIN_MS;
+    unsigned seed = (unsigned)clock_now_us();
+    for (;;) {
+        int jittered = delay / 2 + (int)(rand_r(&seed) % (unsigned)(delay / 2 + 1));
+        if (stop_asked(d, jittered))
+            return -1;
+        char err[256];
+        if ((d->streams = stream_source_open(d->cfg, err, sizeof err)) != NULL) {
+            log_info("dispatch", "reconnected to redis %s:%lld", d->cfg->redis_host,
+                     d->cfg->redis_port);
+            return 0;
+        }
+        log_debug("dispatch", "reconnect failed: %s", err);
+        delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
+    }
+}
+
+/* The stream loop: take over idle entries now and then, read as many new
+ * ones as the queue has room for, trim the streams every second. */
+static void stream_main(dispatcher *d) {
+    stream_entry entries[BATCH];
+    uint64_t reclaim_every = (uint64_t)d->cfg->claim_idle_ms * 500u; /* half, in us */
+    if (reclaim_every < 100000u)
+        reclaim_every = 100000u;
+    if (reclaim_every > 1000000u)
+        reclaim_every = 1000000u;
+    uint64_t next_reclaim = 0, next_trim = 0;
+    char err[256];
+    while (!stop_asked(d, 0)) {
+        size_t room = queue_room(d->q);
+        room = room < BATCH ? room : BATCH;
+        uint64_t now = clock_now_us();
+        int n = 0;
+        if (room > 0 && now >= next_reclaim) {
+            n = stream_source_reclaim(d->streams, room, entries, err, sizeof err);
+            next_reclaim = now + reclaim_every;
+        } else if (now >= next_trim) {
+            n = stream_source_trim(d->streams, err, sizeof err);
+            next_trim = now + STREAM_TRIM_US;
+        } else if (room == 0) {
+            stop_asked(d, 10); /* the pool is full: let it work */
+            continue;
+        } else {
+            n = stream_source_read(d->streams, room, STREAM_BLOCK_MS, entries, err,
+                                   sizeof err);
+        }
+        if (n < 0) {
+            if (stream_reconnect(d, err) != 0)
+                break;
+            continue;
+        }
+        uint64_t now_us = clock_now_us(), now_ms = clock_wall_ms();
+        for (int i = 0; i < n; i++) {
+            take_entry(d, &entries[i], now_us, now_ms);
+            stream_entry_clear(&entries[i]);
+        }
+        flush_batch(d);
+    }
+}
+
 static void *dispatch_main(void *arg) {
     dispatcher *d = arg;
+    if (d->streams != NULL) {
+        stream_main(d);
+        log_info("dispatch", "stopped taking requests");
+        return NULL;
+    }
     for (;;) {
         int status = drain_parsed(d);
         if (status < 0 && reconnect(d, d->sub->errstr) != 0)
@@ -479,6 +622,11 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins,
         snprintf(err, errlen, "out of memory or file descriptors");
         goto err;
     }
+    if (cfg->transport == TRANSPORT_STREAM) {
+        if ((d->streams = stream_source_open(cfg, err, errlen)) == NULL)
+            goto err;
+        return d;
+    }
     d->sub = subscribe_all(d, err, errlen);
     if (d->sub == NULL)
         goto err;
@@ -517,6 +665,7 @@ void dispatch_free(dispatcher *d) {
         request_free(d->batch[i].req);
     if (d->sub != NULL)
         redisFree(d->sub);
+    stream_source_free(d->streams);
     if (d->cmd != NULL)
         redisFree(d->cmd);
     reply_sink_free(d->sink);

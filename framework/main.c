@@ -103,10 +103,11 @@ static size_t refuse_queued(const config *cfg, queue *q, stats *st) {
     size_t count = 0;
     request *req;
     while ((req = queue_trypop(q)) != NULL) {
-        if (sink != NULL)
-            reply_send_error(sink, req->id, plugin_name(req->handler),
-                             "shutting_down", "the daemon stopped before "
-                             "running it (shutdown_timeout_ms %lld)",
+        reply_target to = reply_target_of(req);
+        /* A stream entry stays pending: another worker will take it over. */
+        if (sink != NULL && to.stream == NULL)
+            reply_send_error(sink, &to, "shutting_down", "the daemon stopped "
+                             "before running it (shutdown_timeout_ms %lld)",
                              cfg->shutdown_timeout_ms);
         request_free(req);
         count++;

@@ -41,9 +41,10 @@ struct pool {
 /* Runs one request and publishes its reply. Frees REQ. */
 static void run_request(reply_sink *sink, request *req) {
     const char *handler = plugin_name(req->handler);
+    reply_target to = reply_target_of(req);
     uint64_t start = clock_now_us();
     if (request_expired(req, start)) {
-        reply_send_error(sink, req->id, handler, "timeout",
+        reply_send_error(sink, &to, "timeout",
                          "waited %llu ms in the queue, over its timeout_ms %lld",
                          (unsigned long long)((start - req->received_us) / 1000u),
                          req->timeout_ms);
@@ -57,7 +58,7 @@ static void run_request(reply_sink *sink, request *req) {
     if (rc != 0 && !reply_is_error(&r))
         redwork_reply_error(&r, "handler_failed",
                             "handler '%s' failed (returned %d)", handler, rc);
-    reply_send(sink, &r, req->id, handler, duration);
+    reply_send(sink, &r, &to, duration);
     reply_clear(&r);
     request_free(req);
 }

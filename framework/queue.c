@@ -153,3 +153,10 @@ size_t queue_depth(queue *q) {
     pthread_mutex_unlock(&q->lock);
     return n;
 }
+
+size_t queue_room(queue *q) {
+    pthread_mutex_lock(&q->lock);
+    size_t n = q->capacity - q->count;
+    pthread_mutex_unlock(&q->lock);
+    return n;
+}

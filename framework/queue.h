@@ -49,4 +49,7 @@ void queue_close(queue *q);
 /* The number of items in the queue now (a snapshot). */
 size_t queue_depth(queue *q);
 
+/* How many more items fit now (a snapshot). */
+size_t queue_room(queue *q);
+
 #endif

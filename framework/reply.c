@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
+#include "plugin.h"
 
 #define CODE_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_"
 
@@ -118,6 +119,8 @@ typedef struct pending_reply {
     char *json;
     size_t len;
     uint64_t made_us; /* to give up on it after REPLY_RETRY_MAX_MS */
+    char *ack_stream; /* transport = stream: XACK + XDEL ack_id after it */
+    char ack_id[48];
 } pending_reply;
 
 struct reply_sink {
@@ -151,12 +154,33 @@ static void drop_connection(reply_sink *s) {
     s->refused[0] = '\0';
 }
 
+static void release(pending_reply *p) {
+    free(p->key);
+    free(p->json);
+    free(p->ack_stream);
+}
+
 static void lose(reply_sink *s, pending_reply *p, const char *why) {
     stats_add(s->st->lost);
     log_limited(&lost_limit, LOG_LEVEL_WARN, "reply", "reply on %s lost: %s",
                 p->key, why);
-    free(p->key);
-    free(p->json);
+    release(p);
+}
+
+/* The commands a pending reply takes, so many answers to read for it. */
+static int commands_of(const reply_sink *s, const pending_reply *p) {
+    return 1 + (s->cfg->reply_store == REPLY_STORE_LIST ? 2 : 0) +
+           (p->ack_stream != NULL ? 2 : 0);
+}
+
+reply_target reply_target_of(const request *req) {
+    reply_target to = {
+        .req_id = req->id,
+        .handler = req->handler != NULL ? plugin_name(req->handler) : NULL,
+        .stream = req->entry_id[0] ? req->channel : NULL,
+        .entry_id = req->entry_id[0] ? req->entry_id : NULL,
+    };
+    return to;
 }
 
 void reply_sink_free(reply_sink *s) {
@@ -180,6 +204,11 @@ static void append_reply(reply_sink *s, const pending_reply *p) {
         redisAppendCommand(s->c, "PEXPIRE %s %lld", p->key, s->cfg->reply_ttl_ms);
     }
     redisAppendCommand(s->c, "PUBLISH %s %b", p->key, p->json, p->len);
+    if (p->ack_stream != NULL) { /* in the same round trip, after the reply */
+        redisAppendCommand(s->c, "XACK %s %s %s", p->ack_stream, s->cfg->group,
+                           p->ack_id);
+        redisAppendCommand(s->c, "XDEL %s %s", p->ack_stream, p->ack_id);
+    }
 }
 
 /* Writes the output buffer; marks the connection broken on failure. */
@@ -235,7 +264,6 @@ static int ensure_connected(reply_sink *s, int force) {
  * WAIT: block until every reply is answered; else take only what has
  * arrived. Stops on a broken connection. */
 static void read_answers(reply_sink *s, int wait) {
-    int commands = s->cfg->reply_store == REPLY_STORE_LIST ? 3 : 1;
     if (!wait) {
         struct pollfd fd = {.fd = s->c->fd, .events = POLLIN};
         if (poll(&fd, 1, 0) > 0 && redisBufferRead(s->c) != REDIS_OK) {
@@ -256,15 +284,13 @@ static void read_answers(reply_sink *s, int wait) {
         if (r->type == REDIS_REPLY_ERROR && s->refused[0] == '\0')
             conn_error(s->c, r, s->refused, sizeof s->refused);
         freeReplyObject(r);
-        if (++s->answers < commands)
+        if (++s->answers < commands_of(s, &s->pending[s->first]))
             continue;
         pending_reply *p = &s->pending[s->first++];
-        if (s->refused[0] != '\0') { /* Redis said no: resending would not help */
+        if (s->refused[0] != '\0') /* Redis said no: resending would not help */
             lose(s, p, s->refused);
-        } else {
-            free(p->key);
-            free(p->json);
-        }
+        else
+            release(p);
         s->answers = 0;
         s->refused[0] = '\0';
     }
@@ -294,8 +320,8 @@ int reply_sink_flush(reply_sink *s) {
     return reply_sink_pending(s) == 0 ? 0 : -1;
 }
 
-int reply_send(reply_sink *s, const reply *r, const char *req_id,
-               const char *handler, long long duration_us) {
+int reply_send(reply_sink *s, const reply *r, const reply_target *to,
+               long long duration_us) {
     stats_add(s->st->requests);
     if (reply_is_error(r))
         stats_add(s->st->errors);
@@ -313,14 +339,19 @@ int reply_send(reply_sink *s, const reply *r, const char *req_id,
         }
     }
     pending_reply *p = &s->pending[s->count];
-    p->json = reply_encode(r, req_id, handler, s->cfg->id, duration_us);
-    size_t keylen = strlen(s->cfg->reply_prefix) + strlen(req_id) + 1;
+    memset(p, 0, sizeof *p);
+    p->json = reply_encode(r, to->req_id, to->handler, s->cfg->id, duration_us);
+    size_t keylen = strlen(s->cfg->reply_prefix) + strlen(to->req_id) + 1;
     p->key = malloc(keylen);
-    if (p->json == NULL || p->key == NULL) {
+    if (to->stream != NULL) {
+        p->ack_stream = strdup(to->stream);
+        snprintf(p->ack_id, sizeof p->ack_id, "%s", to->entry_id);
+    }
+    if (p->json == NULL || p->key == NULL || (to->stream != NULL && p->ack_stream == NULL)) {
         lose(s, p, "out of memory");
         return -1;
     }
-    snprintf(p->key, keylen, "%s%s", s->cfg->reply_prefix, req_id);
+    snprintf(p->key, keylen, "%s%s", s->cfg->reply_prefix, to->req_id);
     p->len = strlen(p->json);
     p->made_us = clock_now_us();
     /* Appended only to a working connection (a reconnect sends everything
@@ -332,13 +363,13 @@ int reply_send(reply_sink *s, const reply *r, const char *req_id,
     return 0;
 }
 
-int reply_send_error(reply_sink *s, const char *req_id, const char *handler,
-                     const char *code, const char *fmt, ...) {
+int reply_send_error(reply_sink *s, const reply_target *to, const char *code,
+                     const char *fmt, ...) {
     reply r;
     reply_init(&r);
     va_list ap;
     va_start(ap, fmt);
     reply_verror(&r, code, fmt, ap);
     va_end(ap);
-    return reply_send(s, &r, req_id, handler, 0);
+    return reply_send(s, &r, to, 0);
 }

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "config.h"
+#include "request.h"
 #include "redwork/handler.h"
 #include "stats.h"
 
@@ -44,6 +45,17 @@ char *reply_encode(const reply *r, const char *req_id, const char *handler,
 
 typedef struct reply_sink reply_sink;
 
+/* Whom a reply is for, and what to acknowledge once it is out. */
+typedef struct reply_target {
+    const char *req_id;
+    const char *handler;  /* NULL: the request was not routed */
+    const char *stream;   /* transport = stream: XACK and XDEL entry_id of */
+    const char *entry_id; /* this stream once the reply is out; else NULL */
+} reply_target;
+
+/* The target of REQ's reply (borrowing from REQ). */
+reply_target reply_target_of(const request *req);
+
 /* Replies a sink holds before it must have Redis's answers to them. */
 #define REPLY_PIPELINE 128
 /* While Redis is away: how often a sink tries to reconnect, and how long a
@@ -59,7 +71,7 @@ reply_sink *reply_sink_create(const config *cfg, stats *st);
  * connection, frees the sink. Accepts NULL. */
 void reply_sink_free(reply_sink *s);
 
-/* Encodes R as REQ_ID's reply and queues it: appended at once to the
+/* Encodes R as the reply for TO and queues it (with TO's acknowledgement): appended at once to the
  * connection's output buffer if the connection works, else kept for when
  * it does. reply_sink_write() sends what is buffered, reply_sink_flush()
  * also waits for Redis's answers. Counts it in stats (requests, errors).
@@ -67,8 +79,8 @@ void reply_sink_free(reply_sink *s);
  * (counted and logged, rate-limited, with its channel) only when Redis
  * refuses it, when it waited REPLY_RETRY_MAX_MS for Redis, when
  * REPLY_PIPELINE replies wait, or when the sink is freed without Redis. */
-int reply_send(reply_sink *s, const reply *r, const char *req_id,
-               const char *handler, long long duration_us);
+int reply_send(reply_sink *s, const reply *r, const reply_target *to,
+               long long duration_us);
 
 /* Sends what is buffered and retires the replies whose answers have
  * arrived, without waiting for the others. If the connection is down it
@@ -87,8 +99,7 @@ size_t reply_sink_pending(const reply_sink *s);
 
 /* reply_send() of an error reply built from CODE and a printf-style
  * message. */
-int reply_send_error(reply_sink *s, const char *req_id, const char *handler,
-                     const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+int reply_send_error(reply_sink *s, const reply_target *to, const char *code,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 #endif

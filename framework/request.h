@@ -27,6 +27,7 @@ struct redwork_request {
     const char *handler_field;   /* the request's "handler", in json; or NULL */
     const struct plugin *handler; /* routed: a reference, released by request_free */
     long long timeout_ms;        /* -1: none */
+    char entry_id[48];           /* transport = stream: its entry; else "" */
     uint64_t received_us;        /* clock_now_us() at receipt */
 };
 typedef struct redwork_request request;

@@ -512,8 +512,8 @@ static const struct bad_case bad_cases[] = {
     {"shutdown_timeout_ms negative", "[worker]\nshutdown_timeout_ms = -5\n", 2,
      "shutdown_timeout_ms", 0},
     {"processes 0", "[worker]\nprocesses = 0\n", 2, "processes", 0},
-    /* valid values of a later release, refused by name by this one */
-    {"transport stream", "[worker]\n\ntransport = stream\n", 3, "transport", 0},
+    {"stream with a pattern", "[worker]\ntransport = stream\nchannels = jobs, news_*\n", 3,
+     "channels", 0},
     {"processes 257", "[worker]\nprocesses = 257\n", 2, "processes", 0},
     {"stream_maxlen over 2^62",
      "[worker]\nstream_maxlen = 4611686018427387905\n", 2, "stream_maxlen", 0},
