@@ -35,6 +35,7 @@ static void usage(FILE *out) {
         "      --port PORT     Redis port (default 6379)\n"
         "      --channel NAME  request channel (default request)\n"
         "      --timeout MS    per-request timeout (default 5000)\n"
+        "      --transport T   pubsub (PUBLISH, the default) or stream (XADD)\n"
         "\n"
         "Commands:\n"
         "  call HANDLER [JSON|-]   send one request, print the reply JSON\n"
@@ -413,13 +414,14 @@ int main(int argc, char **argv) {
         {"port", required_argument, NULL, 'p'},
         {"channel", required_argument, NULL, 'C'},
         {"timeout", required_argument, NULL, 't'},
+        {"transport", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'H'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     globals g = {.timeout_ms = 5000};
     redwork_client_options_init(&g.opt);
-    const char *ini = NULL, *host = NULL, *channel = NULL;
+    const char *ini = NULL, *host = NULL, *channel = NULL, *transport = NULL;
     long port = 0, timeout = 5000;
     int opt;
     /* "+": stop at the command, whose own options follow it. */
@@ -431,6 +433,10 @@ int main(int argc, char **argv) {
         case 'p': bad = parse_long(optarg, 1, 65535, &port); break;
         case 'C': channel = optarg; break;
         case 't': bad = parse_long(optarg, 1, 86400000L, &timeout); break;
+        case 'T':
+            transport = optarg;
+            bad = strcmp(optarg, "pubsub") != 0 && strcmp(optarg, "stream") != 0;
+            break;
         case 'H': usage(stdout); return 0;
         case 'V': printf("redwork %s\n", REDWORK_VERSION); return 0;
         default: usage(stderr); return EXIT_USAGE;
@@ -457,6 +463,8 @@ int main(int argc, char **argv) {
         strcpy(g.opt.channel, channel);
     if (port != 0)
         g.opt.port = (int)port;
+    if (transport != NULL)
+        g.opt.transport_stream = strcmp(transport, "stream") == 0;
     if (optind >= argc) {
         usage(stderr);
         return EXIT_USAGE;

@@ -5,7 +5,8 @@
  *   sub  PSUBSCRIBEd to <reply_prefix><id>.* before the first call, so no
  *        reply can be published before the client listens; read only by
  *        the reader thread.
- *   pub  callers append PUBLISH without waiting for Redis's answer: calls
+ *   pub  callers append PUBLISH (XADD for transport = stream) without
+ *        waiting for Redis's answer: calls
  *        from many threads are pipelined, and while an answer is awaited
  *        new PUBLISHes gather in the buffer (see publish()). The reader
  *        thread reads the answers (how many subscribers got each request)
@@ -138,6 +139,7 @@ int redwork_client_options_load(redwork_client_options *opt,
     o.db = cfg->redis_db;
     o.connect_timeout_ms = (int)cfg->connect_timeout_ms;
     o.reply_store_list = cfg->reply_store == REPLY_STORE_LIST;
+    o.transport_stream = cfg->transport == TRANSPORT_STREAM;
     config_free(cfg);
     if (status != 0)
         return -1;
@@ -706,7 +708,10 @@ static const char *publish(redwork_client *c, waiter *w, const char *body) {
     int idle = c->fifo_len == 0;
     if (fifo_push(c, w->seq) != 0)
         return "out of memory";
-    redisAppendCommand(c->pub, "PUBLISH %s %s", c->opt.channel, body);
+    if (c->opt.transport_stream)
+        redisAppendCommand(c->pub, "XADD %s * msg %s", c->opt.channel, body);
+    else
+        redisAppendCommand(c->pub, "PUBLISH %s %s", c->opt.channel, body);
     if (idle && write_pub(c) != 0)
         return "lost the connection to Redis while publishing";
     return NULL;

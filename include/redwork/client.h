@@ -64,7 +64,12 @@ typedef struct redwork_client_options {
     char username[128];          /* "" for the default user */
     char password[256];          /* "" for no AUTH */
     int connect_timeout_ms;
-    char channel[256];           /* where requests are published */
+    char channel[256];           /* where requests are published (or added) */
+    int transport_stream;        /* the daemons read streams (transport =
+                                  * stream): XADD <channel> * msg <json>
+                                  * instead of PUBLISH; REDWORK_NO_WORKERS
+                                  * cannot happen then: a request waits in
+                                  * the stream for a worker */
     char reply_prefix[128];      /* the daemons' reply_prefix */
     int reply_store_list;        /* the daemons store replies (reply_store = list) */
 } redwork_client_options;
@@ -92,8 +97,8 @@ REDWORK_API void redwork_client_options_init(redwork_client_options *opt);
 
 /* Reads what a client needs from the ini file the daemons read: [redis]
  * (the password from the variable password_env names), reply_prefix,
- * reply_store, and the first channel of [worker] channels that is not a
- * pattern. Returns 0, or -1 with ERR naming the file, line and key; OPT is
+ * reply_store, transport, and the first channel of [worker] channels that
+ * is not a pattern. Returns 0, or -1 with ERR naming the file, line and key; OPT is
  * unchanged on error. */
 REDWORK_API int redwork_client_options_load(redwork_client_options *opt,
                                             const char *ini_path, char *err,
