@@ -105,6 +105,24 @@ static int sniff_id(const char *p, size_t len, char id[REQUEST_ID_MAX + 1]) {
     return -1;
 }
 
+/* 1 if the JSON text P nests objects and arrays deeper than MAX: checked
+ * by a scan before parsing, so a hostile body costs one pass, not a
+ * recursion per level. */
+static int nests_deeper(const char *p, size_t len, int max) {
+    int depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '"') {
+            i = skip_string(p, len, i) - 1;
+        } else if (p[i] == '{' || p[i] == '[') {
+            if (++depth > max)
+                return 1;
+        } else if (p[i] == '}' || p[i] == ']') {
+            depth--;
+        }
+    }
+    return 0;
+}
+
 int request_parse(const char *body, size_t len, const char *channel,
                   size_t max_bytes, uint64_t received_us, request **out,
                   char id[REQUEST_ID_MAX + 1], char *err, size_t errlen) {
@@ -118,6 +136,10 @@ int request_parse(const char *body, size_t len, const char *channel,
     if (memchr(body, '\0', len) != NULL) {
         snprintf(err, errlen, "not JSON: contains a NUL byte");
         return REQUEST_UNANSWERABLE;
+    }
+    if (nests_deeper(body, len, REQUEST_DEPTH_MAX)) {
+        snprintf(err, errlen, "JSON nested deeper than %d levels", REQUEST_DEPTH_MAX);
+        return sniff_id(body, len, id) == 0 ? REQUEST_BAD : REQUEST_UNANSWERABLE;
     }
 
     const char *end = NULL;

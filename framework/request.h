@@ -17,6 +17,7 @@
 
 #define REQUEST_ID_MAX 128 /* characters in a req_id */
 #define REQUEST_HANDLER_MAX 64
+#define REQUEST_DEPTH_MAX 64 /* nesting of objects and arrays in a request */
 
 struct plugin;
 
@@ -39,8 +40,9 @@ enum request_status {
 };
 
 /* Parses BODY (LEN bytes, need not be NUL-terminated) that arrived on
- * CHANNEL at RECEIVED_US. A body over MAX_BYTES is refused before it is
- * parsed, though its req_id is still looked for so it can be answered.
+ * CHANNEL at RECEIVED_US. A body over MAX_BYTES, or nested deeper than
+ * REQUEST_DEPTH_MAX, is refused before it is parsed, though its req_id is
+ * still looked for so it can be answered.
  * Returns REQUEST_OK with a new request in *OUT (the caller frees it with
  * request_free), or REQUEST_BAD with the req_id in ID, or
  * REQUEST_UNANSWERABLE; on either failure ERR says why. */

@@ -440,3 +440,51 @@ Test(request, time_left_ms) {
         cr_assert_eq(redwork_request_time_left_ms(req), 0);
     request_free(req);
 }
+
+/* ---- nesting depth ------------------------------------------------------ */
+
+/* {"req_id":"deep","x":[[[...1...]]]} with N levels in all (the outer object
+ * counts as one); malloc'd. */
+static char *nested(int n, int with_id) {
+    size_t cap = (size_t)n * 2 + 64;
+    char *s = malloc(cap);
+    cr_assert_not_null(s);
+    size_t len = (size_t)snprintf(s, cap, "{%s\"x\":", with_id ? "\"req_id\":\"deep\"," : "");
+    for (int i = 1; i < n; i++)
+        s[len++] = '[';
+    s[len++] = '1';
+    for (int i = 1; i < n; i++)
+        s[len++] = ']';
+    s[len++] = '}';
+    s[len] = '\0';
+    return s;
+}
+
+Test(request, nesting_up_to_the_limit_is_parsed) {
+    char *body = nested(REQUEST_DEPTH_MAX, 1);
+    request *req = parse_ok(body);
+    request_free(req);
+    free(body);
+}
+
+Test(request, nesting_past_the_limit_is_refused_before_parsing) {
+    char id[REQUEST_ID_MAX + 1], err[256];
+    request *req = NULL;
+    char *body = nested(REQUEST_DEPTH_MAX + 1, 1);
+    cr_assert_eq(parse(body, &req, id, err, sizeof err), REQUEST_BAD);
+    cr_assert_null(req);
+    cr_assert_str_eq(id, "deep", "the caller must still be answerable");
+    cr_assert_not_null(strstr(err, "nested"), "%s", err);
+    free(body);
+
+    body = nested(100000, 0); /* far past any recursion budget */
+    cr_assert_eq(parse(body, &req, id, err, sizeof err), REQUEST_UNANSWERABLE);
+    free(body);
+}
+
+Test(request, brackets_inside_strings_do_not_count) {
+    char body[512];
+    snprintf(body, sizeof body, "{\"req_id\":\"s\",\"t\":\"%s\"}", repeat('[', 200));
+    request *req = parse_ok(body);
+    request_free(req);
+}
