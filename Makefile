@@ -2,6 +2,7 @@
 #
 #   make            bin/redworkd, bin/redwork, lib/libredwork.{a,so}, handlers/*.so
 #   make bench      framework vs raw-hiredis ceiling, one table (bench/run)
+#   make fuzz       libFuzzer on request parsing and config parsing (FUZZ_SECONDS each)
 #   make test       every suite (installs missing Debian packages first)
 #   make demo       a throwaway redis-server, the daemon, the seed's requests
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -64,9 +65,35 @@ $(B)/bench/ceiling: $(B)/bench/ceiling.o $(B)/client/histogram.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+# Fuzzing: clang's libFuzzer with ASan and UBSan, the modules instrumented
+# for coverage; each target runs FUZZ_SECONDS from the seeds in tests/fuzz/.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := request config
+FUZZ_SAN := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_OBJS := $(MODULES:%=$(B)/fuzz/obj/framework/%.o)
+
+$(B)/fuzz/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)$(FUZZ_CC) $(ALL_CPPFLAGS) -std=c11 $(WARN) -pthread $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(B)/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  FUZZLD  $@")
+	$(Q)$(FUZZ_CC) $(ALL_CPPFLAGS) -std=c11 $(WARN) -pthread $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+
+fuzz: deps $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
+	$(Q)set -e; for t in $(FUZZ_TARGETS); do echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	    mkdir -p $(B)/fuzz/corpus/$$t; log=$(B)/fuzz/$$t.log; \
+	    if ! $(B)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 \
+	        -print_final_stats=1 $(B)/fuzz/corpus/$$t tests/fuzz/$$t > $$log 2>&1; then \
+	        tail -40 $$log; exit 1; fi; \
+	    grep -E '^(INFO: seed corpus|stat::number_of_executed_units|stat::peak_rss)' $$log; done
+
 .SECONDARY: # keep intermediate objects: no rebuild on every make
 
-.PHONY: all deps test test-unit test-integration test-python test-node demo bench install uninstall clean
+.PHONY: all deps test test-unit test-integration test-python test-node demo bench fuzz install uninstall clean
 .DEFAULT_GOAL := all
 
 all: bin/redworkd bin/redwork lib/libredwork.a lib/libredwork.so $(HANDLER_SOS)
