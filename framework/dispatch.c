@@ -411,27 +411,50 @@ static int wait_readable(dispatcher *d, int timeout_ms) {
     return n > 0 ? fds[1].revents : 0;
 }
 
-/* Sleeps with jitter, then reconnects and resubscribes, until that works
- * or stop is asked. Returns 0 when subscribed again, -1 on stop. */
-static int reconnect(dispatcher *d, const char *why) {
-    log_warn("dispatch", "lost the subscriber connection to redis %s:%lld: %s; "
-             "reconnecting", d->cfg->redis_host, d->cfg->redis_port, why);
-    redisFree(d->sub);
+/* Drops the dispatcher's Redis connection, whichever the transport. */
+static void disconnect(dispatcher *d) {
+    if (d->sub != NULL)
+        redisFree(d->sub);
     d->sub = NULL;
+    stream_source_free(d->streams);
+    d->streams = NULL;
+}
+
+/* Opens the dispatcher's connection for its transport. Returns 0, or -1
+ * with ERR. */
+static int connect_source(dispatcher *d, char *err, size_t errlen) {
+    if (d->cfg->transport == TRANSPORT_STREAM)
+        d->streams = stream_source_open(d->cfg, err, errlen);
+    else
+        d->sub = subscribe_all(d, err, errlen);
+    return d->sub != NULL || d->streams != NULL ? 0 : -1;
+}
+
+/* The connection failed (WHY): sleeps with jitter and reconnects (and
+ * resubscribes) until that works or stop is asked, logging the loss, the
+ * first failed attempt of each kind, and the return. Returns 0 when
+ * connected again, -1 on stop. */
+static int reconnect(dispatcher *d, const char *why) {
+    log_warn("dispatch", "lost the connection to redis %s:%lld: %s; reconnecting",
+             d->cfg->redis_host, d->cfg->redis_port, why);
+    disconnect(d);
     int delay = BACKOFF_MIN_MS;
     unsigned seed = (unsigned)clock_now_us();
+    char last[256] = "";
     for (;;) {
         int jittered = delay / 2 + (int)(rand_r(&seed) % (unsigned)(delay / 2 + 1));
-        if (wait_readable(d, jittered) < 0)
+        struct pollfd fd = {.fd = d->stop_pipe[0], .events = POLLIN};
+        if (poll(&fd, 1, jittered) > 0)
             return -1;
         char err[256];
-        d->sub = subscribe_all(d, err, sizeof err);
-        if (d->sub != NULL) {
-            log_info("dispatch", "reconnected to redis %s:%lld and resubscribed",
-                     d->cfg->redis_host, d->cfg->redis_port);
+        if (connect_source(d, err, sizeof err) == 0) {
+            log_info("dispatch", "reconnected to redis %s:%lld", d->cfg->redis_host,
+                     d->cfg->redis_port);
             return 0;
         }
-        log_debug("dispatch", "reconnect failed: %s", err);
+        if (strcmp(err, last) != 0) /* e.g. refused, then a wrong password */
+            log_warn("dispatch", "reconnect failed: %s; retrying", err);
+        snprintf(last, sizeof last, "%s", err);
         delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
     }
 }
@@ -508,30 +531,6 @@ static int stop_asked(dispatcher *d, int ms) {
     return poll(&fd, 1, ms) > 0;
 }
 
-/* Replaces a failed stream connection, with backoff, until it works or
- * stop is asked. Returns 0 when connected again, -1 on stop. */
-static int stream_reconnect(dispatcher *d, const char *why) {
-    log_warn("dispatch", "lost the stream connection to redis %s:%lld: %s; "
-             "reconnecting", d->cfg->redis_host, d->cfg->redis_port, why);
-    stream_source_free(d->streams);
-    d->streams = NULL;
-    int delay = BACKOFF_MIN_MS;
-    unsigned seed = (unsigned)clock_now_us();
-    for (;;) {
-        int jittered = delay / 2 + (int)(rand_r(&seed) % (unsigned)(delay / 2 + 1));
-        if (stop_asked(d, jittered))
-            return -1;
-        char err[256];
-        if ((d->streams = stream_source_open(d->cfg, err, sizeof err)) != NULL) {
-            log_info("dispatch", "reconnected to redis %s:%lld", d->cfg->redis_host,
-                     d->cfg->redis_port);
-            return 0;
-        }
-        log_debug("dispatch", "reconnect failed: %s", err);
-        delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
-    }
-}
-
 /* The stream loop: take over idle entries now and then, read as many new
  * ones as the queue has room for, trim the streams every second. */
 static void stream_main(dispatcher *d) {
@@ -562,7 +561,7 @@ static void stream_main(dispatcher *d) {
                                    sizeof err);
         }
         if (n < 0) {
-            if (stream_reconnect(d, err) != 0)
+            if (reconnect(d, err) != 0)
                 break;
             continue;
         }
@@ -622,13 +621,7 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins,
         snprintf(err, errlen, "out of memory or file descriptors");
         goto err;
     }
-    if (cfg->transport == TRANSPORT_STREAM) {
-        if ((d->streams = stream_source_open(cfg, err, errlen)) == NULL)
-            goto err;
-        return d;
-    }
-    d->sub = subscribe_all(d, err, errlen);
-    if (d->sub == NULL)
+    if (connect_source(d, err, errlen) != 0)
         goto err;
     flush_batch(d); /* anything that arrived between the subscriptions */
     return d;
@@ -663,9 +656,7 @@ void dispatch_free(dispatcher *d) {
         return;
     for (size_t i = 0; i < d->batch_count; i++)
         request_free(d->batch[i].req);
-    if (d->sub != NULL)
-        redisFree(d->sub);
-    stream_source_free(d->streams);
+    disconnect(d);
     if (d->cmd != NULL)
         redisFree(d->cmd);
     reply_sink_free(d->sink);
