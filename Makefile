@@ -23,7 +23,7 @@ WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
 SAN := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all)
 ALL_CPPFLAGS := -Iinclude -Iframework -Iclient -D_GNU_SOURCE -DREDWORK_VERSION='"$(VERSION)"' $(CPPFLAGS)
 ALL_CFLAGS := -std=c11 $(WARN) -pthread $(SAN) $(CFLAGS)
-LIBS := $(shell pkg-config --libs hiredis libcjson inih 2>/dev/null || echo -lhiredis -lcjson -linih) -ldl -lm -pthread
+LIBS := $(shell pkg-config --libs hiredis libcjson inih openssl 2>/dev/null || echo -lhiredis -lcjson -linih -lssl -lcrypto) -ldl -lm -pthread
 # The SDK functions live in the daemon; plugins resolve them at dlopen time.
 EXPORT_SDK := -Wl,--export-dynamic-symbol=redwork_*
 ALL_LDFLAGS := $(SAN) $(LDFLAGS)
@@ -37,13 +37,13 @@ endif
 B := build
 
 # The daemon's modules, main.c apart so tests can link the rest.
-MODULES := config log queue request reply conn plugin dispatch streams pool heartbeat supervisor
+MODULES := config log queue request reply conn tls plugin dispatch streams pool heartbeat supervisor
 MODULE_OBJS := $(MODULES:%=$(B)/framework/%.o)
 DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
 
 # libredwork: the client, and the daemon modules it shares (connections,
 # the ini file), built position-independent with only the API exported.
-LIB_SRCS := client/client.c framework/conn.c framework/config.c
+LIB_SRCS := client/client.c framework/conn.c framework/tls.c framework/config.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/pic/%.o)
 CLI_OBJS := $(B)/client/cli.o $(B)/client/histogram.o
 
@@ -53,7 +53,7 @@ HANDLER_SOS := $(HANDLERS:%=handlers/%.so)
 # Test suites: unit tests link the modules; integration tests drive the
 # real daemon against a real redis-server; fixture plugins feed the loader.
 UNIT_TESTS := queue config request reply plugin
-INTEGRATION_TESTS := daemon client cli scale
+INTEGRATION_TESTS := daemon client cli scale stream
 TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails bad_name no_name echo_v2
 HARNESS_OBJS := $(B)/tests/integration/harness.o
 
@@ -147,6 +147,7 @@ $(B)/tests/integration/test_%: $(B)/tests/integration/test_%.o $(HARNESS_OBJS)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcriterion
 
 $(B)/tests/integration/test_client: lib/libredwork.a
+$(B)/tests/integration/test_stream: lib/libredwork.a
 
 deps:
 	$(Q)scripts/deps.sh

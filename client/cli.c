@@ -349,7 +349,9 @@ static int cmd_stats(globals *g, int argc, char **argv) {
     conn_params p = {
         .host = g->opt.host, .port = g->opt.port, .db = g->opt.db,
         .username = g->opt.username, .password = g->opt.password,
-        .connect_timeout_ms = g->opt.connect_timeout_ms,
+        .connect_timeout_ms = g->opt.connect_timeout_ms, .tls = g->opt.tls,
+        .tls_ca_file = g->opt.tls_ca_file, .tls_cert_file = g->opt.tls_cert_file,
+        .tls_key_file = g->opt.tls_key_file, .tls_server_name = g->opt.tls_server_name,
     };
     redisContext *c = conn_connect(&p, err, sizeof err);
     if (c == NULL) {

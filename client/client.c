@@ -133,6 +133,10 @@ int redwork_client_options_load(redwork_client_options *opt,
         copy_field(o.username, sizeof o.username, cfg->redis_username, "[redis] username", ini_path, err, errlen) ||
         copy_field(o.password, sizeof o.password, password, "the password", ini_path, err, errlen) ||
         copy_field(o.reply_prefix, sizeof o.reply_prefix, cfg->reply_prefix, "[worker] reply_prefix", ini_path, err, errlen) ||
+        copy_field(o.tls_ca_file, sizeof o.tls_ca_file, cfg->tls_ca_file, "[redis] tls_ca_file", ini_path, err, errlen) ||
+        copy_field(o.tls_cert_file, sizeof o.tls_cert_file, cfg->tls_cert_file, "[redis] tls_cert_file", ini_path, err, errlen) ||
+        copy_field(o.tls_key_file, sizeof o.tls_key_file, cfg->tls_key_file, "[redis] tls_key_file", ini_path, err, errlen) ||
+        copy_field(o.tls_server_name, sizeof o.tls_server_name, cfg->tls_server_name, "[redis] tls_server_name", ini_path, err, errlen) ||
         (channel != NULL &&
          copy_field(o.channel, sizeof o.channel, channel, "[worker] channels", ini_path, err, errlen));
     o.port = (int)cfg->redis_port;
@@ -140,6 +144,7 @@ int redwork_client_options_load(redwork_client_options *opt,
     o.connect_timeout_ms = (int)cfg->connect_timeout_ms;
     o.reply_store_list = cfg->reply_store == REPLY_STORE_LIST;
     o.transport_stream = cfg->transport == TRANSPORT_STREAM;
+    o.tls = (int)cfg->tls;
     config_free(cfg);
     if (status != 0)
         return -1;
@@ -152,6 +157,8 @@ static redisContext *connect_redis(const redwork_client_options *o, char *err,
     conn_params p = {
         .host = o->host, .port = o->port, .db = o->db, .username = o->username,
         .password = o->password, .connect_timeout_ms = o->connect_timeout_ms,
+        .tls = o->tls, .tls_ca_file = o->tls_ca_file, .tls_cert_file = o->tls_cert_file,
+        .tls_key_file = o->tls_key_file, .tls_server_name = o->tls_server_name,
     };
     return conn_connect(&p, err, errlen);
 }

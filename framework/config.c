@@ -52,6 +52,11 @@ static const key_spec config_keys[] = {
     STR("redis", "username", redis_username, ""),
     STR("redis", "password_env", redis_password_env, ""),
     INT("redis", "connect_timeout_ms", connect_timeout_ms, 1, 600000, "2000"),
+    BOOL("redis", "tls", tls, "off"),
+    STR("redis", "tls_ca_file", tls_ca_file, ""),
+    STR("redis", "tls_cert_file", tls_cert_file, ""),
+    STR("redis", "tls_key_file", tls_key_file, ""),
+    STR("redis", "tls_server_name", tls_server_name, ""),
 
     NAME("worker", "id", id, ""),
     STR("worker", "channels", channels, "request"),
@@ -411,6 +416,40 @@ static int split_channels(parse_state *ps) {
     return ps->failed ? -1 : 0;
 }
 
+/* Makes the relative path in *FIELD (SECTION KEY) relative to the file's
+ * directory, and absolute, so that logs and a later chdir cannot make it
+ * mean something else. "" stays "". Returns 0, or -1 after fail(). */
+static int resolve_path(parse_state *ps, char **field, const char *section,
+                        const char *key) {
+    config *cfg = ps->cfg;
+    size_t i = 0;
+    spec_named(section, key, &i);
+    if (**field == '\0' || **field == '/')
+        return 0;
+    char *slash = strrchr(cfg->path, '/');
+    char *dir = slash != NULL ? strndup(cfg->path, (size_t)(slash - cfg->path + 1))
+                              : strdup(".");
+    char *real = dir != NULL ? realpath(dir, NULL) : NULL;
+    free(dir);
+    if (real == NULL) {
+        fail(ps, ps->key_line[i], section, key,
+             "cannot resolve the directory of %s: %s", cfg->path, strerror(errno));
+        return -1;
+    }
+    size_t n = strlen(real) + strlen(*field) + 2;
+    char *joined = malloc(n);
+    if (joined != NULL)
+        snprintf(joined, n, "%s/%s", real, *field);
+    free(real);
+    if (joined == NULL) {
+        fail(ps, ps->key_line[i], section, key, "out of memory");
+        return -1;
+    }
+    free(*field);
+    *field = joined;
+    return 0;
+}
+
 /* Checks and derived values that need the whole file. */
 static int finish(parse_state *ps) {
     config *cfg = ps->cfg;
@@ -442,29 +481,17 @@ static int finish(parse_state *ps) {
     if (config_worker_id(cfg, 0) != 0)
         goto oom;
 
-    if (cfg->handlers_dir[0] != '/') {
-        /* Relative to the file's directory, made absolute so that logs and
-         * a later chdir cannot make it mean something else. */
-        char *slash = strrchr(cfg->path, '/');
-        char *dir = slash != NULL ? strndup(cfg->path, (size_t)(slash - cfg->path + 1))
-                                  : strdup(".");
-        char *real = dir != NULL ? realpath(dir, NULL) : NULL;
-        free(dir);
-        if (real == NULL) {
-            fail(ps, line_of(ps, "handlers_dir"), "worker", "handlers_dir",
-                 "cannot resolve the directory of %s: %s", cfg->path,
-                 strerror(errno));
-            return -1;
-        }
-        size_t n = strlen(real) + strlen(cfg->handlers_dir) + 2;
-        char *joined = malloc(n);
-        if (joined != NULL)
-            snprintf(joined, n, "%s/%s", real, cfg->handlers_dir);
-        free(real);
-        if (joined == NULL)
-            goto oom;
-        free(cfg->handlers_dir);
-        cfg->handlers_dir = joined;
+    if (resolve_path(ps, &cfg->handlers_dir, "worker", "handlers_dir") != 0 ||
+        resolve_path(ps, &cfg->tls_ca_file, "redis", "tls_ca_file") != 0 ||
+        resolve_path(ps, &cfg->tls_cert_file, "redis", "tls_cert_file") != 0 ||
+        resolve_path(ps, &cfg->tls_key_file, "redis", "tls_key_file") != 0)
+        return -1;
+    if (*cfg->tls_cert_file != '\0' && *cfg->tls_key_file == '\0') {
+        size_t i = 0;
+        spec_named("redis", "tls_cert_file", &i);
+        fail(ps, ps->key_line[i], "redis", "tls_cert_file",
+             "a client certificate needs tls_key_file too");
+        return -1;
     }
     return 0;
 oom:

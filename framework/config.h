@@ -43,6 +43,11 @@ typedef struct config {
     char *redis_username;
     char *redis_password_env; /* the variable's name, "" for none */
     long long connect_timeout_ms;
+    long long tls;         /* TLS to Redis (see tls.h) */
+    char *tls_ca_file;     /* paths resolved against the file's directory */
+    char *tls_cert_file;
+    char *tls_key_file;
+    char *tls_server_name; /* "" means redis_host */
 
     /* [worker] */
     char *id;       /* "" in the file means host:pid, filled in by load */

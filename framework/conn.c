@@ -3,6 +3,8 @@
  * SELECT the db. */
 #include "conn.h"
 
+#include "tls.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,14 +45,27 @@ redisContext *conn_connect(const conn_params *p, char *err, size_t errlen) {
         .tv_usec = (p->connect_timeout_ms % 1000) * 1000,
     };
     char why[256];
-    redisContext *c = redisConnectWithTimeout(p->host, p->port, connect_tv);
+    redisContext *c = NULL;
+    if (p->tls) {
+        tls_params tp = {
+            .host = p->host, .port = p->port, .connect_timeout_ms = p->connect_timeout_ms,
+            .ca_file = p->tls_ca_file, .cert_file = p->tls_cert_file,
+            .key_file = p->tls_key_file, .server_name = p->tls_server_name,
+        };
+        int fd = tls_connect(&tp, err, errlen);
+        if (fd < 0)
+            return NULL; /* ERR says it all */
+        c = redisConnectFd(fd);
+    } else {
+        c = redisConnectWithTimeout(p->host, p->port, connect_tv);
+    }
     if (c == NULL || c->err) {
         snprintf(why, sizeof why, "%s", c != NULL ? c->errstr : "out of memory");
         goto err;
     }
     struct timeval command_tv = {.tv_sec = COMMAND_TIMEOUT_S};
     if (redisSetTimeout(c, command_tv) != REDIS_OK ||
-        redisEnableKeepAlive(c) != REDIS_OK) {
+        (!p->tls && redisEnableKeepAlive(c) != REDIS_OK)) { /* TLS: on its socket */
         snprintf(why, sizeof why, "cannot set socket options: %s", c->errstr);
         goto err;
     }
@@ -83,6 +98,11 @@ redisContext *conn_open(const config *cfg, char *err, size_t errlen) {
         .username = cfg->redis_username,
         .password = *cfg->redis_password_env ? getenv(cfg->redis_password_env) : NULL,
         .connect_timeout_ms = cfg->connect_timeout_ms,
+        .tls = (int)cfg->tls,
+        .tls_ca_file = cfg->tls_ca_file,
+        .tls_cert_file = cfg->tls_cert_file,
+        .tls_key_file = cfg->tls_key_file,
+        .tls_server_name = cfg->tls_server_name,
     };
     return conn_connect(&p, err, errlen);
 }

@@ -20,9 +20,14 @@ typedef struct conn_params {
     const char *username;
     const char *password;
     long long connect_timeout_ms;
+    int tls;                     /* TLS (tls.h); the tls_* may be NULL */
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *tls_server_name;
 } conn_params;
 
-/* Connects within connect_timeout_ms, authenticates (AUTH with username and
+/* Connects within connect_timeout_ms (through TLS if asked), authenticates (AUTH with username and
  * password when a password is given) and selects db. Commands on the
  * connection time out after 5 s. Returns the context, or NULL with ERR
  * naming host:port and the reason. */

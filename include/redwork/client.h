@@ -64,6 +64,11 @@ typedef struct redwork_client_options {
     char username[128];          /* "" for the default user */
     char password[256];          /* "" for no AUTH */
     int connect_timeout_ms;
+    int tls;                     /* TLS to Redis, verified against: */
+    char tls_ca_file[256];       /* a CA file ("" = the system's CAs), */
+    char tls_cert_file[256];     /* optional client certificate and key, */
+    char tls_key_file[256];
+    char tls_server_name[256];   /* the name to check ("" = host) */
     char channel[256];           /* where requests are published (or added) */
     int transport_stream;        /* the daemons read streams (transport =
                                   * stream): XADD <channel> * msg <json>
@@ -97,7 +102,7 @@ REDWORK_API void redwork_client_options_init(redwork_client_options *opt);
 
 /* Reads what a client needs from the ini file the daemons read: [redis]
  * (the password from the variable password_env names), reply_prefix,
- * reply_store, transport, and the first channel of [worker] channels that
+ * reply_store, transport, the tls settings, and the first channel of [worker] channels that
  * is not a pattern. Returns 0, or -1 with ERR naming the file, line and key; OPT is
  * unchanged on error. */
 REDWORK_API int redwork_client_options_load(redwork_client_options *opt,
