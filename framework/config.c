@@ -456,6 +456,12 @@ static int finish(parse_state *ps) {
     if (split_channels(ps) != 0)
         return -1;
 
+    if (cfg->processes > 1 && !cfg->claim && cfg->transport == TRANSPORT_PUBSUB) {
+        fail(ps, line_of(ps, "claim"), "worker", "claim",
+             "off with processes = %lld would run every request %lld times "
+             "(each worker receives every message)", cfg->processes, cfg->processes);
+        return -1;
+    }
     for (size_t i = 0; cfg->transport == TRANSPORT_STREAM && i < cfg->channel_count; i++)
         if (strpbrk(cfg->channel_list[i], "*?[") != NULL) {
             fail(ps, line_of(ps, "channels"), "worker", "channels",

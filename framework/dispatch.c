@@ -265,40 +265,69 @@ static void take_message(dispatcher *d, int sub, const char *channel,
     take_body(d, channel, body, len, now, NULL, why, sizeof why);
 }
 
-/* Claims every message of the batch in one pipelined round trip and marks
- * those another daemon won (id emptied). If claiming fails, the messages
- * are served anyway: better twice than never. */
-static void claim_batch(dispatcher *d) {
-    char err[256];
-    if (d->cmd == NULL && (d->cmd = conn_open(d->cfg, err, sizeof err)) == NULL) {
-        log_limited(&d->claim_limit, LOG_LEVEL_WARN, "dispatch",
-                    "cannot claim requests: %s", err);
-        return;
-    }
+/* Sends one SET NX PX per message of the batch, pipelined, and records in
+ * LOST which ones another daemon holds. CHECK_OWNER: a nil answer may be
+ * our own claim from an attempt whose answers were lost, so GET the key and
+ * compare. Returns 0, or -1 with ERR if the connection failed. */
+static int claim_round(dispatcher *d, unsigned char *lost, int check_owner,
+                       char *err, size_t errlen) {
     const config *cfg = d->cfg;
-    for (size_t i = 0; i < d->batch_count; i++)
+    for (size_t i = 0; i < d->batch_count; i++) {
         redisAppendCommand(d->cmd, "SET %s%s %s NX PX %lld", cfg->claim_prefix,
                            d->batch[i].id, cfg->id, cfg->claim_ttl_ms);
+        if (check_owner)
+            redisAppendCommand(d->cmd, "GET %s%s", cfg->claim_prefix, d->batch[i].id);
+    }
     for (size_t i = 0; i < d->batch_count; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(d->cmd, (void **)&r) != REDIS_OK) {
+        redisReply *set = NULL, *owner = NULL;
+        if (redisGetReply(d->cmd, (void **)&set) != REDIS_OK ||
+            (check_owner && redisGetReply(d->cmd, (void **)&owner) != REDIS_OK)) {
+            freeReplyObject(set);
+            conn_error(d->cmd, NULL, err, errlen);
+            return -1;
+        }
+        lost[i] = set->type == REDIS_REPLY_NIL &&
+                  !(owner != NULL && owner->type == REDIS_REPLY_STRING &&
+                    strcmp(owner->str, cfg->id) == 0);
+        if (set->type == REDIS_REPLY_ERROR) /* served anyway */
             log_limited(&d->claim_limit, LOG_LEVEL_WARN, "dispatch",
-                        "cannot claim requests: %s",
-                        conn_error(d->cmd, NULL, err, sizeof err));
+                        "claim of req_id %s refused: %s", d->batch[i].id, set->str);
+        freeReplyObject(set);
+        freeReplyObject(owner);
+    }
+    return 0;
+}
+
+/* Claims every message of the batch in one pipelined round trip and drops
+ * those another daemon won (id emptied). A broken claim connection (Redis
+ * restarted, or closed it for idleness) is replaced and the claims sent
+ * again, checking which earlier ones were already ours; only if that fails
+ * too are the messages served unclaimed: better twice than never. */
+static void claim_batch(dispatcher *d) {
+    char err[256] = "";
+    unsigned char lost[BATCH];
+    int claimed = 0;
+    for (int attempt = 0; attempt < 2 && !claimed; attempt++) {
+        if (d->cmd == NULL && (d->cmd = conn_open(d->cfg, err, sizeof err)) == NULL)
+            continue;
+        claimed = claim_round(d, lost, attempt > 0, err, sizeof err) == 0;
+        if (!claimed) {
             redisFree(d->cmd);
             d->cmd = NULL;
-            return;
         }
-        if (r->type == REDIS_REPLY_NIL) {
+    }
+    if (!claimed) {
+        log_limited(&d->claim_limit, LOG_LEVEL_WARN, "dispatch",
+                    "cannot claim %zu requests, serving them unclaimed: %s",
+                    d->batch_count, err);
+        return;
+    }
+    for (size_t i = 0; i < d->batch_count; i++)
+        if (lost[i]) {
             request_free(d->batch[i].req);
             d->batch[i].req = NULL;
             d->batch[i].id[0] = '\0'; /* another daemon has it */
-        } else if (r->type == REDIS_REPLY_ERROR) {
-            log_limited(&d->claim_limit, LOG_LEVEL_WARN, "dispatch",
-                        "claim of req_id %s refused: %s", d->batch[i].id, r->str);
         }
-        freeReplyObject(r);
-    }
 }
 
 /* Claims, then queues or answers every message of the batch. The runnable

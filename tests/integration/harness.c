@@ -16,12 +16,14 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -938,4 +940,407 @@ long long rw_info_int(redisContext *c, const char *section, const char *key,
     if (r)
         freeReplyObject(r);
     return v;
+}
+
+/* ---- several processes and faults (test_scale) ---------------------------- */
+
+void rw_worker_key(const rw_daemon *d, int k, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s-%d", d->hb_key, k);
+}
+
+int rw_daemon_start_workers(rw_daemon *d, int processes, int timeout_ms)
+{
+    char bin[RW_PATH_MAX];
+    daemon_path(bin, sizeof bin);
+    char *argv[] = {bin, "-c", d->conf, NULL};
+    pid_t pid = spawn(argv, d->log);
+    if (pid < 0)
+        return -1;
+    d->pid = pid;
+
+    long long deadline = rw_now_ms() + timeout_ms;
+    redisContext *c = NULL;
+    while (rw_now_ms() < deadline) {
+        if (child_exited(pid)) {
+            d->pid = 0;
+            if (c)
+                redisFree(c);
+            return -1;
+        }
+        if (!c)
+            c = rw_connect(d->port);
+        int ready = 0;
+        for (int k = 1; c && k <= processes; k++) {
+            char key[192];
+            rw_worker_key(d, k, key, sizeof key);
+            long long e = rw_command_int(c, "EXISTS %s", key);
+            if (e == LLONG_MIN) {
+                redisFree(c);
+                c = NULL;
+                break;
+            }
+            ready += e == 1;
+        }
+        if (ready == processes) {
+            redisFree(c);
+            return 0;
+        }
+        sleep_ms(POLL_STEP_MS);
+    }
+    if (c)
+        redisFree(c);
+    rw_daemon_stop(d, 2000);
+    return -1;
+}
+
+long rw_worker_pid(redisContext *c, const char *key)
+{
+    char *v = rw_hget(c, key, "pid");
+    long pid = -1;
+    if (v) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (end != v && *end == '\0' && n > 0)
+            pid = n;
+        free(v);
+    }
+    return pid;
+}
+
+long rw_wait_worker_pid_change(int port, const char *key, long old_pid,
+                               int timeout_ms)
+{
+    long long deadline = rw_now_ms() + timeout_ms;
+    redisContext *c = NULL;
+    for (;;) {
+        if (!c)
+            c = rw_connect(port);
+        long pid = c ? rw_worker_pid(c, key) : -1;
+        if (pid > 0 && pid != old_pid) {
+            redisFree(c);
+            return pid;
+        }
+        if (c && c->err) {
+            redisFree(c);
+            c = NULL;
+        }
+        if (rw_now_ms() >= deadline)
+            break;
+        sleep_ms(POLL_STEP_MS);
+    }
+    if (c)
+        redisFree(c);
+    return -1;
+}
+
+int rw_proc_ended(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    char *text = rw_read_file(path);
+    if (!text)
+        return 1; /* no such process */
+    /* "pid (comm) S ...": the state follows the last ')'. */
+    const char *paren = strrchr(text, ')');
+    int ended = paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+    free(text);
+    return ended;
+}
+
+int rw_wait_proc_ended(pid_t pid, int timeout_ms)
+{
+    long long deadline = rw_now_ms() + timeout_ms;
+    for (;;) {
+        if (rw_proc_ended(pid))
+            return 1;
+        if (rw_now_ms() >= deadline)
+            return 0;
+        sleep_ms(2);
+    }
+}
+
+int rw_file_count(const char *path, const char *needle)
+{
+    char *text = rw_read_file(path);
+    if (!text || !*needle) {
+        free(text);
+        return 0;
+    }
+    int n = 0;
+    for (const char *at = text; (at = strstr(at, needle)) != NULL; at += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
+int rw_wait_file_count(const char *path, const char *needle, int min,
+                       int timeout_ms)
+{
+    long long deadline = rw_now_ms() + timeout_ms;
+    for (;;) {
+        int n = rw_file_count(path, needle);
+        if (n >= min || rw_now_ms() >= deadline)
+            return n;
+        sleep_ms(POLL_STEP_MS);
+    }
+}
+
+int rw_replace_file(const char *src, const char *dst, mode_t mode)
+{
+    char tmp[RW_PATH_MAX + 8];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", dst) >= (int)sizeof tmp)
+        return -1;
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    int out = in >= 0 ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    int ok = in >= 0 && out >= 0;
+    char buf[65536];
+    ssize_t got;
+    while (ok && (got = read(in, buf, sizeof buf)) != 0)
+        ok = got > 0 && write(out, buf, (size_t)got) == got;
+    if (in >= 0)
+        close(in);
+    if (out >= 0 && close(out) != 0)
+        ok = 0;
+    /* chmod, not the umask-filtered mode of open(): strict_modes looks at it. */
+    if (ok && chmod(tmp, mode) == 0 && rename(tmp, dst) == 0)
+        return 0;
+    if (out >= 0)
+        unlink(tmp);
+    return -1;
+}
+
+typedef struct range_publisher {
+    pthread_t thread;
+    rw_bulk *b;
+    const char *channel;
+    int first, end, step;
+    rw_body_fn fn;
+    void *arg;
+    int published; /* PUBLISHes that reached a subscriber, -1 on error */
+} range_publisher;
+
+/* One thread of rw_bulk_publish_range: requests first, first+step, ...
+ * below end, pipelined PUBLISH_BATCH at a time on its own connection. */
+static void *range_publisher_main(void *p_)
+{
+    range_publisher *p = p_;
+    redisContext *c = rw_connect(p->b->port);
+    if (!c) {
+        p->published = -1;
+        return NULL;
+    }
+    char body[BODY_MAX], id[96];
+    int i = p->first;
+    while (i < p->end && p->published >= 0) {
+        int batch = 0;
+        for (; i < p->end && batch < PUBLISH_BATCH; i += p->step, batch++) {
+            rw_bulk_req_id(p->b, i, id, sizeof id);
+            if (p->fn(i, id, body, sizeof body, p->arg) != 0 ||
+                redisAppendCommand(c, "PUBLISH %s %s", p->channel, body) != REDIS_OK) {
+                p->published = -1;
+                break;
+            }
+        }
+        for (int k = 0; k < batch; k++) {
+            redisReply *r = NULL;
+            if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
+                p->published = -1;
+                break;
+            }
+            if (r->type == REDIS_REPLY_INTEGER && r->integer >= 1 && p->published >= 0)
+                p->published++;
+            freeReplyObject(r);
+        }
+    }
+    redisFree(c);
+    return NULL;
+}
+
+int rw_bulk_publish_range(rw_bulk *b, const char *channel, int first,
+                          int count, int nthreads, rw_body_fn fn, void *arg)
+{
+    if (nthreads < 1 || nthreads > 64 || first < 0 || count < 0 ||
+        first + count > b->n)
+        return -1;
+    range_publisher pubs[64];
+    memset(pubs, 0, sizeof pubs);
+    b->t0_ms = rw_now_ms();
+    int started = 0, total = 0;
+    for (; started < nthreads; started++) {
+        range_publisher *p = &pubs[started];
+        p->b = b;
+        p->channel = channel;
+        p->first = first + started;
+        p->end = first + count;
+        p->step = nthreads;
+        p->fn = fn;
+        p->arg = arg;
+        if (pthread_create(&p->thread, NULL, range_publisher_main, p) != 0) {
+            total = -1;
+            break;
+        }
+    }
+    for (int k = 0; k < started; k++) {
+        pthread_join(pubs[k].thread, NULL);
+        if (pubs[k].published < 0)
+            total = -1;
+        else if (total >= 0)
+            total += pubs[k].published;
+    }
+    return total;
+}
+
+int rw_bulk_take_one(rw_bulk *b, long long deadline_ms)
+{
+    if (!b->sub)
+        return -1;
+    redisReply *r = rw_read_reply(b->sub, deadline_ms);
+    if (r) {
+        bulk_take(b, r);
+        freeReplyObject(r);
+        return 1;
+    }
+    if (!b->sub->err)
+        return 0; /* the deadline passed */
+    redisFree(b->sub);
+    b->sub = NULL;
+    return -1;
+}
+
+/* Opens B's subscriber connection again and PSUBSCRIBEs callback:*.
+ * Returns 0 or -1 (B->sub stays NULL). */
+static int bulk_resubscribe(rw_bulk *b)
+{
+    b->sub = rw_connect(b->port);
+    if (!b->sub)
+        return -1;
+    redisReply *r = redisCommand(b->sub, "PSUBSCRIBE callback:*");
+    int ok = subscribe_confirmed(r, "psubscribe", "callback:*");
+    if (r)
+        freeReplyObject(r);
+    if (ok)
+        return 0;
+    redisFree(b->sub);
+    b->sub = NULL;
+    return -1;
+}
+
+int rw_bulk_pump(rw_bulk *b, long long deadline_ms)
+{
+    while (b->seen < b->n && rw_now_ms() < deadline_ms) {
+        if (!b->sub && bulk_resubscribe(b) != 0) {
+            sleep_ms(POLL_STEP_MS);
+            continue;
+        }
+        rw_bulk_take_one(b, deadline_ms);
+    }
+    return b->seen;
+}
+
+int rw_bulk_wait_one(rw_bulk *b, int i, int timeout_ms)
+{
+    long long deadline = rw_now_ms() + timeout_ms;
+    while (b->count[i] == 0 && rw_now_ms() < deadline) {
+        if (!b->sub && bulk_resubscribe(b) != 0) {
+            sleep_ms(POLL_STEP_MS);
+            continue;
+        }
+        rw_bulk_take_one(b, deadline);
+    }
+    return b->count[i] > 0 ? 0 : -1;
+}
+
+/* Sleeps until AT_US on the monotonic clock (no-op if it has passed). */
+static void sleep_until_us(long long at_us)
+{
+    struct timespec ts = {(time_t)(at_us / 1000000), (long)(at_us % 1000000) * 1000};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
+static void *pacer_main(void *arg)
+{
+    rw_pacer *p = arg;
+    redisContext *c = rw_connect(p->b->port);
+    char body[BODY_MAX], id[96];
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long t0_us = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    for (int k = 0; k < p->count; k++) {
+        if (atomic_load(&p->stop))
+            break; /* the rest stay RW_PACER_UNSENT */
+        sleep_until_us(t0_us + (long long)k * p->interval_us);
+        int i = p->first + k;
+        rw_bulk_req_id(p->b, i, id, sizeof id);
+        p->at_ms[k] = rw_now_ms();
+        if (!c)
+            c = rw_connect(p->b->port);
+        redisReply *r = NULL;
+        if (c && p->fn(i, id, body, sizeof body, p->arg) == 0)
+            r = redisCommand(c, "PUBLISH %s %s", p->channel, body);
+        if (r && r->type == REDIS_REPLY_INTEGER) {
+            p->result[k] = (int)r->integer;
+        } else {
+            p->result[k] = RW_PACER_FAILED;
+            if (c && c->err) { /* reopened for the next request */
+                redisFree(c);
+                c = NULL;
+            }
+        }
+        if (r)
+            freeReplyObject(r);
+        atomic_store(&p->progress, k + 1);
+    }
+    if (c)
+        redisFree(c);
+    return NULL;
+}
+
+int rw_pacer_start(rw_pacer *p, rw_bulk *b, const char *channel, int first,
+                   int count, int interval_us, rw_body_fn fn, void *arg)
+{
+    memset(p, 0, sizeof *p);
+    if (first < 0 || count < 1 || first + count > b->n || interval_us < 1)
+        return -1;
+    p->b = b;
+    snprintf(p->channel, sizeof p->channel, "%s", channel);
+    p->first = first;
+    p->count = count;
+    p->interval_us = interval_us;
+    p->fn = fn;
+    p->arg = arg;
+    p->result = malloc((size_t)count * sizeof *p->result);
+    p->at_ms = calloc((size_t)count, sizeof *p->at_ms);
+    if (!p->result || !p->at_ms)
+        return -1;
+    for (int k = 0; k < count; k++)
+        p->result[k] = RW_PACER_UNSENT;
+    atomic_init(&p->stop, 0);
+    atomic_init(&p->progress, 0);
+    if (pthread_create(&p->thread, NULL, pacer_main, p) != 0)
+        return -1;
+    p->started = 1;
+    return 0;
+}
+
+int rw_pacer_join(rw_pacer *p, int stop_now)
+{
+    if (!p->started)
+        return -1;
+    if (stop_now)
+        atomic_store(&p->stop, 1);
+    pthread_join(p->thread, NULL);
+    p->started = 0;
+    return 0;
+}
+
+void rw_pacer_free(rw_pacer *p)
+{
+    if (p->started)
+        rw_pacer_join(p, 1);
+    free(p->result);
+    free(p->at_ms);
+    p->result = NULL;
+    p->at_ms = NULL;
 }

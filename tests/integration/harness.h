@@ -12,6 +12,7 @@
 #define REDWORK_TEST_HARNESS_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -242,5 +243,108 @@ int rw_run_cmd(char *const argv[], const char *in_path, const char *out_path,
  * if there is no such line. */
 long long rw_info_int(redisContext *c, const char *section, const char *key,
                       const char *field);
+
+/* ---- several processes and faults (test_scale) -------------------------- */
+
+/* The heartbeat key of worker process K (1..processes) of D's daemon when
+ * its config has processes > 1: redwork:worker:<id>-<K>. */
+void rw_worker_key(const rw_daemon *d, int k, char *buf, size_t len);
+
+/* Starts `redworkd -c D->conf` like rw_daemon_start, for a config with
+ * processes = PROCESSES: D->pid is the master's, and it waits (bounded by
+ * TIMEOUT_MS) until the heartbeat keys of all PROCESSES workers exist.
+ * Returns 0; -1 if the master exited or the workers did not all become
+ * ready (it is then stopped). */
+int rw_daemon_start_workers(rw_daemon *d, int processes, int timeout_ms);
+
+/* The pid field of heartbeat KEY, or -1 if the key or field is missing. */
+long rw_worker_pid(redisContext *c, const char *key);
+
+/* Polls heartbeat KEY until its pid field holds a pid other than OLD_PID,
+ * bounded by TIMEOUT_MS. Returns the new pid, or -1. */
+long rw_wait_worker_pid_change(int port, const char *key, long old_pid,
+                               int timeout_ms);
+
+/* 1 if process PID has ended: there is no such process, or it is a zombie
+ * its parent has not reaped yet (/proc/PID/stat state Z or X); else 0. */
+int rw_proc_ended(pid_t pid);
+
+/* Polls rw_proc_ended(PID) until it is 1, bounded by TIMEOUT_MS. Returns
+ * 1 if the process ended, 0 if not. */
+int rw_wait_proc_ended(pid_t pid, int timeout_ms);
+
+/* How many times NEEDLE (case-sensitive) occurs in file PATH; 0 if the
+ * file cannot be read. */
+int rw_file_count(const char *path, const char *needle);
+
+/* Polls PATH until NEEDLE occurs at least MIN times, bounded by
+ * TIMEOUT_MS. Returns the last count. */
+int rw_wait_file_count(const char *path, const char *needle, int min,
+                       int timeout_ms);
+
+/* Replaces DST with a copy of SRC the way a deployment must: writes
+ * "DST.tmp" in DST's folder (a name that does not end in .so), sets MODE,
+ * then rename()s it over DST, so a reader sees the old file or the new one,
+ * never a half-written one. Returns 0 or -1. */
+int rw_replace_file(const char *src, const char *dst, mode_t mode);
+
+/* Publishes requests FIRST..FIRST+COUNT-1 of B (within 0..N-1) like
+ * rw_bulk_publish. Returns how many PUBLISHes reached a subscriber, or -1. */
+int rw_bulk_publish_range(rw_bulk *b, const char *channel, int first,
+                          int count, int nthreads, rw_body_fn fn, void *arg);
+
+/* Reads one reply on B's subscriber connection, waiting at most until
+ * DEADLINE_MS, and files it. Returns 1 if one was read, 0 on timeout, -1
+ * if the connection broke (B->sub is then freed and NULL). */
+int rw_bulk_take_one(rw_bulk *b, long long deadline_ms);
+
+/* Collects replies until DEADLINE_MS or until every request has one. If
+ * the subscriber connection breaks (Redis restarted), it reconnects and
+ * PSUBSCRIBEs again, polling until the deadline; replies published while
+ * it was away are not seen. Returns B->seen. */
+int rw_bulk_pump(rw_bulk *b, long long deadline_ms);
+
+/* Collects until request I has a reply, bounded by TIMEOUT_MS (with
+ * rw_bulk_pump's reconnects). Returns 0, or -1. */
+int rw_bulk_wait_one(rw_bulk *b, int i, int timeout_ms);
+
+/* A steady load: a thread that publishes requests FIRST..FIRST+COUNT-1 of
+ * a bulk one at a time, the k-th INTERVAL_US * k after the start (it does
+ * not catch up in bursts when late), on its own connection. A PUBLISH that
+ * fails (Redis away) is recorded and the connection reopened for the next
+ * one, so the load runs through a Redis restart. Everything but STOP and
+ * PROGRESS is written by the thread alone and read after rw_pacer_join. */
+typedef struct rw_pacer {
+    rw_bulk *b;
+    char channel[128];
+    int first, count, interval_us;
+    rw_body_fn fn;
+    void *arg;
+    int *result;         /* per request (index - first): PUBLISH's result;
+                            RW_PACER_FAILED: Redis did not take it;
+                            RW_PACER_UNSENT: stopped before its turn */
+    long long *at_ms;    /* when its PUBLISH was started (rw_now_ms) */
+    _Atomic int stop;    /* set by rw_pacer_join or the test: stop early */
+    _Atomic int progress;/* requests handled so far (sent or failed) */
+    pthread_t thread;
+    int started;
+} rw_pacer;
+
+#define RW_PACER_FAILED (-1)
+#define RW_PACER_UNSENT (-2)
+
+/* Starts P publishing COUNT requests from FIRST of B on CHANNEL, one every
+ * INTERVAL_US, bodies from FN. Returns 0 or -1. */
+int rw_pacer_start(rw_pacer *p, rw_bulk *b, const char *channel, int first,
+                   int count, int interval_us, rw_body_fn fn, void *arg);
+
+/* Waits for P's thread to send its last request (it ends by itself within
+ * about COUNT * INTERVAL_US plus one connect timeout per failed request);
+ * with STOP_NOW it asks it to stop first. Returns 0, or -1 if it was
+ * never started. */
+int rw_pacer_join(rw_pacer *p, int stop_now);
+
+/* Frees P's arrays. Accepts a zeroed or joined P. */
+void rw_pacer_free(rw_pacer *p);
 
 #endif

@@ -512,6 +512,7 @@ static const struct bad_case bad_cases[] = {
     {"shutdown_timeout_ms negative", "[worker]\nshutdown_timeout_ms = -5\n", 2,
      "shutdown_timeout_ms", 0},
     {"processes 0", "[worker]\nprocesses = 0\n", 2, "processes", 0},
+    {"processes without claims", "[worker]\nprocesses = 2\nclaim = off\n", 3, "claim", 0},
     {"stream with a pattern", "[worker]\ntransport = stream\nchannels = jobs, news_*\n", 3,
      "channels", 0},
     {"processes 257", "[worker]\nprocesses = 257\n", 2, "processes", 0},

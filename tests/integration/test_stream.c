@@ -1,0 +1,1210 @@
+/* test_stream.c -- end to end tests of transport = stream: requests XADDed
+ * to a stream key and read by consumer groups (DESIGN.md, "Many processes,
+ * many hosts"), against a real redis-server and the real bin/redworkd.
+ *
+ * Every test starts its own redis-server (free loopback port, temp folder)
+ * and its own daemons with a config written for it; the fixture is per test
+ * process, so the suite runs with --jobs 2. Every wait has a deadline and
+ * every load is bounded in count and time. Faults are injected for real:
+ * SIGKILL of a daemon, SIGKILL of redis-server (restarted on its port from
+ * its append-only file), a handler that calls abort() in a supervised
+ * worker, SIGTERM with a shutdown timeout shorter than the running work.
+ *
+ * Each fault test prints one line to stderr,
+ *     FAULT <name>: sent N answered M lost L
+ * where sent counts the requests whose XADD Redis took (XINFO STREAM's
+ * entries-added, so a call whose XADD died with a Redis restart is not
+ * sent), answered those whose caller got the handler's reply, and
+ * lost = sent - answered. The stream transport is at-least-once: the tests
+ * assert that nothing sent is lost.
+ *
+ * Run: make all build/tests/integration/test_stream &&
+ *      REDWORK_ROOT=$PWD build/tests/integration/test_stream --jobs 2 */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "redwork/client.h"
+
+/* Under ASan a test ends with a leak check of its own process. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RW_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RW_LSAN 1
+#endif
+#endif
+#ifdef RW_LSAN
+#include <sanitizer/lsan_interface.h>
+#define assert_no_leaks()                                                      \
+    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0,                       \
+                 "LeakSanitizer found leaks (reported above)")
+#else
+#define assert_no_leaks() ((void)0)
+#endif
+
+#define STREAM "jobs"
+#define DEAD "jobs:dead"
+#define START_TIMEOUT_MS 10000
+#define MAX_DAEMONS 3
+#define MAX_WORKER_PIDS 16
+
+/* The test's own fixture (each test is its own process). */
+static struct {
+    rw_redis redis;
+    rw_daemon d[MAX_DAEMONS];
+    redisContext *a; /* the test's own connection: XLEN, XPENDING, ... */
+    /* Worker processes of supervised daemons (they do not die with their
+     * master): killed at teardown if still there. */
+    long worker_pids[MAX_WORKER_PIDS];
+    int worker_pid_count;
+} fx;
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* SIGKILLs PID if it is still a redworkd (the pid may have been reused). */
+static void kill_if_redworkd(long pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+    char *cmd = rw_read_file(path);
+    if (cmd && strstr(cmd, "redworkd"))
+        kill((pid_t)pid, SIGKILL);
+    free(cmd);
+}
+
+static void teardown(void)
+{
+    for (int k = 0; k < MAX_DAEMONS; k++) {
+        if (fx.d[k].pid <= 0)
+            continue;
+        kill(fx.d[k].pid, SIGCONT);
+        rw_daemon_stop(&fx.d[k], 10000);
+    }
+    for (int i = 0; i < fx.worker_pid_count; i++)
+        kill_if_redworkd(fx.worker_pids[i]);
+    if (fx.a)
+        redisFree(fx.a);
+    fx.a = NULL;
+    rw_redis_stop(&fx.redis);
+}
+
+TestSuite(stream, .fini = teardown, .timeout = 60);
+
+/* ---- redis-server ---------------------------------------------------------- */
+
+/* Forks redis-server on PORT in R's folder, with an append-only file when
+ * AOF (fsync before every reply), and waits until it answers PING (after
+ * loading its data). Returns 0 with R->pid set, or -1. */
+static int redis_spawn(rw_redis *r, int port, int aof)
+{
+    char logpath[RW_PATH_MAX + 16], portstr[16];
+    snprintf(logpath, sizeof logpath, "%s/redis.log", r->dir);
+    snprintf(portstr, sizeof portstr, "%d", port);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(127);
+        execlp("redis-server", "redis-server", "--port", portstr, "--bind",
+               "127.0.0.1", "--save", "", "--appendonly", aof ? "yes" : "no",
+               "--appendfsync", "always", "--dir", r->dir, (char *)NULL);
+        _exit(127);
+    }
+    long long deadline = rw_now_ms() + 10000;
+    while (rw_now_ms() < deadline) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return -1;
+        redisContext *c = rw_connect(port);
+        if (c) {
+            redisReply *p = redisCommand(c, "PING");
+            int ok = p && p->type == REDIS_REPLY_STATUS && strcmp(p->str, "PONG") == 0;
+            if (p)
+                freeReplyObject(p);
+            redisFree(c);
+            if (ok) {
+                r->pid = pid;
+                r->port = port;
+                return 0;
+            }
+        }
+        sleep_ms(10);
+    }
+    kill(pid, SIGKILL);
+    rw_wait_exit(pid, 5000);
+    return -1;
+}
+
+/* Starts the test's redis-server (AOF: with an fsynced append-only file)
+ * and opens fx.a on it. */
+static void start_redis(int aof)
+{
+    memset(&fx.redis, 0, sizeof fx.redis);
+    cr_assert_eq(rw_tmpdir(fx.redis.dir, sizeof fx.redis.dir), 0);
+    int started = -1;
+    for (int attempt = 0; attempt < 5 && started != 0; attempt++) {
+        int port = rw_free_port();
+        if (port > 0)
+            started = redis_spawn(&fx.redis, port, aof);
+    }
+    cr_assert_eq(started, 0, "redis-server did not start (log in %s)", fx.redis.dir);
+    fx.a = rw_connect(fx.redis.port);
+    cr_assert_not_null(fx.a);
+}
+
+/* SIGKILLs the AOF redis-server and starts it again on the same port and
+ * folder, so that it reloads its append-only file. */
+static void crash_and_restart_redis(void)
+{
+    kill(fx.redis.pid, SIGKILL);
+    rw_wait_exit(fx.redis.pid, 5000);
+    fx.redis.pid = 0;
+    int started = -1;
+    for (int attempt = 0; attempt < 20 && started != 0; attempt++) {
+        started = redis_spawn(&fx.redis, fx.redis.port, 1);
+        if (started != 0)
+            sleep_ms(100);
+    }
+    cr_assert_eq(started, 0, "redis-server did not restart on port %d", fx.redis.port);
+    redisFree(fx.a);
+    fx.a = rw_connect(fx.redis.port);
+    cr_assert_not_null(fx.a);
+}
+
+/* ---- daemons --------------------------------------------------------------- */
+
+/* Writes the config of daemon K (its files in <redis dir>/<tag>): transport
+ * = stream on STREAM, THREADS threads, and EXTRA lines for [worker]. */
+static rw_daemon *daemon_config(int k, const char *tag, int threads, const char *extra)
+{
+    char dir[RW_PATH_MAX + 80], lines[1024];
+    snprintf(dir, sizeof dir, "%s/%s", fx.redis.dir, tag);
+    cr_assert(mkdir(dir, 0700) == 0 || errno == EEXIST, "mkdir %s", dir);
+    snprintf(lines, sizeof lines, "transport = stream\n%s", extra ? extra : "");
+    rw_opts o = {.channels = STREAM, .threads = threads, .worker_extra = lines};
+    cr_assert_eq(rw_daemon_config(&fx.d[k], dir, fx.redis.port, tag, &o), 0);
+    return &fx.d[k];
+}
+
+static void assert_started(const rw_daemon *d, int ok)
+{
+    if (!ok) {
+        char *log = rw_read_file(d->log);
+        cr_assert_fail("redworkd %s did not start; its log:\n%s", d->id,
+                       log ? log : "(none)");
+    }
+}
+
+/* Starts D (one process) and waits for its heartbeat key. */
+static void start_daemon(rw_daemon *d)
+{
+    redisReply *r = redisCommand(fx.a, "DEL %s", d->hb_key); /* of a killed run */
+    if (r)
+        freeReplyObject(r);
+    assert_started(d, rw_daemon_start(d, START_TIMEOUT_MS) == 0);
+}
+
+/* Starts D with processes = N: forks redworkd and waits until the heartbeat
+ * keys <hb_key>-1 .. -N exist; records the workers' pids. */
+static void start_supervised(rw_daemon *d, int n)
+{
+    char bin[RW_PATH_MAX];
+    snprintf(bin, sizeof bin, "%s/bin/redworkd", rw_root());
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 2) < 0 || dup2(fd, 1) < 0)
+            _exit(127);
+        execl(bin, bin, "-c", d->conf, (char *)NULL);
+        _exit(127);
+    }
+    d->pid = pid;
+    long long deadline = rw_now_ms() + START_TIMEOUT_MS;
+    int ready = 0;
+    while (!ready && rw_now_ms() < deadline) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            d->pid = 0;
+            break;
+        }
+        ready = 1;
+        for (int k = 1; k <= n && ready; k++)
+            ready = rw_command_int(fx.a, "EXISTS %s-%d", d->hb_key, k) == 1;
+        if (!ready)
+            sleep_ms(10);
+    }
+    assert_started(d, ready);
+    for (int k = 1; k <= n && fx.worker_pid_count < MAX_WORKER_PIDS; k++) {
+        char key[200];
+        snprintf(key, sizeof key, "%s-%d", d->hb_key, k);
+        char *v = rw_hget(fx.a, key, "pid");
+        if (v)
+            fx.worker_pids[fx.worker_pid_count++] = strtol(v, NULL, 10);
+        free(v);
+    }
+}
+
+/* ---- the stream, seen from Redis -------------------------------------------- */
+
+static long long xlen(const char *key)
+{
+    return rw_command_int(fx.a, "XLEN %s", key);
+}
+
+/* Entries of STREAM pending in group redwork (delivered, not acked). */
+static long long xpending(void)
+{
+    redisReply *r = redisCommand(fx.a, "XPENDING %s redwork", STREAM);
+    long long n = LLONG_MIN;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER)
+        n = r->element[0]->integer;
+    if (r)
+        freeReplyObject(r);
+    return n;
+}
+
+/* XINFO STREAM's entries-added: how many XADDs STREAM ever took. */
+static long long entries_added(void)
+{
+    redisReply *r = redisCommand(fx.a, "XINFO STREAM %s", STREAM);
+    long long n = -1;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
+        if (r->element[i]->type == REDIS_REPLY_STRING &&
+            strcmp(r->element[i]->str, "entries-added") == 0 &&
+            r->element[i + 1]->type == REDIS_REPLY_INTEGER)
+            n = r->element[i + 1]->integer;
+    if (r)
+        freeReplyObject(r);
+    return n;
+}
+
+/* Polls until XPENDING and XLEN of STREAM are both 0, bounded. Returns 1
+ * if they are. */
+static int wait_stream_empty(int timeout_ms)
+{
+    long long deadline = rw_now_ms() + timeout_ms;
+    for (;;) {
+        if (xpending() == 0 && xlen(STREAM) == 0)
+            return 1;
+        if (rw_now_ms() >= deadline)
+            return 0;
+        sleep_ms(20);
+    }
+}
+
+/* XADD STREAM * msg BODY; returns the entry id (caller frees) or NULL. */
+static char *xadd(const char *body)
+{
+    redisReply *r = redisCommand(fx.a, "XADD %s * msg %s", STREAM, body);
+    char *id = r && r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+    if (r)
+        freeReplyObject(r);
+    return id;
+}
+
+/* The value of FIELD in a stream entry reply [id, [f, v, ...]], or NULL. */
+static const char *entry_field(const redisReply *e, const char *field)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[1]->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    const redisReply *f = e->element[1];
+    for (size_t i = 0; i + 1 < f->elements; i += 2)
+        if (f->element[i]->type == REDIS_REPLY_STRING &&
+            strcmp(f->element[i]->str, field) == 0 &&
+            f->element[i + 1]->type == REDIS_REPLY_STRING)
+            return f->element[i + 1]->str;
+    return NULL;
+}
+
+/* A connection SUBSCRIBEd (confirmed) to callback:<id> for each of IDS. */
+static redisContext *subscribe_replies(const char *const *ids, int n)
+{
+    redisContext *s = rw_connect(fx.redis.port);
+    cr_assert_not_null(s);
+    for (int i = 0; i < n; i++) {
+        redisReply *r = redisCommand(s, "SUBSCRIBE callback:%s", ids[i]);
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 3,
+                  "SUBSCRIBE callback:%s not confirmed", ids[i]);
+        freeReplyObject(r);
+    }
+    return s;
+}
+
+/* The next reply envelope on subscriber S (by DEADLINE_MS), or NULL. */
+static cJSON *next_reply(redisContext *s, long long deadline_ms)
+{
+    for (;;) {
+        redisReply *r = rw_read_reply(s, deadline_ms);
+        if (!r)
+            return NULL;
+        cJSON *j = NULL;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+            r->element[0]->type == REDIS_REPLY_STRING &&
+            strcmp(r->element[0]->str, "message") == 0)
+            j = cJSON_ParseWithLength(r->element[2]->str, r->element[2]->len);
+        freeReplyObject(r);
+        if (j)
+            return j;
+    }
+}
+
+/* Collects replies on S until each of IDS[0..N-1] has one (stored in
+ * OUT[i]), bounded. Returns how many have one. */
+static int collect_replies(redisContext *s, const char *const *ids, int n,
+                           cJSON **out, int timeout_ms)
+{
+    long long deadline = rw_now_ms() + timeout_ms;
+    int got = 0;
+    for (int i = 0; i < n; i++)
+        got += out[i] != NULL;
+    while (got < n) {
+        cJSON *j = next_reply(s, deadline);
+        if (!j)
+            break;
+        int used = 0;
+        for (int i = 0; i < n && !used; i++)
+            if (!out[i] && strcmp(rw_str(j, "req_id"), ids[i]) == 0) {
+                out[i] = j;
+                got++;
+                used = 1;
+            }
+        if (!used)
+            cJSON_Delete(j);
+    }
+    return got;
+}
+
+/* ---- libredwork ------------------------------------------------------------- */
+
+static redwork_client *open_stream_client(int store_list)
+{
+    redwork_client_options o;
+    redwork_client_options_init(&o);
+    o.port = fx.redis.port;
+    snprintf(o.channel, sizeof o.channel, "%s", STREAM);
+    o.transport_stream = 1;
+    o.reply_store_list = store_list;
+    char err[512] = "";
+    redwork_client *c = redwork_client_open(&o, err, sizeof err);
+    cr_assert_not_null(c, "redwork_client_open: %s", err);
+    return c;
+}
+
+/* A load: N echo calls {"i":<i>} (or, with SLEEP_MS > 0, sleep calls
+ * {"ms":SLEEP_MS}) from a driver thread, at most WINDOW in flight, the next
+ * one issued when one ends (or every INTERVAL_US at most).
+ * A call that fails before it is sent (Redis away) makes the driver pause
+ * 20 ms, so a load runs on through a Redis restart. */
+typedef struct load load;
+typedef struct load_slot {
+    load *l;
+    int i;
+} load_slot;
+
+struct load {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    redwork_client *c;
+    int n, window, timeout_ms, interval_us, sleep_ms;
+    long long issue_until_ms; /* stop issuing after this */
+    /* under lock */
+    int issued, inflight, done, ok, not_sent, dup, wrong, finished;
+    int *calls;               /* callbacks per call */
+    redwork_status *status;
+    char **code;              /* error code of a call that failed */
+    unsigned char *unsent;    /* redwork_call_async returned -1 */
+    load_slot *slots;
+    pthread_t thread;
+    int started;
+};
+
+static void load_cb(redwork_result *res, void *arg)
+{
+    load_slot *s = arg;
+    load *l = s->l;
+    int right = 0;
+    if (res->status == REDWORK_OK && res->result) {
+        cJSON *j = cJSON_Parse(res->result);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, l->sleep_ms > 0 ? "slept_ms" : "i");
+        right = cJSON_IsNumber(v) && cJSON_GetArraySize(j) == 1 &&
+                v->valueint == (l->sleep_ms > 0 ? l->sleep_ms : s->i);
+        cJSON_Delete(j);
+    }
+    pthread_mutex_lock(&l->lock);
+    if (l->calls[s->i]++ == 0) {
+        l->status[s->i] = res->status;
+        l->done++;
+        l->inflight--;
+        if (res->status == REDWORK_OK) {
+            l->ok++;
+            l->wrong += !right;
+        } else if (res->error_code) {
+            l->code[s->i] = strdup(res->error_code);
+        }
+    } else {
+        l->dup++;
+    }
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+    redwork_result_free(res);
+}
+
+static void *load_main(void *arg)
+{
+    load *l = arg;
+    long long t0_us = rw_now_ms() * 1000;
+    for (int i = 0; i < l->n; i++) {
+        pthread_mutex_lock(&l->lock);
+        while (l->inflight >= l->window && rw_now_ms() < l->issue_until_ms) {
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_nsec += 20 * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&l->cond, &l->lock, &until);
+        }
+        int stop = rw_now_ms() >= l->issue_until_ms;
+        if (!stop) {
+            l->inflight++;
+            l->issued++;
+        }
+        pthread_mutex_unlock(&l->lock);
+        if (stop)
+            break;
+        char payload[64];
+        if (l->sleep_ms > 0)
+            snprintf(payload, sizeof payload, "{\"ms\":%d}", l->sleep_ms);
+        else
+            snprintf(payload, sizeof payload, "{\"i\":%d}", i);
+        l->slots[i] = (load_slot){l, i};
+        if (redwork_call_async(l->c, l->sleep_ms > 0 ? "sleep" : "echo", payload, l->timeout_ms, load_cb,
+                               &l->slots[i]) != 0) {
+            pthread_mutex_lock(&l->lock);
+            l->unsent[i] = 1;
+            l->not_sent++;
+            pthread_mutex_unlock(&l->lock);
+            sleep_ms(20);
+        }
+        if (l->interval_us > 0) {
+            long long next_us = t0_us + (long long)(i + 1) * l->interval_us;
+            long long wait_us = next_us - rw_now_ms() * 1000;
+            if (wait_us > 0)
+                sleep_ms(wait_us / 1000);
+        }
+    }
+    pthread_mutex_lock(&l->lock);
+    l->finished = 1;
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+    return NULL;
+}
+
+static void load_start_sleep(load *l, redwork_client *c, int n, int window,
+                             int timeout_ms, int interval_us, int issue_for_ms,
+                             int sleep_ms_each)
+{
+    memset(l, 0, sizeof *l);
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    l->c = c;
+    l->n = n;
+    l->window = window;
+    l->timeout_ms = timeout_ms;
+    l->interval_us = interval_us;
+    l->sleep_ms = sleep_ms_each;
+    l->issue_until_ms = rw_now_ms() + issue_for_ms;
+    l->calls = calloc((size_t)n, sizeof *l->calls);
+    l->status = calloc((size_t)n, sizeof *l->status);
+    l->code = calloc((size_t)n, sizeof *l->code);
+    l->unsent = calloc((size_t)n, 1);
+    l->slots = calloc((size_t)n, sizeof *l->slots);
+    cr_assert(l->calls && l->status && l->code && l->unsent && l->slots);
+    cr_assert_eq(pthread_create(&l->thread, NULL, load_main, l), 0);
+    l->started = 1;
+}
+
+static void load_start(load *l, redwork_client *c, int n, int window,
+                       int timeout_ms, int interval_us, int issue_for_ms)
+{
+    load_start_sleep(l, c, n, window, timeout_ms, interval_us, issue_for_ms, 0);
+}
+
+/* Calls that have an outcome. */
+static int load_done(load *l)
+{
+    pthread_mutex_lock(&l->lock);
+    int done = l->done;
+    pthread_mutex_unlock(&l->lock);
+    return done;
+}
+
+/* 1 once the driver has issued everything and every call has an outcome. */
+static int load_over(load *l)
+{
+    pthread_mutex_lock(&l->lock);
+    int over = l->finished && l->done == l->issued;
+    pthread_mutex_unlock(&l->lock);
+    return over;
+}
+
+/* Waits (bounded) until the load is over, then joins the driver. Returns
+ * 1 if it was over in time. */
+static int load_wait(load *l, int timeout_ms)
+{
+    long long deadline = rw_now_ms() + timeout_ms;
+    while (!load_over(l) && rw_now_ms() < deadline)
+        sleep_ms(10);
+    int over = load_over(l);
+    if (l->started) {
+        pthread_mutex_lock(&l->lock);
+        l->issue_until_ms = 0; /* stop issuing, if it still does */
+        pthread_mutex_unlock(&l->lock);
+        pthread_join(l->thread, NULL);
+        l->started = 0;
+    }
+    return over;
+}
+
+/* Prints what the calls that did not end REDWORK_OK ended with. */
+static void load_report(load *l, const char *name)
+{
+    int shown = 0;
+    for (int i = 0; i < l->n && shown < 10; i++)
+        if (l->calls[i] > 0 && l->status[i] != REDWORK_OK) {
+            fprintf(stderr, "%s: call %d: %s (%s)%s\n", name, i,
+                    redwork_status_name(l->status[i]), l->code[i] ? l->code[i] : "",
+                    l->unsent[i] ? ", not sent" : "");
+            shown++;
+        }
+}
+
+static void load_free(load *l)
+{
+    for (int i = 0; l->code && i < l->n; i++)
+        free(l->code[i]);
+    free(l->calls);
+    free(l->status);
+    free(l->code);
+    free(l->unsent);
+    free(l->slots);
+    pthread_cond_destroy(&l->cond);
+    pthread_mutex_destroy(&l->lock);
+}
+
+/* One async call's outcome, waited for with a deadline. */
+typedef struct one_call {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int calls;
+    redwork_result res;
+} one_call;
+
+static void one_cb(redwork_result *res, void *arg)
+{
+    one_call *o = arg;
+    pthread_mutex_lock(&o->lock);
+    if (o->calls++ == 0)
+        o->res = *res;
+    else
+        redwork_result_free(res);
+    pthread_cond_broadcast(&o->cond);
+    pthread_mutex_unlock(&o->lock);
+}
+
+static int one_wait(one_call *o, int timeout_ms)
+{
+    long long deadline = rw_now_ms() + timeout_ms;
+    int calls;
+    for (;;) {
+        pthread_mutex_lock(&o->lock);
+        calls = o->calls;
+        pthread_mutex_unlock(&o->lock);
+        if (calls > 0 || rw_now_ms() >= deadline)
+            return calls;
+        sleep_ms(10);
+    }
+}
+
+/* How many times NEEDLE occurs in file PATH. */
+static int file_count(const char *path, const char *needle)
+{
+    char *text = rw_read_file(path);
+    int n = 0;
+    for (const char *at = text; at && (at = strstr(at, needle)) != NULL; at += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
+static void fault_line(const char *name, long long sent, long long answered)
+{
+    fprintf(stderr, "FAULT %s: sent %lld answered %lld lost %lld\n", name, sent,
+            answered, sent - answered);
+}
+
+/* ---- 1. basics -------------------------------------------------------------- */
+
+/* Entries added while no daemon runs are served when one starts; one whose
+ * timeout_ms passed (counted from the entry id's time) gets 'timeout'. */
+Test(stream, entries_added_before_the_daemon_are_served)
+{
+    start_redis(0);
+    rw_daemon *d = daemon_config(0, "early", 2, NULL);
+    const char *ids[] = {"early-1", "early-timeout"};
+    redisContext *s = subscribe_replies(ids, 2);
+
+    char *e1 = xadd("{\"req_id\":\"early-1\",\"handler\":\"echo\",\"x\":1}");
+    char *e2 = xadd("{\"req_id\":\"early-timeout\",\"handler\":\"echo\",\"timeout_ms\":100}");
+    cr_assert(e1 && e2, "XADD failed");
+    sleep_ms(400);
+    start_daemon(d);
+
+    cJSON *got[2] = {NULL, NULL};
+    cr_assert_eq(collect_replies(s, ids, 2, got, 5000), 2, "replies: early-1 %s, "
+                 "early-timeout %s", got[0] ? "yes" : "no", got[1] ? "yes" : "no");
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(got[0], "ok")));
+    cJSON *want = cJSON_Parse("{\"x\":1}");
+    cr_assert(cJSON_Compare(cJSON_GetObjectItemCaseSensitive(got[0], "result"), want, 1),
+              "early-1 result is not {\"x\":1}");
+    cr_assert_str_eq(rw_str(got[0], "worker"), d->id);
+    cr_assert_str_eq(rw_error_code(got[1]), "timeout", "early-timeout got '%s'",
+                     rw_error_code(got[1]));
+    cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld after the replies",
+              xlen(STREAM), xpending());
+    cJSON_Delete(want);
+    cJSON_Delete(got[0]);
+    cJSON_Delete(got[1]);
+    free(e1);
+    free(e2);
+    redisFree(s);
+    cr_assert_eq(rw_daemon_stop(d, 10000), 0, "a clean stop exits 0");
+    assert_no_leaks();
+}
+
+/* libredwork with transport_stream: echo and unknown handler, and the
+ * entry is gone (acked and deleted) once answered. */
+Test(stream, libredwork_echo_and_unknown_handler)
+{
+    start_redis(0);
+    rw_daemon *d = daemon_config(0, "lib", 2, NULL);
+    start_daemon(d);
+    redwork_client *c = open_stream_client(0);
+    redwork_result res;
+
+    cr_assert_eq(redwork_call(c, "echo", "{\"a\":[1,2]}", 5000, &res), REDWORK_OK,
+                 "status %s (%s)", redwork_status_name(res.status),
+                 res.error_message ? res.error_message : "");
+    cr_assert_str_eq(res.result, "{\"a\":[1,2]}");
+    redwork_result_free(&res);
+    cr_assert_eq(entries_added(), 1, "libredwork did not XADD to %s", STREAM);
+    cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld after echo",
+              xlen(STREAM), xpending());
+
+    cr_assert_eq(redwork_call(c, "nope", "{}", 5000, &res), REDWORK_ERROR_REPLY,
+                 "status %s", redwork_status_name(res.status));
+    cr_assert_str_eq(res.error_code, "unknown_handler");
+    cr_assert(res.error_message && strstr(res.error_message, "nope"), "message '%s'",
+              res.error_message);
+    redwork_result_free(&res);
+    cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld after unknown_handler",
+              xlen(STREAM), xpending());
+    cr_assert_eq(xlen(DEAD), 0, "an answered request was dead-lettered");
+
+    /* The daemon's own failure codes come through too. */
+    cr_assert_eq(redwork_call(c, "fail", "{}", 5000, &res), REDWORK_ERROR_REPLY);
+    cr_assert_str_eq(res.error_code, "handler_failed");
+    redwork_result_free(&res);
+    cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld after fail",
+              xlen(STREAM), xpending());
+    cr_assert_eq(entries_added(), 3);
+    redwork_client_close(c);
+    assert_no_leaks();
+}
+
+/* Entries that cannot be answered go to jobs:dead with the reason. */
+Test(stream, unanswerable_entries_are_dead_lettered)
+{
+    start_redis(0);
+    rw_daemon *d = daemon_config(0, "dead", 2, NULL);
+    start_daemon(d);
+
+    char *bad = xadd("this is {not json");
+    redisReply *r = redisCommand(fx.a, "XADD %s * payload nomsg", STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    char *nomsg = strdup(r->str);
+    freeReplyObject(r);
+    char *noid = xadd("{\"handler\":\"echo\"}");
+    cr_assert(bad && nomsg && noid);
+
+    long long deadline = rw_now_ms() + 5000;
+    while (xlen(DEAD) < 3 && rw_now_ms() < deadline)
+        sleep_ms(20);
+    cr_assert_eq(xlen(DEAD), 3, "%s has %lld entries, expected 3", DEAD, xlen(DEAD));
+    cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld after dead-lettering",
+              xlen(STREAM), xpending());
+
+    r = redisCommand(fx.a, "XRANGE %s - +", DEAD);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 3);
+    const char *want_ids[] = {bad, nomsg, noid};
+    const char *want_msg[] = {"this is {not json", "", "{\"handler\":\"echo\"}"};
+    for (size_t k = 0; k < 3; k++) {
+        const redisReply *e = r->element[k];
+        const char *msg = entry_field(e, "msg"), *error = entry_field(e, "error");
+        const char *stream = entry_field(e, "stream"), *id = entry_field(e, "id");
+        cr_assert(msg && error && stream && id && entry_field(e, "deliveries"),
+                  "dead entry %zu lacks msg, error, deliveries, stream or id", k);
+        cr_assert_str_eq(msg, want_msg[k]);
+        cr_assert_gt(strlen(error), 0, "dead entry %zu has an empty error", k);
+        cr_assert_str_eq(stream, STREAM);
+        cr_assert_str_eq(id, want_ids[k]);
+    }
+    cr_assert(strstr(entry_field(r->element[1], "error"), "msg"),
+              "error '%s' does not say the msg field is missing",
+              entry_field(r->element[1], "error"));
+    fprintf(stderr, "dead-letter reasons: [%s] [%s] [%s]\n",
+            entry_field(r->element[0], "error"), entry_field(r->element[1], "error"),
+            entry_field(r->element[2], "error"));
+    freeReplyObject(r);
+    free(bad);
+    free(nomsg);
+    free(noid);
+
+    /* The daemon carries on. */
+    const char *ids[] = {"after-dead"};
+    redisContext *s = subscribe_replies(ids, 1);
+    char *e = xadd("{\"req_id\":\"after-dead\",\"handler\":\"echo\"}");
+    cJSON *got[1] = {NULL};
+    cr_assert_eq(collect_replies(s, ids, 1, got, 5000), 1);
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(got[0], "ok")));
+    cJSON_Delete(got[0]);
+    free(e);
+    redisFree(s);
+    assert_no_leaks();
+}
+
+/* ---- 2. two daemons, one killed mid-load ------------------------------------ */
+
+Test(stream, sigkill_of_one_of_two_daemons_loses_nothing)
+{
+    start_redis(0);
+    const char *extra = "claim_idle_ms = 500\nreply_store = list\n";
+    rw_daemon *a = daemon_config(0, "two-a", 2, extra);
+    rw_daemon *b = daemon_config(1, "two-b", 2, extra);
+    start_daemon(a);
+    start_daemon(b);
+    redwork_client *c = open_stream_client(1);
+
+    /* sleep 1 ms each, so each daemon always holds entries it has not
+     * answered yet: the kill leaves some pending for the other one. */
+    const int n = 3000;
+    load l;
+    load_start_sleep(&l, c, n, 64, 15000, 0, 20000, 1);
+    long long deadline = rw_now_ms() + 15000;
+    while (load_done(&l) < n / 3 && rw_now_ms() < deadline)
+        sleep_ms(1);
+    cr_assert_geq(load_done(&l), n / 3, "the load did not get going");
+    /* Kill it while it holds entries: frozen (SIGSTOP), it cannot answer
+     * them any more, so what XPENDING shows for it then is what the kill
+     * orphans. */
+    size_t orphans = 0;
+    for (int attempt = 0; attempt < 50 && orphans == 0; attempt++) {
+        cr_assert_eq(kill(a->pid, SIGSTOP), 0);
+        sleep_ms(5); /* its last pipeline reaches Redis */
+        redisReply *r = redisCommand(fx.a, "XPENDING %s redwork - + 1000 %s", STREAM,
+                                     a->id);
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+        orphans = r->elements;
+        freeReplyObject(r);
+        if (orphans == 0) {
+            kill(a->pid, SIGCONT);
+            sleep_ms(3);
+        }
+    }
+    cr_assert_eq(kill(a->pid, SIGKILL), 0);
+    int killed_at = load_done(&l);
+    cr_assert_eq(rw_daemon_wait(a, 5000), 128 + SIGKILL);
+    fprintf(stderr, "sigkill: killed after %d outcomes, holding %zu pending entries\n",
+            killed_at, orphans);
+
+    int over = load_wait(&l, 25000);
+    long long sent = entries_added();
+    fault_line("stream_sigkill_one_of_two", sent, l.ok);
+    load_report(&l, "sigkill");
+    cr_assert(over, "the load did not end: %d of %d calls have an outcome", l.done,
+              l.issued);
+    cr_assert_lt(killed_at, n, "the kill came after the load");
+    cr_assert_eq(l.issued, n);
+    cr_assert_eq(l.not_sent, 0);
+    cr_assert_eq(sent, n, "entries-added %lld, expected %d", sent, n);
+    cr_assert_eq(l.ok, n, "%d of %d calls answered REDWORK_OK", l.ok, n);
+    cr_assert_eq(l.wrong, 0, "%d replies carry another call's payload", l.wrong);
+    cr_assert_eq(l.dup, 0, "%d calls completed twice", l.dup);
+    cr_assert(wait_stream_empty(5000), "XLEN %lld, XPENDING %lld at the end",
+              xlen(STREAM), xpending());
+    cr_assert_gt(orphans, 0, "the killed daemon held no entries: nothing to take over");
+    cr_assert(rw_wait_file_contains(b->log, "took over", 1000),
+              "the surviving daemon never took over the killed one's entries");
+    redwork_client_close(c);
+    load_free(&l);
+    assert_no_leaks();
+}
+
+/* ---- 3. redis-server restarted from its AOF mid-load ---------------------- */
+
+Test(stream, redis_restart_with_aof_loses_nothing)
+{
+    start_redis(1);
+    rw_daemon *d = daemon_config(0, "aof", 2, "claim_idle_ms = 1000\nreply_store = list\n");
+    start_daemon(d);
+    redwork_client *c = open_stream_client(1);
+
+    const int n = 3000;
+    load l;
+    /* ~3 s of load at 1 call per ms at most, 32 in flight. */
+    load_start(&l, c, n, 32, 8000, 1000, 15000);
+    long long deadline = rw_now_ms() + 10000;
+    while (load_done(&l) < n / 3 && rw_now_ms() < deadline)
+        sleep_ms(1);
+    cr_assert_geq(load_done(&l), n / 3, "the load did not get going");
+    int before = load_done(&l);
+    crash_and_restart_redis();
+    long long restarted_ms = rw_now_ms();
+
+    int over = load_wait(&l, 25000);
+    long long sent = entries_added();
+    fault_line("stream_redis_restart_aof", sent, l.ok);
+    load_report(&l, "aof");
+    fprintf(stderr, "aof: restart after %d outcomes; %d not sent; load over %lld ms "
+            "after the restart\n", before, l.not_sent, rw_now_ms() - restarted_ms);
+    cr_assert(over, "the load did not end: %d of %d calls have an outcome", l.done,
+              l.issued);
+    cr_assert_lt(before, l.issued, "the restart came after the load");
+    cr_assert_geq(sent, l.ok, "more answers (%d) than entries added (%lld)", l.ok, sent);
+    cr_assert_eq(sent - l.ok, 0, "%lld requests taken by Redis were never answered",
+                 sent - l.ok);
+    cr_assert_eq(l.wrong, 0);
+    cr_assert_eq(l.dup, 0);
+    cr_assert_gt(l.ok, n / 2, "only %d calls answered", l.ok);
+    cr_assert(wait_stream_empty(5000), "XLEN %lld, XPENDING %lld at the end",
+              xlen(STREAM), xpending());
+    cr_assert_eq(waitpid(d->pid, NULL, WNOHANG), 0, "the daemon died");
+    cr_assert(rw_wait_file_contains(d->log, "reconnected", 1000),
+              "the daemon log does not say it reconnected");
+    redwork_client_close(c);
+    load_free(&l);
+    assert_no_leaks();
+}
+
+/* ---- 4. a poison entry ------------------------------------------------------ */
+
+/* A poison entry {"handler":"fail","crash":true} (its handler calls
+ * abort()) with processes = 2, max_deliveries = 2, claim_idle_ms = 300,
+ * then N echo calls, WINDOW in flight, one every INTERVAL_US; with
+ * QUEUED_FIRST all of them are in the stream before the daemon starts. */
+static void poison_run(const char *fault, int n, int window, int interval_us,
+                       int queued_first)
+{
+    start_redis(0);
+    rw_daemon *d = daemon_config(0, "poison", 2,
+                                 "processes = 2\nmax_deliveries = 2\nclaim_idle_ms = 300\n");
+    if (!queued_first)
+        start_supervised(d, 2);
+    redwork_client *c = open_stream_client(0);
+
+    one_call poison = {0};
+    pthread_mutex_init(&poison.lock, NULL);
+    pthread_cond_init(&poison.cond, NULL);
+    cr_assert_eq(redwork_call_async(c, "fail", "{\"crash\":true}", 15000, one_cb,
+                                    &poison), 0);
+    load l;
+    load_start(&l, c, n, window, 15000, interval_us, 10000);
+    if (queued_first) {
+        long long deadline = rw_now_ms() + 5000;
+        while (entries_added() < n + 1 && rw_now_ms() < deadline)
+            sleep_ms(5);
+        cr_assert_eq(entries_added(), n + 1, "the calls did not all reach the stream");
+        start_supervised(d, 2);
+    }
+
+    cr_assert_eq(one_wait(&poison, 15000), 1, "the poison call got no outcome");
+    cr_assert_eq(poison.res.status, REDWORK_ERROR_REPLY, "poison: %s",
+                 redwork_status_name(poison.res.status));
+    cr_assert_str_eq(poison.res.error_code, "handler_failed");
+    cr_assert(poison.res.error_message && strstr(poison.res.error_message, DEAD),
+              "message '%s' does not name %s", poison.res.error_message, DEAD);
+    fprintf(stderr, "poison: %s\n", poison.res.error_message);
+
+    int over = load_wait(&l, 20000);
+    long long sent = entries_added() - 1; /* the echo requests */
+    fault_line(fault, sent, l.ok);
+    load_report(&l, "poison");
+
+    redisReply *r = redisCommand(fx.a, "XRANGE %s - +", DEAD);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    int poisons = 0;
+    for (size_t k = 0; k < r->elements; k++) {
+        const redisReply *e = r->element[k];
+        const char *msg = entry_field(e, "msg"), *dl = entry_field(e, "deliveries");
+        fprintf(stderr, "poison: %s entry: msg %s deliveries %s error %s\n", DEAD,
+                msg ? msg : "?", dl ? dl : "?", entry_field(e, "error"));
+        if (msg && strstr(msg, "\"crash\":true")) {
+            poisons++;
+            cr_assert(dl && atoll(dl) >= 3, "deliveries %s, expected >= 3", dl);
+            cr_assert_str_eq(entry_field(e, "stream"), STREAM);
+        }
+    }
+    size_t dead_entries = r->elements;
+    freeReplyObject(r);
+    cr_assert_eq(poisons, 1, "%d poison entries in %s", poisons, DEAD);
+    cr_assert(over, "the echo load did not end: %d of %d", l.done, l.issued);
+    cr_assert_eq(l.issued, n);
+    cr_assert_eq(sent, n);
+    cr_assert_eq(l.ok, n, "%d of %d echo requests answered OK (%zu entries in %s)",
+                 l.ok, n, dead_entries, DEAD);
+    cr_assert_eq(dead_entries, 1, "innocent entries were dead-lettered");
+    cr_assert(wait_stream_empty(5000), "XLEN %lld, XPENDING %lld at the end",
+              xlen(STREAM), xpending());
+    cr_assert_geq(file_count(d->log, "killed by signal"), 2,
+                  "the supervisor did not log two worker deaths");
+    cr_assert_eq(waitpid(d->pid, NULL, WNOHANG), 0, "the master died");
+
+    redwork_result_free(&poison.res);
+    pthread_cond_destroy(&poison.cond);
+    pthread_mutex_destroy(&poison.lock);
+    redwork_client_close(c);
+    load_free(&l);
+    assert_no_leaks();
+}
+
+/* Echo requests meanwhile: 300, one every 10 ms, 8 in flight. */
+Test(stream, poison_entry_is_dead_lettered)
+{
+    poison_run("stream_poison_entry", 300, 8, 10000, 0);
+}
+
+/* 64 echo requests queued behind the poison entry before the daemon starts
+ * share its batch (one XREADGROUP, then XAUTOCLAIMs of the same idle
+ * entries), and so die with its worker each time: they must still be run,
+ * not dead-lettered with it. */
+Test(stream, poison_entry_spares_its_batch_mates)
+{
+    poison_run("stream_poison_batch_mates", 64, 64, 0, 1);
+}
+
+/* ---- 5. a client that never subscribed ---------------------------------------- */
+
+Test(stream, late_client_finds_the_stored_reply)
+{
+    start_redis(0);
+    rw_daemon *d = daemon_config(0, "late", 2, "reply_store = list\nreply_ttl_ms = 30000\n");
+    start_daemon(d);
+    char *id = xadd("{\"req_id\":\"late-1\",\"handler\":\"echo\",\"x\":7}");
+    cr_assert_not_null(id);
+    long long deadline = rw_now_ms() + 5000;
+    while (rw_command_int(fx.a, "EXISTS callback:late-1") != 1 && rw_now_ms() < deadline)
+        sleep_ms(10);
+    cr_assert_eq(rw_command_int(fx.a, "EXISTS callback:late-1"), 1,
+                 "no list callback:late-1 within 5 s");
+    long long ttl = rw_command_int(fx.a, "PTTL callback:late-1");
+    cr_assert(ttl > 0 && ttl <= 30000, "PTTL %lld, expected 1..30000", ttl);
+
+    redisReply *r = redisCommand(fx.a, "LRANGE callback:late-1 0 -1");
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1,
+              "LRANGE: %zu replies", r ? r->elements : 0);
+    cJSON *j = cJSON_Parse(r->element[0]->str);
+    freeReplyObject(r);
+    cr_assert_not_null(j);
+    cr_assert_str_eq(rw_str(j, "req_id"), "late-1");
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "ok")));
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "result"),
+                                                  "x")->valueint, 7);
+    cJSON_Delete(j);
+
+    r = redisCommand(fx.a, "BLPOP callback:late-1 1");
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2, "BLPOP got nothing");
+    cr_assert(strstr(r->element[1]->str, "\"req_id\":\"late-1\""), "BLPOP: %s",
+              r->element[1]->str);
+    freeReplyObject(r);
+    cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld", xlen(STREAM), xpending());
+    free(id);
+    assert_no_leaks();
+}
+
+/* ---- 6. stream_maxlen bounds the stream ------------------------------------- */
+
+Test(stream, stream_maxlen_bounds_the_stream)
+{
+    start_redis(0);
+    rw_daemon *d = daemon_config(0, "bound", 1, "stream_maxlen = 1000\n");
+    for (int k = 0; k < 3000; k++)
+        redisAppendCommand(fx.a, "XADD %s * msg {\"req_id\":\"s-%d\",\"handler\":\"sleep\",\"ms\":20}",
+                           STREAM, k);
+    for (int k = 0; k < 3000; k++) {
+        redisReply *r = NULL;
+        cr_assert_eq(redisGetReply(fx.a, (void **)&r), REDIS_OK);
+        cr_assert_eq(r->type, REDIS_REPLY_STRING, "XADD %d refused", k);
+        freeReplyObject(r);
+    }
+    cr_assert_eq(xlen(STREAM), 3000);
+    long long t0 = rw_now_ms();
+    start_daemon(d);
+    long long len;
+    while ((len = xlen(STREAM)) > 1100 && rw_now_ms() - t0 < 5000)
+        sleep_ms(20);
+    fprintf(stderr, "bound: XLEN %lld %lld ms after the start\n", len, rw_now_ms() - t0);
+    cr_assert_leq(len, 1100, "XLEN %lld, 5 s after the daemon started", len);
+
+    /* The rest would take 20 s of sleeping: start again on an empty stream. */
+    kill(d->pid, SIGKILL);
+    rw_daemon_wait(d, 5000);
+    redisReply *r = redisCommand(fx.a, "DEL %s %s", STREAM, DEAD);
+    freeReplyObject(r);
+    start_daemon(d);
+
+    redwork_client *c = open_stream_client(0);
+    const int n = 5000;
+    load l;
+    load_start(&l, c, n, 256, 15000, 0, 15000);
+    long long max_len = 0, samples = 0;
+    long long deadline = rw_now_ms() + 20000;
+    while (!load_over(&l) && rw_now_ms() < deadline) {
+        long long v = xlen(STREAM);
+        max_len = v > max_len ? v : max_len;
+        samples++;
+        sleep_ms(20);
+    }
+    int over = load_wait(&l, 1000);
+    fprintf(stderr, "bound: %lld XLEN samples during the load, max %lld\n", samples,
+            max_len);
+    cr_assert(over, "the load did not end: %d of %d", l.done, l.issued);
+    cr_assert_eq(l.ok, n, "%d of %d answered OK", l.ok, n);
+    cr_assert_leq(max_len, 1100, "XLEN reached %lld during the load", max_len);
+    cr_assert_gt(samples, 0);
+    redwork_client_close(c);
+    load_free(&l);
+    assert_no_leaks();
+}
+
+/* ---- 7. shutdown leaves entries pending for another worker ------------------- */
+
+Test(stream, shutdown_leaves_unrun_entries_pending)
+{
+    start_redis(0);
+    rw_daemon *a = daemon_config(0, "stop-a", 1, "shutdown_timeout_ms = 300\n");
+    start_daemon(a);
+    const char *ids[] = {"slow-1", "slow-2", "slow-3"};
+    redisContext *s = subscribe_replies(ids, 3);
+    char *e[3];
+    for (int k = 0; k < 3; k++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"req_id\":\"%s\",\"handler\":\"sleep\",\"ms\":2000}",
+                 ids[k]);
+        e[k] = xadd(body);
+        cr_assert_not_null(e[k]);
+    }
+    long long deadline = rw_now_ms() + 3000;
+    while (xpending() < 3 && rw_now_ms() < deadline)
+        sleep_ms(10);
+    cr_assert_eq(xpending(), 3, "the daemon did not read the 3 entries");
+    sleep_ms(100); /* the first one runs */
+
+    long long t0 = rw_now_ms();
+    int st = rw_daemon_stop(a, 5000);
+    long long took = rw_now_ms() - t0;
+    cr_assert_eq(st, 1, "exit status %d after a timed-out shutdown, expected 1", st);
+    cr_assert_lt(took, 2000, "the stop took %lld ms", took);
+    long long pending = xpending();
+    fprintf(stderr, "shutdown: exit %d after %lld ms; %lld entries still pending\n", st,
+            took, pending);
+    cr_assert_geq(pending, 1, "no entry left pending after the shutdown");
+    cr_assert_eq(xlen(STREAM), 3);
+    cJSON *early = next_reply(s, rw_now_ms() + 200);
+    cr_assert_null(early, "a reply came at shutdown: %s",
+                   early ? rw_str(cJSON_GetObjectItemCaseSensitive(early, "error"), "code") : "");
+
+    /* A second daemon takes them over once idle for claim_idle_ms. Every
+     * reply is collected, to see that each entry is answered exactly once
+     * and OK (not dead-lettered while it runs, not run twice). */
+    rw_daemon *b = daemon_config(1, "stop-b", 3,
+                                 "claim_idle_ms = 200\nshutdown_timeout_ms = 1000\n");
+    start_daemon(b);
+    long long b_started = rw_now_ms();
+    int replies[3] = {0, 0, 0}, oks[3] = {0, 0, 0}, answered = 0;
+    char codes[3][512] = {"", "", ""};
+    deadline = rw_now_ms() + 10000;
+    long long quiet_until = LLONG_MAX;
+    while (rw_now_ms() < deadline && rw_now_ms() < quiet_until) {
+        long long until = deadline < quiet_until ? deadline : quiet_until;
+        cJSON *j = next_reply(s, until);
+        if (!j)
+            continue;
+        for (int k = 0; k < 3; k++) {
+            if (strcmp(rw_str(j, "req_id"), ids[k]) != 0)
+                continue;
+            replies[k]++;
+            int ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "ok"));
+            oks[k] += ok;
+            size_t used = strlen(codes[k]);
+            snprintf(codes[k] + used, sizeof codes[k] - used, "%s%s by %s at +%lld ms",
+                     used ? ", " : "", ok ? "ok" : rw_error_code(j), rw_str(j, "worker"),
+                     rw_now_ms() - b_started);
+        }
+        cJSON_Delete(j);
+        answered = (oks[0] > 0) + (oks[1] > 0) + (oks[2] > 0);
+        if (answered == 3 && quiet_until == LLONG_MAX)
+            quiet_until = rw_now_ms() + 500; /* any second reply comes by then */
+    }
+    fprintf(stderr, "shutdown: replies after the takeover: slow-1 [%s] slow-2 [%s] "
+            "slow-3 [%s]; %lld entries in %s\n", codes[0], codes[1], codes[2],
+            xlen(DEAD), DEAD);
+    cr_assert_eq(answered, 3, "%d of 3 answered OK by the second daemon", answered);
+    for (int k = 0; k < 3; k++)
+        cr_assert(replies[k] == 1 && oks[k] == 1,
+                  "%s got %d replies (%s), expected one OK reply", ids[k], replies[k],
+                  codes[k]);
+    cr_assert_eq(xlen(DEAD), 0, "entries that were running went to %s", DEAD);
+    for (int k = 0; k < 3; k++)
+        free(e[k]);
+    cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld at the end",
+              xlen(STREAM), xpending());
+    redisFree(s);
+    assert_no_leaks();
+}
