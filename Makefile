@@ -91,9 +91,9 @@ fuzz: deps $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
 	        tail -40 $$log; exit 1; fi; \
 	    grep -E '^(INFO: seed corpus|stat::number_of_executed_units|stat::peak_rss)' $$log; done
 
-.SECONDARY: # keep intermediate objects: no rebuild on every make
+.PRECIOUS: $(B)/%.o # keep the objects of pattern rules: no rebuild on every make
 
-.PHONY: all deps test test-unit test-integration test-python test-node demo bench fuzz install uninstall clean
+.PHONY: all deps test test-unit test-integration test-python test-node demo bench fuzz valgrind tsan install uninstall clean
 .DEFAULT_GOAL := all
 
 all: bin/redworkd bin/redwork lib/libredwork.a lib/libredwork.so $(HANDLER_SOS)
@@ -187,6 +187,14 @@ demo: deps
 
 bench: deps
 	$(Q)bench/run
+
+# The daemon under valgrind memcheck serving 10,000 requests, and the
+# concurrency tests against a ThreadSanitizer build (see the scripts).
+valgrind: deps all
+	$(Q)scripts/valgrind.sh
+
+tsan: deps
+	$(Q)scripts/tsan.sh
 
 PKGCONFIGS := redwork-handler redwork-client
 

@@ -1185,7 +1185,8 @@ static void unreachable_at_start(const char *tag, const char *worker_extra)
     cr_assert_gt(port, 0);
     rw_daemon dm;
     cr_assert_eq(rw_daemon_config(&dm, dir, port, tag,
-                                  &(rw_opts){.worker_extra = worker_extra}), 0);
+                                  &(rw_opts){.worker_extra = worker_extra,
+                                             .claim_on = 1}), 0);
     long long t0 = rw_now_ms();
     int st = rw_run_daemon(err, 15000, "-c", dm.conf, (char *)NULL);
     long long took = rw_now_ms() - t0;

@@ -62,11 +62,25 @@
 #define MAX_DAEMONS 3
 #define MAX_WORKER_PIDS 16
 
-/* The test's own fixture (each test is its own process). */
+#define MAX_GOT 4
+
+struct load;
+static void load_release(struct load *l);
+static void load_free(struct load *l);
+
+/* The test's own fixture (each test is its own process). What a test
+ * allocates lives here, so that a failed assert leaves nothing for the
+ * leak check: teardown frees it. */
 static struct {
     rw_redis redis;
     rw_daemon d[MAX_DAEMONS];
-    redisContext *a; /* the test's own connection: XLEN, XPENDING, ... */
+    redisContext *a;      /* the test's own connection: XLEN, XPENDING, ... */
+    redisContext *sub;    /* subscribed to some replies */
+    redwork_client *client;
+    struct load *load;
+    redwork_result res;   /* of a call */
+    redisReply *reply;    /* an XRANGE */
+    cJSON *got[MAX_GOT];  /* replies collected */
     /* Worker processes of supervised daemons (they do not die with their
      * master): killed at teardown if still there. */
     long worker_pids[MAX_WORKER_PIDS];
@@ -93,6 +107,24 @@ static void kill_if_redworkd(long pid)
 
 static void teardown(void)
 {
+    if (fx.load)
+        load_release(fx.load); /* stops its driver; freed after the client */
+    if (fx.client)
+        redwork_client_close(fx.client);
+    fx.client = NULL;
+    if (fx.load)
+        load_free(fx.load);
+    redwork_result_free(&fx.res);
+    if (fx.reply)
+        freeReplyObject(fx.reply);
+    fx.reply = NULL;
+    for (int k = 0; k < MAX_GOT; k++) {
+        cJSON_Delete(fx.got[k]);
+        fx.got[k] = NULL;
+    }
+    if (fx.sub)
+        redisFree(fx.sub);
+    fx.sub = NULL;
     for (int k = 0; k < MAX_DAEMONS; k++) {
         if (fx.d[k].pid <= 0)
             continue;
@@ -323,11 +355,17 @@ static int wait_stream_empty(int timeout_ms)
     }
 }
 
-/* XADD STREAM * msg BODY; returns the entry id (caller frees) or NULL. */
-static char *xadd(const char *body)
+typedef struct entry_id {
+    char s[64];
+} entry_id;
+
+/* XADD STREAM * msg BODY; returns the entry id ("" if refused). */
+static entry_id xadd(const char *body)
 {
+    entry_id id = {""};
     redisReply *r = redisCommand(fx.a, "XADD %s * msg %s", STREAM, body);
-    char *id = r && r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+    if (r && r->type == REDIS_REPLY_STRING)
+        snprintf(id.s, sizeof id.s, "%s", r->str);
     if (r)
         freeReplyObject(r);
     return id;
@@ -348,10 +386,11 @@ static const char *entry_field(const redisReply *e, const char *field)
     return NULL;
 }
 
-/* A connection SUBSCRIBEd (confirmed) to callback:<id> for each of IDS. */
+/* A connection SUBSCRIBEd (confirmed) to callback:<id> for each of IDS
+ * (fx.sub: teardown frees it). */
 static redisContext *subscribe_replies(const char *const *ids, int n)
 {
-    redisContext *s = rw_connect(fx.redis.port);
+    redisContext *s = fx.sub = rw_connect(fx.redis.port);
     cr_assert_not_null(s);
     for (int i = 0; i < n; i++) {
         redisReply *r = redisCommand(s, "SUBSCRIBE callback:%s", ids[i]);
@@ -417,9 +456,15 @@ static redwork_client *open_stream_client(int store_list)
     o.transport_stream = 1;
     o.reply_store_list = store_list;
     char err[512] = "";
-    redwork_client *c = redwork_client_open(&o, err, sizeof err);
+    redwork_client *c = fx.client = redwork_client_open(&o, err, sizeof err);
     cr_assert_not_null(c, "redwork_client_open: %s", err);
     return c;
+}
+
+static void close_client(void)
+{
+    redwork_client_close(fx.client);
+    fx.client = NULL;
 }
 
 /* A load: N echo calls {"i":<i>} (or, with SLEEP_MS > 0, sleep calls
@@ -533,11 +578,13 @@ static void *load_main(void *arg)
     return NULL;
 }
 
-static void load_start_sleep(load *l, redwork_client *c, int n, int window,
-                             int timeout_ms, int interval_us, int issue_for_ms,
-                             int sleep_ms_each)
+static load *load_start_sleep(redwork_client *c, int n, int window,
+                              int timeout_ms, int interval_us, int issue_for_ms,
+                              int sleep_ms_each)
 {
-    memset(l, 0, sizeof *l);
+    cr_assert_null(fx.load, "one load at a time");
+    load *l = fx.load = calloc(1, sizeof *l);
+    cr_assert_not_null(l);
     pthread_mutex_init(&l->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -559,12 +606,13 @@ static void load_start_sleep(load *l, redwork_client *c, int n, int window,
     cr_assert(l->calls && l->status && l->code && l->unsent && l->slots);
     cr_assert_eq(pthread_create(&l->thread, NULL, load_main, l), 0);
     l->started = 1;
+    return l;
 }
 
-static void load_start(load *l, redwork_client *c, int n, int window,
-                       int timeout_ms, int interval_us, int issue_for_ms)
+static load *load_start(redwork_client *c, int n, int window, int timeout_ms,
+                        int interval_us, int issue_for_ms)
 {
-    load_start_sleep(l, c, n, window, timeout_ms, interval_us, issue_for_ms, 0);
+    return load_start_sleep(c, n, window, timeout_ms, interval_us, issue_for_ms, 0);
 }
 
 /* Calls that have an outcome. */
@@ -593,14 +641,20 @@ static int load_wait(load *l, int timeout_ms)
     while (!load_over(l) && rw_now_ms() < deadline)
         sleep_ms(10);
     int over = load_over(l);
+    load_release(l);
+    return over;
+}
+
+/* Stops the driver (if it still issues calls) and joins it. */
+static void load_release(load *l)
+{
     if (l->started) {
         pthread_mutex_lock(&l->lock);
-        l->issue_until_ms = 0; /* stop issuing, if it still does */
+        l->issue_until_ms = 0;
         pthread_mutex_unlock(&l->lock);
         pthread_join(l->thread, NULL);
         l->started = 0;
     }
-    return over;
 }
 
 /* Prints what the calls that did not end REDWORK_OK ended with. */
@@ -616,6 +670,7 @@ static void load_report(load *l, const char *name)
         }
 }
 
+/* Frees L: after its client is closed (no callback runs any more). */
 static void load_free(load *l)
 {
     for (int i = 0; l->code && i < l->n; i++)
@@ -627,36 +682,35 @@ static void load_free(load *l)
     free(l->slots);
     pthread_cond_destroy(&l->cond);
     pthread_mutex_destroy(&l->lock);
+    free(l);
+    if (fx.load == l)
+        fx.load = NULL;
 }
 
-/* One async call's outcome, waited for with a deadline. */
-typedef struct one_call {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int calls;
-    redwork_result res;
-} one_call;
+/* One async call's outcome (into fx.res), waited for with a deadline.
+ * Static: the call may end in teardown's redwork_client_close(). */
+static pthread_mutex_t one_lock = PTHREAD_MUTEX_INITIALIZER;
+static int one_calls;
 
 static void one_cb(redwork_result *res, void *arg)
 {
-    one_call *o = arg;
-    pthread_mutex_lock(&o->lock);
-    if (o->calls++ == 0)
-        o->res = *res;
+    (void)arg;
+    pthread_mutex_lock(&one_lock);
+    if (one_calls++ == 0)
+        fx.res = *res;
     else
         redwork_result_free(res);
-    pthread_cond_broadcast(&o->cond);
-    pthread_mutex_unlock(&o->lock);
+    pthread_mutex_unlock(&one_lock);
 }
 
-static int one_wait(one_call *o, int timeout_ms)
+/* Waits (bounded) for one_cb. Returns how many times it ran. */
+static int one_wait(int timeout_ms)
 {
     long long deadline = rw_now_ms() + timeout_ms;
-    int calls;
     for (;;) {
-        pthread_mutex_lock(&o->lock);
-        calls = o->calls;
-        pthread_mutex_unlock(&o->lock);
+        pthread_mutex_lock(&one_lock);
+        int calls = one_calls;
+        pthread_mutex_unlock(&one_lock);
         if (calls > 0 || rw_now_ms() >= deadline)
             return calls;
         sleep_ms(10);
@@ -691,17 +745,17 @@ Test(stream, entries_added_before_the_daemon_are_served)
     const char *ids[] = {"early-1", "early-timeout"};
     redisContext *s = subscribe_replies(ids, 2);
 
-    char *e1 = xadd("{\"req_id\":\"early-1\",\"handler\":\"echo\",\"x\":1}");
-    char *e2 = xadd("{\"req_id\":\"early-timeout\",\"handler\":\"echo\",\"timeout_ms\":100}");
-    cr_assert(e1 && e2, "XADD failed");
+    entry_id e1 = xadd("{\"req_id\":\"early-1\",\"handler\":\"echo\",\"x\":1}");
+    entry_id e2 = xadd("{\"req_id\":\"early-timeout\",\"handler\":\"echo\",\"timeout_ms\":100}");
+    cr_assert(*e1.s && *e2.s, "XADD failed");
     sleep_ms(400);
     start_daemon(d);
 
-    cJSON *got[2] = {NULL, NULL};
+    cJSON **got = fx.got;
     cr_assert_eq(collect_replies(s, ids, 2, got, 5000), 2, "replies: early-1 %s, "
                  "early-timeout %s", got[0] ? "yes" : "no", got[1] ? "yes" : "no");
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(got[0], "ok")));
-    cJSON *want = cJSON_Parse("{\"x\":1}");
+    cJSON *want = got[2] = cJSON_Parse("{\"x\":1}");
     cr_assert(cJSON_Compare(cJSON_GetObjectItemCaseSensitive(got[0], "result"), want, 1),
               "early-1 result is not {\"x\":1}");
     cr_assert_str_eq(rw_str(got[0], "worker"), d->id);
@@ -709,12 +763,6 @@ Test(stream, entries_added_before_the_daemon_are_served)
                      rw_error_code(got[1]));
     cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld after the replies",
               xlen(STREAM), xpending());
-    cJSON_Delete(want);
-    cJSON_Delete(got[0]);
-    cJSON_Delete(got[1]);
-    free(e1);
-    free(e2);
-    redisFree(s);
     cr_assert_eq(rw_daemon_stop(d, 10000), 0, "a clean stop exits 0");
     assert_no_leaks();
 }
@@ -727,35 +775,35 @@ Test(stream, libredwork_echo_and_unknown_handler)
     rw_daemon *d = daemon_config(0, "lib", 2, NULL);
     start_daemon(d);
     redwork_client *c = open_stream_client(0);
-    redwork_result res;
+    redwork_result *res = &fx.res;
 
-    cr_assert_eq(redwork_call(c, "echo", "{\"a\":[1,2]}", 5000, &res), REDWORK_OK,
-                 "status %s (%s)", redwork_status_name(res.status),
-                 res.error_message ? res.error_message : "");
-    cr_assert_str_eq(res.result, "{\"a\":[1,2]}");
-    redwork_result_free(&res);
+    cr_assert_eq(redwork_call(c, "echo", "{\"a\":[1,2]}", 5000, res), REDWORK_OK,
+                 "status %s (%s)", redwork_status_name(res->status),
+                 res->error_message ? res->error_message : "");
+    cr_assert_str_eq(res->result, "{\"a\":[1,2]}");
+    redwork_result_free(res);
     cr_assert_eq(entries_added(), 1, "libredwork did not XADD to %s", STREAM);
     cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld after echo",
               xlen(STREAM), xpending());
 
-    cr_assert_eq(redwork_call(c, "nope", "{}", 5000, &res), REDWORK_ERROR_REPLY,
-                 "status %s", redwork_status_name(res.status));
-    cr_assert_str_eq(res.error_code, "unknown_handler");
-    cr_assert(res.error_message && strstr(res.error_message, "nope"), "message '%s'",
-              res.error_message);
-    redwork_result_free(&res);
+    cr_assert_eq(redwork_call(c, "nope", "{}", 5000, res), REDWORK_ERROR_REPLY,
+                 "status %s", redwork_status_name(res->status));
+    cr_assert_str_eq(res->error_code, "unknown_handler");
+    cr_assert(res->error_message && strstr(res->error_message, "nope"), "message '%s'",
+              res->error_message);
+    redwork_result_free(res);
     cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld after unknown_handler",
               xlen(STREAM), xpending());
     cr_assert_eq(xlen(DEAD), 0, "an answered request was dead-lettered");
 
     /* The daemon's own failure codes come through too. */
-    cr_assert_eq(redwork_call(c, "fail", "{}", 5000, &res), REDWORK_ERROR_REPLY);
-    cr_assert_str_eq(res.error_code, "handler_failed");
-    redwork_result_free(&res);
+    cr_assert_eq(redwork_call(c, "fail", "{}", 5000, res), REDWORK_ERROR_REPLY);
+    cr_assert_str_eq(res->error_code, "handler_failed");
+    redwork_result_free(res);
     cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld after fail",
               xlen(STREAM), xpending());
     cr_assert_eq(entries_added(), 3);
-    redwork_client_close(c);
+    close_client();
     assert_no_leaks();
 }
 
@@ -766,13 +814,13 @@ Test(stream, unanswerable_entries_are_dead_lettered)
     rw_daemon *d = daemon_config(0, "dead", 2, NULL);
     start_daemon(d);
 
-    char *bad = xadd("this is {not json");
+    entry_id bad = xadd("this is {not json"), nomsg = {""};
     redisReply *r = redisCommand(fx.a, "XADD %s * payload nomsg", STREAM);
     cr_assert(r && r->type == REDIS_REPLY_STRING);
-    char *nomsg = strdup(r->str);
+    snprintf(nomsg.s, sizeof nomsg.s, "%s", r->str);
     freeReplyObject(r);
-    char *noid = xadd("{\"handler\":\"echo\"}");
-    cr_assert(bad && nomsg && noid);
+    entry_id noid = xadd("{\"handler\":\"echo\"}");
+    cr_assert(*bad.s && *noid.s);
 
     long long deadline = rw_now_ms() + 5000;
     while (xlen(DEAD) < 3 && rw_now_ms() < deadline)
@@ -781,9 +829,9 @@ Test(stream, unanswerable_entries_are_dead_lettered)
     cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld after dead-lettering",
               xlen(STREAM), xpending());
 
-    r = redisCommand(fx.a, "XRANGE %s - +", DEAD);
+    r = fx.reply = redisCommand(fx.a, "XRANGE %s - +", DEAD);
     cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 3);
-    const char *want_ids[] = {bad, nomsg, noid};
+    const char *want_ids[] = {bad.s, nomsg.s, noid.s};
     const char *want_msg[] = {"this is {not json", "", "{\"handler\":\"echo\"}"};
     for (size_t k = 0; k < 3; k++) {
         const redisReply *e = r->element[k];
@@ -803,20 +851,14 @@ Test(stream, unanswerable_entries_are_dead_lettered)
             entry_field(r->element[0], "error"), entry_field(r->element[1], "error"),
             entry_field(r->element[2], "error"));
     freeReplyObject(r);
-    free(bad);
-    free(nomsg);
-    free(noid);
+    fx.reply = NULL;
 
     /* The daemon carries on. */
     const char *ids[] = {"after-dead"};
     redisContext *s = subscribe_replies(ids, 1);
-    char *e = xadd("{\"req_id\":\"after-dead\",\"handler\":\"echo\"}");
-    cJSON *got[1] = {NULL};
-    cr_assert_eq(collect_replies(s, ids, 1, got, 5000), 1);
-    cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(got[0], "ok")));
-    cJSON_Delete(got[0]);
-    free(e);
-    redisFree(s);
+    cr_assert(*xadd("{\"req_id\":\"after-dead\",\"handler\":\"echo\"}").s);
+    cr_assert_eq(collect_replies(s, ids, 1, fx.got, 5000), 1);
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(fx.got[0], "ok")));
     assert_no_leaks();
 }
 
@@ -835,12 +877,11 @@ Test(stream, sigkill_of_one_of_two_daemons_loses_nothing)
     /* sleep 1 ms each, so each daemon always holds entries it has not
      * answered yet: the kill leaves some pending for the other one. */
     const int n = 3000;
-    load l;
-    load_start_sleep(&l, c, n, 64, 15000, 0, 20000, 1);
+    load *l = load_start_sleep(c, n, 64, 15000, 0, 20000, 1);
     long long deadline = rw_now_ms() + 15000;
-    while (load_done(&l) < n / 3 && rw_now_ms() < deadline)
+    while (load_done(l) < n / 3 && rw_now_ms() < deadline)
         sleep_ms(1);
-    cr_assert_geq(load_done(&l), n / 3, "the load did not get going");
+    cr_assert_geq(load_done(l), n / 3, "the load did not get going");
     /* Kill it while it holds entries: frozen (SIGSTOP), it cannot answer
      * them any more, so what XPENDING shows for it then is what the kill
      * orphans. */
@@ -859,31 +900,31 @@ Test(stream, sigkill_of_one_of_two_daemons_loses_nothing)
         }
     }
     cr_assert_eq(kill(a->pid, SIGKILL), 0);
-    int killed_at = load_done(&l);
+    int killed_at = load_done(l);
     cr_assert_eq(rw_daemon_wait(a, 5000), 128 + SIGKILL);
     fprintf(stderr, "sigkill: killed after %d outcomes, holding %zu pending entries\n",
             killed_at, orphans);
 
-    int over = load_wait(&l, 25000);
+    int over = load_wait(l, 25000);
     long long sent = entries_added();
-    fault_line("stream_sigkill_one_of_two", sent, l.ok);
-    load_report(&l, "sigkill");
-    cr_assert(over, "the load did not end: %d of %d calls have an outcome", l.done,
-              l.issued);
+    fault_line("stream_sigkill_one_of_two", sent, l->ok);
+    load_report(l, "sigkill");
+    cr_assert(over, "the load did not end: %d of %d calls have an outcome", l->done,
+              l->issued);
     cr_assert_lt(killed_at, n, "the kill came after the load");
-    cr_assert_eq(l.issued, n);
-    cr_assert_eq(l.not_sent, 0);
+    cr_assert_eq(l->issued, n);
+    cr_assert_eq(l->not_sent, 0);
     cr_assert_eq(sent, n, "entries-added %lld, expected %d", sent, n);
-    cr_assert_eq(l.ok, n, "%d of %d calls answered REDWORK_OK", l.ok, n);
-    cr_assert_eq(l.wrong, 0, "%d replies carry another call's payload", l.wrong);
-    cr_assert_eq(l.dup, 0, "%d calls completed twice", l.dup);
+    cr_assert_eq(l->ok, n, "%d of %d calls answered REDWORK_OK", l->ok, n);
+    cr_assert_eq(l->wrong, 0, "%d replies carry another call's payload", l->wrong);
+    cr_assert_eq(l->dup, 0, "%d calls completed twice", l->dup);
     cr_assert(wait_stream_empty(5000), "XLEN %lld, XPENDING %lld at the end",
               xlen(STREAM), xpending());
     cr_assert_gt(orphans, 0, "the killed daemon held no entries: nothing to take over");
     cr_assert(rw_wait_file_contains(b->log, "took over", 1000),
               "the surviving daemon never took over the killed one's entries");
-    redwork_client_close(c);
-    load_free(&l);
+    close_client();
+    load_free(l);
     assert_no_leaks();
 }
 
@@ -897,39 +938,38 @@ Test(stream, redis_restart_with_aof_loses_nothing)
     redwork_client *c = open_stream_client(1);
 
     const int n = 3000;
-    load l;
     /* ~3 s of load at 1 call per ms at most, 32 in flight. */
-    load_start(&l, c, n, 32, 8000, 1000, 15000);
+    load *l = load_start(c, n, 32, 8000, 1000, 15000);
     long long deadline = rw_now_ms() + 10000;
-    while (load_done(&l) < n / 3 && rw_now_ms() < deadline)
+    while (load_done(l) < n / 3 && rw_now_ms() < deadline)
         sleep_ms(1);
-    cr_assert_geq(load_done(&l), n / 3, "the load did not get going");
-    int before = load_done(&l);
+    cr_assert_geq(load_done(l), n / 3, "the load did not get going");
+    int before = load_done(l);
     crash_and_restart_redis();
     long long restarted_ms = rw_now_ms();
 
-    int over = load_wait(&l, 25000);
+    int over = load_wait(l, 25000);
     long long sent = entries_added();
-    fault_line("stream_redis_restart_aof", sent, l.ok);
-    load_report(&l, "aof");
+    fault_line("stream_redis_restart_aof", sent, l->ok);
+    load_report(l, "aof");
     fprintf(stderr, "aof: restart after %d outcomes; %d not sent; load over %lld ms "
-            "after the restart\n", before, l.not_sent, rw_now_ms() - restarted_ms);
-    cr_assert(over, "the load did not end: %d of %d calls have an outcome", l.done,
-              l.issued);
-    cr_assert_lt(before, l.issued, "the restart came after the load");
-    cr_assert_geq(sent, l.ok, "more answers (%d) than entries added (%lld)", l.ok, sent);
-    cr_assert_eq(sent - l.ok, 0, "%lld requests taken by Redis were never answered",
-                 sent - l.ok);
-    cr_assert_eq(l.wrong, 0);
-    cr_assert_eq(l.dup, 0);
-    cr_assert_gt(l.ok, n / 2, "only %d calls answered", l.ok);
+            "after the restart\n", before, l->not_sent, rw_now_ms() - restarted_ms);
+    cr_assert(over, "the load did not end: %d of %d calls have an outcome", l->done,
+              l->issued);
+    cr_assert_lt(before, l->issued, "the restart came after the load");
+    cr_assert_geq(sent, l->ok, "more answers (%d) than entries added (%lld)", l->ok, sent);
+    cr_assert_eq(sent - l->ok, 0, "%lld requests taken by Redis were never answered",
+                 sent - l->ok);
+    cr_assert_eq(l->wrong, 0);
+    cr_assert_eq(l->dup, 0);
+    cr_assert_gt(l->ok, n / 2, "only %d calls answered", l->ok);
     cr_assert(wait_stream_empty(5000), "XLEN %lld, XPENDING %lld at the end",
               xlen(STREAM), xpending());
     cr_assert_eq(waitpid(d->pid, NULL, WNOHANG), 0, "the daemon died");
     cr_assert(rw_wait_file_contains(d->log, "reconnected", 1000),
               "the daemon log does not say it reconnected");
-    redwork_client_close(c);
-    load_free(&l);
+    close_client();
+    load_free(l);
     assert_no_leaks();
 }
 
@@ -937,10 +977,11 @@ Test(stream, redis_restart_with_aof_loses_nothing)
 
 /* A poison entry {"handler":"fail","crash":true} (its handler calls
  * abort()) with processes = 2, max_deliveries = 2, claim_idle_ms = 300,
- * then N echo calls, WINDOW in flight, one every INTERVAL_US; with
- * QUEUED_FIRST all of them are in the stream before the daemon starts. */
+ * then N echo calls (SLEEP_MS > 0: sleep calls), WINDOW in flight, one
+ * every INTERVAL_US; with QUEUED_FIRST all of them are in the stream before
+ * the daemon starts. */
 static void poison_run(const char *fault, int n, int window, int interval_us,
-                       int queued_first)
+                       int sleep_ms_each, int queued_first)
 {
     start_redis(0);
     rw_daemon *d = daemon_config(0, "poison", 2,
@@ -949,13 +990,9 @@ static void poison_run(const char *fault, int n, int window, int interval_us,
         start_supervised(d, 2);
     redwork_client *c = open_stream_client(0);
 
-    one_call poison = {0};
-    pthread_mutex_init(&poison.lock, NULL);
-    pthread_cond_init(&poison.cond, NULL);
     cr_assert_eq(redwork_call_async(c, "fail", "{\"crash\":true}", 15000, one_cb,
-                                    &poison), 0);
-    load l;
-    load_start(&l, c, n, window, 15000, interval_us, 10000);
+                                    NULL), 0);
+    load *l = load_start_sleep(c, n, window, 15000, interval_us, 10000, sleep_ms_each);
     if (queued_first) {
         long long deadline = rw_now_ms() + 5000;
         while (entries_added() < n + 1 && rw_now_ms() < deadline)
@@ -964,20 +1001,21 @@ static void poison_run(const char *fault, int n, int window, int interval_us,
         start_supervised(d, 2);
     }
 
-    cr_assert_eq(one_wait(&poison, 15000), 1, "the poison call got no outcome");
-    cr_assert_eq(poison.res.status, REDWORK_ERROR_REPLY, "poison: %s",
-                 redwork_status_name(poison.res.status));
-    cr_assert_str_eq(poison.res.error_code, "handler_failed");
-    cr_assert(poison.res.error_message && strstr(poison.res.error_message, DEAD),
-              "message '%s' does not name %s", poison.res.error_message, DEAD);
-    fprintf(stderr, "poison: %s\n", poison.res.error_message);
+    cr_assert_eq(one_wait(15000), 1, "the poison call got no outcome");
+    redwork_result poison = fx.res;
+    cr_assert_eq(poison.status, REDWORK_ERROR_REPLY, "poison: %s",
+                 redwork_status_name(poison.status));
+    cr_assert_str_eq(poison.error_code, "handler_failed");
+    cr_assert(poison.error_message && strstr(poison.error_message, DEAD),
+              "message '%s' does not name %s", poison.error_message, DEAD);
+    fprintf(stderr, "poison: %s\n", poison.error_message);
 
-    int over = load_wait(&l, 20000);
-    long long sent = entries_added() - 1; /* the echo requests */
-    fault_line(fault, sent, l.ok);
-    load_report(&l, "poison");
+    int over = load_wait(l, 20000);
+    long long sent = entries_added() - 1; /* the other requests */
+    fault_line(fault, sent, l->ok);
+    load_report(l, "poison");
 
-    redisReply *r = redisCommand(fx.a, "XRANGE %s - +", DEAD);
+    redisReply *r = fx.reply = redisCommand(fx.a, "XRANGE %s - +", DEAD);
     cr_assert(r && r->type == REDIS_REPLY_ARRAY);
     int poisons = 0;
     for (size_t k = 0; k < r->elements; k++) {
@@ -992,13 +1030,12 @@ static void poison_run(const char *fault, int n, int window, int interval_us,
         }
     }
     size_t dead_entries = r->elements;
-    freeReplyObject(r);
     cr_assert_eq(poisons, 1, "%d poison entries in %s", poisons, DEAD);
-    cr_assert(over, "the echo load did not end: %d of %d", l.done, l.issued);
-    cr_assert_eq(l.issued, n);
+    cr_assert(over, "the echo load did not end: %d of %d", l->done, l->issued);
+    cr_assert_eq(l->issued, n);
     cr_assert_eq(sent, n);
-    cr_assert_eq(l.ok, n, "%d of %d echo requests answered OK (%zu entries in %s)",
-                 l.ok, n, dead_entries, DEAD);
+    cr_assert_eq(l->ok, n, "%d of %d other requests answered OK (%zu entries in %s)",
+                 l->ok, n, dead_entries, DEAD);
     cr_assert_eq(dead_entries, 1, "innocent entries were dead-lettered");
     cr_assert(wait_stream_empty(5000), "XLEN %lld, XPENDING %lld at the end",
               xlen(STREAM), xpending());
@@ -1006,27 +1043,25 @@ static void poison_run(const char *fault, int n, int window, int interval_us,
                   "the supervisor did not log two worker deaths");
     cr_assert_eq(waitpid(d->pid, NULL, WNOHANG), 0, "the master died");
 
-    redwork_result_free(&poison.res);
-    pthread_cond_destroy(&poison.cond);
-    pthread_mutex_destroy(&poison.lock);
-    redwork_client_close(c);
-    load_free(&l);
+    close_client();
+    load_free(l);
     assert_no_leaks();
 }
 
 /* Echo requests meanwhile: 300, one every 10 ms, 8 in flight. */
 Test(stream, poison_entry_is_dead_lettered)
 {
-    poison_run("stream_poison_entry", 300, 8, 10000, 0);
+    poison_run("stream_poison_entry", 300, 8, 10000, 0, 0);
 }
 
-/* 64 echo requests queued behind the poison entry before the daemon starts
- * share its batch (one XREADGROUP, then XAUTOCLAIMs of the same idle
- * entries), and so die with its worker each time: they must still be run,
- * not dead-lettered with it. */
+/* 16 requests (sleep 50 ms: still queued or running when the poison's
+ * abort() comes) in the stream behind the poison entry before the daemon
+ * starts share its batch (one XREADGROUP, then XAUTOCLAIMs of the same
+ * idle entries), so they die with its worker each time: they must still
+ * be run, not dead-lettered with it. */
 Test(stream, poison_entry_spares_its_batch_mates)
 {
-    poison_run("stream_poison_batch_mates", 64, 64, 0, 1);
+    poison_run("stream_poison_batch_mates", 16, 16, 0, 50, 1);
 }
 
 /* ---- 5. a client that never subscribed ---------------------------------------- */
@@ -1036,8 +1071,7 @@ Test(stream, late_client_finds_the_stored_reply)
     start_redis(0);
     rw_daemon *d = daemon_config(0, "late", 2, "reply_store = list\nreply_ttl_ms = 30000\n");
     start_daemon(d);
-    char *id = xadd("{\"req_id\":\"late-1\",\"handler\":\"echo\",\"x\":7}");
-    cr_assert_not_null(id);
+    cr_assert(*xadd("{\"req_id\":\"late-1\",\"handler\":\"echo\",\"x\":7}").s);
     long long deadline = rw_now_ms() + 5000;
     while (rw_command_int(fx.a, "EXISTS callback:late-1") != 1 && rw_now_ms() < deadline)
         sleep_ms(10);
@@ -1046,25 +1080,28 @@ Test(stream, late_client_finds_the_stored_reply)
     long long ttl = rw_command_int(fx.a, "PTTL callback:late-1");
     cr_assert(ttl > 0 && ttl <= 30000, "PTTL %lld, expected 1..30000", ttl);
 
-    redisReply *r = redisCommand(fx.a, "LRANGE callback:late-1 0 -1");
+    redisReply *r = fx.reply = redisCommand(fx.a, "LRANGE callback:late-1 0 -1");
     cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1,
               "LRANGE: %zu replies", r ? r->elements : 0);
-    cJSON *j = cJSON_Parse(r->element[0]->str);
-    freeReplyObject(r);
+    cJSON *j = fx.got[0] = cJSON_Parse(r->element[0]->str);
     cr_assert_not_null(j);
     cr_assert_str_eq(rw_str(j, "req_id"), "late-1");
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "ok")));
-    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "result"),
-                                                  "x")->valueint, 7);
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(j, "result"), "x");
+    cr_assert(cJSON_IsNumber(x) && x->valueint == 7, "result is not {\"x\":7}");
     cJSON_Delete(j);
+    fx.got[0] = NULL;
+    freeReplyObject(r);
 
-    r = redisCommand(fx.a, "BLPOP callback:late-1 1");
+    r = fx.reply = redisCommand(fx.a, "BLPOP callback:late-1 1");
     cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2, "BLPOP got nothing");
     cr_assert(strstr(r->element[1]->str, "\"req_id\":\"late-1\""), "BLPOP: %s",
               r->element[1]->str);
     freeReplyObject(r);
+    fx.reply = NULL;
+    cr_assert_eq(rw_command_int(fx.a, "EXISTS callback:late-1"), 0, "BLPOP left a reply");
     cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld", xlen(STREAM), xpending());
-    free(id);
     assert_no_leaks();
 }
 
@@ -1101,25 +1138,24 @@ Test(stream, stream_maxlen_bounds_the_stream)
 
     redwork_client *c = open_stream_client(0);
     const int n = 5000;
-    load l;
-    load_start(&l, c, n, 256, 15000, 0, 15000);
+    load *l = load_start(c, n, 256, 15000, 0, 15000);
     long long max_len = 0, samples = 0;
     long long deadline = rw_now_ms() + 20000;
-    while (!load_over(&l) && rw_now_ms() < deadline) {
+    while (!load_over(l) && rw_now_ms() < deadline) {
         long long v = xlen(STREAM);
         max_len = v > max_len ? v : max_len;
         samples++;
         sleep_ms(20);
     }
-    int over = load_wait(&l, 1000);
+    int over = load_wait(l, 1000);
     fprintf(stderr, "bound: %lld XLEN samples during the load, max %lld\n", samples,
             max_len);
-    cr_assert(over, "the load did not end: %d of %d", l.done, l.issued);
-    cr_assert_eq(l.ok, n, "%d of %d answered OK", l.ok, n);
+    cr_assert(over, "the load did not end: %d of %d", l->done, l->issued);
+    cr_assert_eq(l->ok, n, "%d of %d answered OK", l->ok, n);
     cr_assert_leq(max_len, 1100, "XLEN reached %lld during the load", max_len);
     cr_assert_gt(samples, 0);
-    redwork_client_close(c);
-    load_free(&l);
+    close_client();
+    load_free(l);
     assert_no_leaks();
 }
 
@@ -1132,13 +1168,11 @@ Test(stream, shutdown_leaves_unrun_entries_pending)
     start_daemon(a);
     const char *ids[] = {"slow-1", "slow-2", "slow-3"};
     redisContext *s = subscribe_replies(ids, 3);
-    char *e[3];
     for (int k = 0; k < 3; k++) {
         char body[128];
         snprintf(body, sizeof body, "{\"req_id\":\"%s\",\"handler\":\"sleep\",\"ms\":2000}",
                  ids[k]);
-        e[k] = xadd(body);
-        cr_assert_not_null(e[k]);
+        cr_assert(*xadd(body).s, "XADD refused");
     }
     long long deadline = rw_now_ms() + 3000;
     while (xpending() < 3 && rw_now_ms() < deadline)
@@ -1156,9 +1190,8 @@ Test(stream, shutdown_leaves_unrun_entries_pending)
             took, pending);
     cr_assert_geq(pending, 1, "no entry left pending after the shutdown");
     cr_assert_eq(xlen(STREAM), 3);
-    cJSON *early = next_reply(s, rw_now_ms() + 200);
-    cr_assert_null(early, "a reply came at shutdown: %s",
-                   early ? rw_str(cJSON_GetObjectItemCaseSensitive(early, "error"), "code") : "");
+    cJSON *early = fx.got[0] = next_reply(s, rw_now_ms() + 200);
+    cr_assert_null(early, "a reply came at shutdown: %s", early ? rw_error_code(early) : "");
 
     /* A second daemon takes them over once idle for claim_idle_ms. Every
      * reply is collected, to see that each entry is answered exactly once
@@ -1173,7 +1206,7 @@ Test(stream, shutdown_leaves_unrun_entries_pending)
     long long quiet_until = LLONG_MAX;
     while (rw_now_ms() < deadline && rw_now_ms() < quiet_until) {
         long long until = deadline < quiet_until ? deadline : quiet_until;
-        cJSON *j = next_reply(s, until);
+        cJSON *j = fx.got[0] = next_reply(s, until);
         if (!j)
             continue;
         for (int k = 0; k < 3; k++) {
@@ -1188,6 +1221,7 @@ Test(stream, shutdown_leaves_unrun_entries_pending)
                      rw_now_ms() - b_started);
         }
         cJSON_Delete(j);
+        fx.got[0] = NULL;
         answered = (oks[0] > 0) + (oks[1] > 0) + (oks[2] > 0);
         if (answered == 3 && quiet_until == LLONG_MAX)
             quiet_until = rw_now_ms() + 500; /* any second reply comes by then */
@@ -1201,10 +1235,7 @@ Test(stream, shutdown_leaves_unrun_entries_pending)
                   "%s got %d replies (%s), expected one OK reply", ids[k], replies[k],
                   codes[k]);
     cr_assert_eq(xlen(DEAD), 0, "entries that were running went to %s", DEAD);
-    for (int k = 0; k < 3; k++)
-        free(e[k]);
     cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld at the end",
               xlen(STREAM), xpending());
-    redisFree(s);
     assert_no_leaks();
 }
