@@ -64,6 +64,7 @@ struct dispatcher {
     stats *st;
     redisContext *sub;   /* pubsub: the subscriber connection */
     stream_source *streams; /* stream: the stream connection */
+    stream_holds *holds;    /* stream: the entries this process holds */
     redisContext *cmd;   /* claims; NULL until needed or after a failure */
     reply_sink *sink;    /* immediate answers */
     int stop_pipe[2];
@@ -243,6 +244,7 @@ static int take_body(dispatcher *d, const char *channel, const char *body,
     snprintf(in->entry_id, sizeof in->entry_id, "%s", entry != NULL ? entry->id : "");
     if (status == REQUEST_OK) {
         snprintf(req->entry_id, sizeof req->entry_id, "%s", in->entry_id);
+        req->holds = entry != NULL ? d->holds : NULL; /* released when freed */
         if (route(d, req, in) == 0)
             in->req = req;
         else
@@ -349,9 +351,13 @@ static void flush_batch(dispatcher *d) {
         if (in->req != NULL)
             runnable[n++] = in->req;
         else
+        {
             reply_send_error(d->sink, &(reply_target){.req_id = in->id,
                              .stream = in->stream, .entry_id = in->entry_id},
                              in->code, "%s", in->message);
+            if (in->stream != NULL) /* answered and acknowledged */
+                stream_holds_remove(d->holds, in->stream, in->entry_id);
+        }
     }
     d->batch_count = 0;
     size_t pushed = queue_push_many(d->q, runnable, n);
@@ -541,6 +547,7 @@ static void take_entry(dispatcher *d, stream_entry *e, uint64_t now_us,
         request_parse(e->body, e->len, e->stream, (size_t)d->cfg->max_request_bytes,
                       received_us, &req, id, msg, sizeof msg);
         request_free(req);
+        stream_holds_remove(d->holds, e->stream, e->id);
         if (stream_source_dead_letter(d->streams, e, why, err, sizeof err) != 0)
             return; /* still pending: taken over again later */
         if (id[0] != '\0')
@@ -551,6 +558,7 @@ static void take_entry(dispatcher *d, stream_entry *e, uint64_t now_us,
                          sizeof why) == 0) {
         return;
     }
+    stream_holds_remove(d->holds, e->stream, e->id);
     stream_source_dead_letter(d->streams, e, why, err, sizeof err);
 }
 
@@ -560,46 +568,86 @@ static int stop_asked(dispatcher *d, int ms) {
     return poll(&fd, 1, ms) > 0;
 }
 
-/* The stream loop: take over idle entries now and then, read as many new
- * ones as the queue has room for, trim the streams every second. */
+/* Takes the N entries just read or taken over (holding each). */
+static void take_entries(dispatcher *d, stream_entry *entries, size_t n) {
+    uint64_t now_us = clock_now_us(), now_ms = clock_wall_ms();
+    for (size_t i = 0; i < n; i++) {
+        take_entry(d, &entries[i], now_us, now_ms);
+        stream_entry_clear(&entries[i]);
+    }
+    flush_batch(d);
+}
+
+/* Holds N entries: they are touched from now until they are answered. */
+static void hold_all(dispatcher *d, const stream_entry *entries, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        stream_holds_add(d->holds, entries[i].stream, entries[i].id);
+}
+
+/* An interval of FRACTION (1/FRACTION) of claim_idle_ms, in us, kept
+ * within MIN_MS..MAX_MS. */
+static uint64_t idle_fraction_us(const config *cfg, long long fraction,
+                                 long long min_ms, long long max_ms) {
+    long long ms = cfg->claim_idle_ms / fraction;
+    ms = ms < min_ms ? min_ms : ms > max_ms ? max_ms : ms;
+    return (uint64_t)ms * 1000u;
+}
+
+/* The stream loop. Three times per claim_idle_ms it touches the entries it
+ * holds, so none of them looks idle; every second it trims; now and then it
+ * looks for orphans, entries idle in a dead consumer's pending list. Having
+ * found some, it stops reading new entries, waits until it holds none, and
+ * then takes the orphans over one at a time, each run alone: an entry whose
+ * handler kills its worker takes no other entry with it, and an innocent
+ * entry's delivery count grows only when it really ran. Otherwise it reads
+ * as many new entries as the queue has room for. */
 static void stream_main(dispatcher *d) {
     stream_entry entries[BATCH];
-    uint64_t reclaim_every = (uint64_t)d->cfg->claim_idle_ms * 500u; /* half, in us */
-    if (reclaim_every < 100000u)
-        reclaim_every = 100000u;
-    if (reclaim_every > 1000000u)
-        reclaim_every = 1000000u;
-    uint64_t next_reclaim = 0, next_trim = 0;
+    uint64_t touch_every = idle_fraction_us(d->cfg, 3, 20, 10000);
+    uint64_t orphan_check_every = idle_fraction_us(d->cfg, 2, 100, 1000);
+    uint64_t next_touch = 0, next_orphan_check = 0, next_trim = 0;
+    int recovering = 0;
     char err[256];
     while (!stop_asked(d, 0)) {
-        size_t room = queue_room(d->q);
-        room = room < BATCH ? room : BATCH;
         uint64_t now = clock_now_us();
-        int n = 0;
-        if (room > 0 && now >= next_reclaim) {
-            n = stream_source_reclaim(d->streams, room, entries, err, sizeof err);
-            next_reclaim = now + reclaim_every;
+        int status = 0;
+        if (now >= next_touch) {
+            status = stream_source_touch(d->streams, d->holds, err, sizeof err);
+            next_touch = now + touch_every;
         } else if (now >= next_trim) {
-            n = stream_source_trim(d->streams, err, sizeof err);
+            status = stream_source_trim(d->streams, err, sizeof err);
             next_trim = now + STREAM_TRIM_US;
-        } else if (room == 0) {
-            stop_asked(d, 10); /* the pool is full: let it work */
-            continue;
+        } else if (recovering) {
+            if (stream_holds_count(d->holds) > 0) {
+                stop_asked(d, 5); /* let what it holds finish first */
+                continue;
+            }
+            status = stream_source_reclaim(d->streams, 1, entries, err, sizeof err);
+            if (status > 0) {
+                hold_all(d, entries, 1);
+                take_entries(d, entries, 1);
+            } else if (status == 0) {
+                recovering = 0;
+            }
+        } else if (now >= next_orphan_check) {
+            status = stream_source_has_orphans(d->streams, err, sizeof err);
+            recovering = status > 0;
+            next_orphan_check = now + orphan_check_every;
         } else {
-            n = stream_source_read(d->streams, room, STREAM_BLOCK_MS, entries, err,
-                                   sizeof err);
+            size_t room = queue_room(d->q);
+            if (room == 0) {
+                stop_asked(d, 10); /* the pool is full: let it work */
+                continue;
+            }
+            status = stream_source_read(d->streams, room < BATCH ? room : BATCH,
+                                        STREAM_BLOCK_MS, entries, err, sizeof err);
+            if (status > 0) {
+                hold_all(d, entries, (size_t)status);
+                take_entries(d, entries, (size_t)status);
+            }
         }
-        if (n < 0) {
-            if (reconnect(d, err) != 0)
-                break;
-            continue;
-        }
-        uint64_t now_us = clock_now_us(), now_ms = clock_wall_ms();
-        for (int i = 0; i < n; i++) {
-            take_entry(d, &entries[i], now_us, now_ms);
-            stream_entry_clear(&entries[i]);
-        }
-        flush_batch(d);
+        if (status < 0 && reconnect(d, err) != 0)
+            break;
     }
 }
 
@@ -645,7 +693,8 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins,
         d->has_patterns |= is_pattern(cfg->channel_list[i]);
     d->delivered = calloc(cfg->channel_count, 1);
     d->sink = reply_sink_create(cfg, st);
-    if (d->delivered == NULL || d->sink == NULL ||
+    d->holds = stream_holds_create();
+    if (d->delivered == NULL || d->sink == NULL || d->holds == NULL ||
         pipe2(d->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         snprintf(err, errlen, "out of memory or file descriptors");
         goto err;
@@ -686,6 +735,7 @@ void dispatch_free(dispatcher *d) {
     for (size_t i = 0; i < d->batch_count; i++)
         request_free(d->batch[i].req);
     disconnect(d);
+    stream_holds_free(d->holds);
     if (d->cmd != NULL)
         redisFree(d->cmd);
     reply_sink_free(d->sink);

@@ -26,6 +26,7 @@
 #include "request.h"
 
 #define WRITE_BATCH 32
+#define WRITE_DELAY_US 200
 
 struct pool {
     const config *cfg;
@@ -64,13 +65,17 @@ static void run_request(reply_sink *sink, request *req) {
 }
 
 /* The next request for a worker: at once if one is queued (sending the
- * replies made so far every WRITE_BATCH), else after sending them. While
+ * replies made so far every WRITE_BATCH, or once the oldest has waited
+ * WRITE_DELAY_US: a slow handler must not hold back its neighbours'
+ * replies), else after sending them. While
  * replies wait for Redis's answers, or for Redis itself, it wakes every
  * REPLY_RETRY_INTERVAL_MS to move them on. NULL once the queue is closed
  * and drained. */
-static request *next_request(pool *p, reply_sink *sink, size_t *unwritten) {
+static request *next_request(pool *p, reply_sink *sink, size_t *unwritten,
+                             uint64_t oldest_us) {
     request *req = queue_trypop(p->q);
-    if (req != NULL && ++*unwritten < WRITE_BATCH)
+    if (req != NULL && (*unwritten == 0 || (*unwritten < WRITE_BATCH &&
+                                            clock_now_us() - oldest_us < WRITE_DELAY_US)))
         return req;
     reply_sink_write(sink);
     *unwritten = 0;
@@ -95,8 +100,12 @@ static void *worker_main(void *arg) {
             request_free(req);
         }
     }
-    while (sink != NULL && (req = next_request(p, sink, &unwritten)) != NULL)
+    uint64_t oldest_us = 0; /* when the oldest unsent reply was made */
+    while (sink != NULL && (req = next_request(p, sink, &unwritten, oldest_us)) != NULL) {
         run_request(sink, req);
+        if (unwritten++ == 0)
+            oldest_us = clock_now_us();
+    }
     reply_sink_free(sink);
     pthread_mutex_lock(&p->lock);
     p->running--;

@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "plugin.h"
+#include "streams.h"
 
 #define ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
 #define MAX_EXACT_INT 9007199254740991.0 /* 2^53 - 1: exact in a double */
@@ -218,6 +219,8 @@ void request_free(request *req) {
     if (req == NULL)
         return;
     plugin_release(req->handler);
+    if (req->holds != NULL)
+        stream_holds_remove(req->holds, req->channel, req->entry_id);
     cJSON_Delete(req->json);
     free(req->channel);
     free(req);

@@ -29,6 +29,7 @@ struct redwork_request {
     const struct plugin *handler; /* routed: a reference, released by request_free */
     long long timeout_ms;        /* -1: none */
     char entry_id[48];           /* transport = stream: its entry; else "" */
+    struct stream_holds *holds;  /* stream: where the entry is held, until freed */
     uint64_t received_us;        /* clock_now_us() at receipt */
 };
 typedef struct redwork_request request;

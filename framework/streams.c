@@ -9,9 +9,13 @@
  * left pending are taken over with XAUTOCLAIM once idle for claim_idle_ms;
  * their delivery count (XPENDING) tells a poison entry -- one whose handler
  * keeps killing its worker -- apart, and the dispatcher dead-letters it
- * after max_deliveries. */
+ * after max_deliveries. An entry still being worked on must not look idle,
+ * or a slow handler would be taken over and run twice: the entries a
+ * process holds are touched (XCLAIM JUSTID) several times per
+ * claim_idle_ms. */
 #include "streams.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +215,28 @@ static void add_arg(const char **argv, size_t *lens, size_t *n, const char *arg,
     lens[(*n)++] = len;
 }
 
+int stream_source_has_orphans(stream_source *s, char *err, size_t errlen) {
+    const config *cfg = s->cfg;
+    for (size_t i = 0; i < cfg->channel_count; i++)
+        redisAppendCommand(s->c, "XPENDING %s %s IDLE %lld - + 1", cfg->channel_list[i],
+                           cfg->group, cfg->claim_idle_ms);
+    int found = 0, status = 0;
+    for (size_t i = 0; i < cfg->channel_count; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(s->c, (void **)&r) != REDIS_OK) {
+            conn_error(s->c, NULL, err, errlen);
+            return -1;
+        }
+        if (r->type == REDIS_REPLY_ERROR && status == 0) {
+            conn_error(s->c, r, err, errlen);
+            status = -1;
+        }
+        found |= r->type == REDIS_REPLY_ARRAY && r->elements > 0;
+        freeReplyObject(r);
+    }
+    return status < 0 ? -1 : found;
+}
+
 int stream_source_dead_letter(stream_source *s, const stream_entry *e,
                               const char *why, char *err, size_t errlen) {
     const config *cfg = s->cfg;
@@ -270,6 +296,118 @@ int stream_source_trim(stream_source *s, char *err, size_t errlen) {
     }
     int status = 0;
     for (size_t i = 0; i < 2 * cfg->channel_count; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(s->c, (void **)&r) != REDIS_OK) {
+            conn_error(s->c, NULL, err, errlen);
+            return -1;
+        }
+        if (r->type == REDIS_REPLY_ERROR && status == 0) {
+            conn_error(s->c, r, err, errlen);
+            status = -1;
+        }
+        freeReplyObject(r);
+    }
+    return status;
+}
+
+/* ---- held entries ------------------------------------------------------- */
+
+typedef struct held {
+    const char *stream;
+    char id[STREAM_ID_MAX];
+} held;
+
+struct stream_holds {
+    pthread_mutex_t lock;
+    held *items;
+    size_t count, cap;
+};
+
+stream_holds *stream_holds_create(void) {
+    stream_holds *h = calloc(1, sizeof *h);
+    if (h != NULL)
+        pthread_mutex_init(&h->lock, NULL);
+    return h;
+}
+
+void stream_holds_free(stream_holds *h) {
+    if (h == NULL)
+        return;
+    pthread_mutex_destroy(&h->lock);
+    free(h->items);
+    free(h);
+}
+
+int stream_holds_add(stream_holds *h, const char *stream, const char *id) {
+    int status = 0;
+    pthread_mutex_lock(&h->lock);
+    if (h->count == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        held *grown = realloc(h->items, cap * sizeof *grown);
+        if (grown != NULL) {
+            h->items = grown;
+            h->cap = cap;
+        }
+    }
+    if (h->count < h->cap) {
+        h->items[h->count].stream = stream;
+        snprintf(h->items[h->count].id, STREAM_ID_MAX, "%s", id);
+        h->count++;
+    } else {
+        status = -1;
+    }
+    pthread_mutex_unlock(&h->lock);
+    return status;
+}
+
+void stream_holds_remove(stream_holds *h, const char *stream, const char *id) {
+    pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; i < h->count; i++)
+        if (strcmp(h->items[i].id, id) == 0 && strcmp(h->items[i].stream, stream) == 0) {
+            h->items[i] = h->items[--h->count];
+            break;
+        }
+    pthread_mutex_unlock(&h->lock);
+}
+
+size_t stream_holds_count(stream_holds *h) {
+    pthread_mutex_lock(&h->lock);
+    size_t n = h->count;
+    pthread_mutex_unlock(&h->lock);
+    return n;
+}
+
+int stream_source_touch(stream_source *s, stream_holds *h, char *err,
+                        size_t errlen) {
+    const config *cfg = s->cfg;
+    held *copy = NULL;
+    pthread_mutex_lock(&h->lock);
+    size_t n = h->count;
+    if (n > 0 && (copy = malloc(n * sizeof *copy)) != NULL)
+        memcpy(copy, h->items, n * sizeof *copy);
+    pthread_mutex_unlock(&h->lock);
+    if (copy == NULL)
+        return 0;
+    size_t commands = 0;
+    const char **argv = malloc((n + 7) * sizeof *argv);
+    for (size_t i = 0; argv != NULL && i < cfg->channel_count; i++) {
+        size_t argc = 0;
+        const char *head[] = {"XCLAIM", cfg->channel_list[i], cfg->group, cfg->id, "0"};
+        for (size_t k = 0; k < 5; k++)
+            argv[argc++] = head[k];
+        for (size_t j = 0; j < n; j++)
+            if (copy[j].stream == cfg->channel_list[i])
+                argv[argc++] = copy[j].id;
+        if (argc == 5)
+            continue;
+        argv[argc++] = "JUSTID";
+        redisAppendCommandArgv(s->c, (int)argc, argv, NULL);
+        commands++;
+    }
+    free(argv);
+    free(copy);
+    int status = 0;
+    for (size_t i = 0; i < commands; i++) {
         redisReply *r = NULL;
         if (redisGetReply(s->c, (void **)&r) != REDIS_OK) {
             conn_error(s->c, NULL, err, errlen);

@@ -52,6 +52,11 @@ int stream_source_read(stream_source *s, size_t room, int block_ms,
 int stream_source_reclaim(stream_source *s, size_t room, stream_entry *out,
                           char *err, size_t errlen);
 
+/* Whether any stream has an entry idle for more than claim_idle_ms in a
+ * pending list (a dead consumer's, as held entries are touched). Returns 1
+ * or 0, or -1 with ERR. */
+int stream_source_has_orphans(stream_source *s, char *err, size_t errlen);
+
 /* Moves E to <stream>:dead (its body, WHY and its delivery count), then
  * acknowledges and deletes it. Returns 0, or -1 with ERR. */
 int stream_source_dead_letter(stream_source *s, const stream_entry *e,
@@ -63,5 +68,29 @@ int stream_source_trim(stream_source *s, char *err, size_t errlen);
 
 /* Frees E's body. */
 void stream_entry_clear(stream_entry *e);
+
+/* The entries this process holds: read or taken over, and not yet
+ * answered. They are "touched" (XCLAIM ... JUSTID) regularly, so that no
+ * daemon -- this one included -- takes over an entry that is merely slow.
+ * Thread-safe: the dispatcher adds, whoever finishes an entry removes. */
+typedef struct stream_holds stream_holds;
+
+stream_holds *stream_holds_create(void);
+void stream_holds_free(stream_holds *h);
+
+/* Adds entry ID of STREAM (borrowed from the config). Returns 0, or -1
+ * out of memory (the entry is then merely not touched). */
+int stream_holds_add(stream_holds *h, const char *stream, const char *id);
+
+/* Removes entry ID of STREAM, if held. */
+void stream_holds_remove(stream_holds *h, const char *stream, const char *id);
+
+/* How many entries are held. */
+size_t stream_holds_count(stream_holds *h);
+
+/* Resets the idle time of every held entry (XCLAIM <stream> <group> <id>
+ * 0 <ids> JUSTID, which counts no delivery). Returns 0, or -1 with ERR. */
+int stream_source_touch(stream_source *s, stream_holds *h, char *err,
+                        size_t errlen);
 
 #endif
