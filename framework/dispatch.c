@@ -123,7 +123,8 @@ static int wait_subscribed(dispatcher *d, redisContext *c, char *err,
             return -1;
         }
         if (r->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "SUBSCRIBE refused: %s", r->str);
+            snprintf(err, errlen, "redis %s:%lld: (P)SUBSCRIBE %s refused: %s",
+                     d->cfg->redis_host, d->cfg->redis_port, d->cfg->channels, r->str);
             freeReplyObject(r);
             return -1;
         }
@@ -288,12 +289,17 @@ static int claim_round(dispatcher *d, unsigned char *lost, int check_owner,
             conn_error(d->cmd, NULL, err, errlen);
             return -1;
         }
+        /* Lost only when another daemon's id is seen, or (first round) the
+         * SET was refused for an existing key; any doubt serves it. */
         lost[i] = set->type == REDIS_REPLY_NIL &&
-                  !(owner != NULL && owner->type == REDIS_REPLY_STRING &&
-                    strcmp(owner->str, cfg->id) == 0);
-        if (set->type == REDIS_REPLY_ERROR) /* served anyway */
+                  (!check_owner || (owner->type == REDIS_REPLY_STRING &&
+                                    strcmp(owner->str, cfg->id) != 0));
+        redisReply *refused = set->type == REDIS_REPLY_ERROR ? set
+                              : owner != NULL && owner->type == REDIS_REPLY_ERROR ? owner
+                                                                                 : NULL;
+        if (refused != NULL) /* served anyway */
             log_limited(&d->claim_limit, LOG_LEVEL_WARN, "dispatch",
-                        "claim of req_id %s refused: %s", d->batch[i].id, set->str);
+                        "claim of req_id %s refused: %s", d->batch[i].id, refused->str);
         freeReplyObject(set);
         freeReplyObject(owner);
     }
