@@ -641,7 +641,7 @@ Test(scale, claims_hold_after_redis_closes_idle_connections)
     /* The losers' claims may come after the winner's reply. */
     long long claims_by = rw_now_ms() + 5000;
     while (clients_with_cmd("set") < P && rw_now_ms() < claims_by)
-        sleep_ms(10);
+        usleep(10 * 1000);
     cr_assert_eq(clients_with_cmd("set"), P, "one claim connection per worker");
 
     redisContext *admin = rw_connect(fx.redis.port);
