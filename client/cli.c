@@ -287,32 +287,25 @@ static int cmd_bench(globals *g, int argc, char **argv) {
 
     const histogram *h = &b->latency;
     double rps = secs > 0 ? (double)b->ok / secs : 0;
-    if (json) {
+    /* min, p50, p90, p99, p99.9, max */
+    unsigned long long us[6] = {h->min, histogram_percentile(h, 50),
+                                histogram_percentile(h, 90), histogram_percentile(h, 99),
+                                histogram_percentile(h, 99.9), h->max};
+    if (json)
         printf("{\"handler\":\"%s\",\"concurrency\":%ld,\"payload\":%ld,"
                "\"requests\":%ld,\"ok\":%ld,\"errors\":%ld,\"timeouts\":%ld,"
                "\"unavailable\":%ld,\"seconds\":%.3f,\"rps\":%.0f,"
                "\"min_us\":%llu,\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,"
                "\"p999_us\":%llu,\"max_us\":%llu}\n",
                handler, concurrency, payload, sent, b->ok, b->errors, b->timeouts,
-               b->unavailable, secs, rps, (unsigned long long)h->min,
-               (unsigned long long)histogram_percentile(h, 50),
-               (unsigned long long)histogram_percentile(h, 90),
-               (unsigned long long)histogram_percentile(h, 99),
-               (unsigned long long)histogram_percentile(h, 99.9),
-               (unsigned long long)h->max);
-    } else {
+               b->unavailable, secs, rps, us[0], us[1], us[2], us[3], us[4], us[5]);
+    else
         printf("handler %s, concurrency %ld, payload %ld bytes\n"
                "requests %ld: ok %ld, errors %ld, timeouts %ld, unavailable %ld\n"
                "throughput %.0f req/s over %.2f s\n"
                "latency us: min %llu  p50 %llu  p90 %llu  p99 %llu  p99.9 %llu  max %llu\n",
                handler, concurrency, payload, sent, b->ok, b->errors, b->timeouts,
-               b->unavailable, rps, secs, (unsigned long long)h->min,
-               (unsigned long long)histogram_percentile(h, 50),
-               (unsigned long long)histogram_percentile(h, 90),
-               (unsigned long long)histogram_percentile(h, 99),
-               (unsigned long long)histogram_percentile(h, 99.9),
-               (unsigned long long)h->max);
-    }
+               b->unavailable, rps, secs, us[0], us[1], us[2], us[3], us[4], us[5]);
     int code = b->ok == sent ? 0 : b->ok == 0 && b->unavailable > 0 ? EXIT_UNAVAILABLE
                                                                  : EXIT_ERROR_REPLY;
     pthread_cond_destroy(&b->finished);

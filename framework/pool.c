@@ -159,16 +159,7 @@ pool *pool_start(const config *cfg, size_t threads, queue *q, stats *st,
 }
 
 int pool_wait(pool *p, long long timeout_ms) {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    if (timeout_ms > 0) {
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
-    }
+    struct timespec deadline = clock_deadline(timeout_ms > 0 ? timeout_ms : 0);
     int timed_out = 0;
     pthread_mutex_lock(&p->lock);
     while (p->running > 0 && !timed_out) {

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "clock.h"
+
 struct queue {
     pthread_mutex_t lock;
     pthread_cond_t nonempty;
@@ -112,14 +114,7 @@ void *queue_pop(queue *q) {
 }
 
 int queue_pop_timeout(queue *q, void **item, long timeout_ms) {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = clock_deadline(timeout_ms);
     int timed_out = 0;
     pthread_mutex_lock(&q->lock);
     while (q->count == 0 && !q->closed && !timed_out)

@@ -31,6 +31,25 @@ struct stream_source {
     char **cursors; /* XAUTOCLAIM position per stream */
 };
 
+/* Reads the answers to N pipelined commands. Returns 0, or -1 with ERR
+ * holding the first error (the connection's, or Redis's). */
+static int read_answers(stream_source *s, size_t n, char *err, size_t errlen) {
+    int status = 0;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(s->c, (void **)&r) != REDIS_OK) {
+            conn_error(s->c, NULL, err, errlen);
+            return -1;
+        }
+        if (r->type == REDIS_REPLY_ERROR && status == 0) {
+            conn_error(s->c, r, err, errlen);
+            status = -1;
+        }
+        freeReplyObject(r);
+    }
+    return status;
+}
+
 void stream_entry_clear(stream_entry *e) {
     free(e->body);
     e->body = NULL;
@@ -267,18 +286,9 @@ int stream_source_dead_letter(stream_source *s, const stream_entry *e,
     redisAppendCommandArgv(s->c, (int)n, argv, lens);
     redisAppendCommand(s->c, "XACK %s %s %s", e->stream, cfg->group, e->id);
     redisAppendCommand(s->c, "XDEL %s %s", e->stream, e->id);
-    int status = 0;
-    for (int i = 0; i < 3; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(s->c, (void **)&r) != REDIS_OK || r->type == REDIS_REPLY_ERROR) {
-            if (status == 0)
-                conn_error(s->c, r, err, errlen);
-            status = -1;
-        }
-        freeReplyObject(r);
-        if (s->c->err)
-            return -1;
-    }
+    int status = read_answers(s, 3, err, errlen);
+    if (status != 0)
+        return -1;
     log_warn("streams", "moved entry %s of %s to %s after %lld deliveries: %s",
              e->id, e->stream, dead, e->deliveries, why);
     return status;
@@ -294,20 +304,7 @@ int stream_source_trim(stream_source *s, char *err, size_t errlen) {
         redisAppendCommand(s->c, "XTRIM %s%s MAXLEN ~ %lld", cfg->channel_list[i],
                            STREAM_DEAD_SUFFIX, cfg->stream_maxlen);
     }
-    int status = 0;
-    for (size_t i = 0; i < 2 * cfg->channel_count; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(s->c, (void **)&r) != REDIS_OK) {
-            conn_error(s->c, NULL, err, errlen);
-            return -1;
-        }
-        if (r->type == REDIS_REPLY_ERROR && status == 0) {
-            conn_error(s->c, r, err, errlen);
-            status = -1;
-        }
-        freeReplyObject(r);
-    }
-    return status;
+    return read_answers(s, 2 * cfg->channel_count, err, errlen);
 }
 
 /* ---- held entries ------------------------------------------------------- */
@@ -406,18 +403,5 @@ int stream_source_touch(stream_source *s, stream_holds *h, char *err,
     }
     free(argv);
     free(copy);
-    int status = 0;
-    for (size_t i = 0; i < commands; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(s->c, (void **)&r) != REDIS_OK) {
-            conn_error(s->c, NULL, err, errlen);
-            return -1;
-        }
-        if (r->type == REDIS_REPLY_ERROR && status == 0) {
-            conn_error(s->c, r, err, errlen);
-            status = -1;
-        }
-        freeReplyObject(r);
-    }
-    return status;
+    return read_answers(s, commands, err, errlen);
 }
