@@ -37,7 +37,7 @@ endif
 B := build
 
 # The daemon's modules, main.c apart so tests can link the rest.
-MODULES := config log queue request reply conn tls plugin dispatch streams pool heartbeat supervisor
+MODULES := config log jsonstr queue request reply conn tls plugin dispatch streams pool heartbeat supervisor
 MODULE_OBJS := $(MODULES:%=$(B)/framework/%.o)
 DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
 

@@ -12,6 +12,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "jsonstr.h"
+
 #define LOG_LINE_MAX 2048
 
 /* Set once by log_setup() before any thread starts; read-only afterwards. */
@@ -24,23 +26,6 @@ static const char *const level_tags[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
 void log_setup(int level, int format) {
     log_min_level = level;
     log_out_format = format;
-}
-
-/* Appends S to BUF at *POS as JSON string content (no quotes), escaping
- * what JSON requires. Stops quietly when BUF is full. */
-static void append_json_escaped(char *buf, size_t cap, size_t *pos,
-                                const char *s) {
-    for (; *s && *pos + 7 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            buf[(*pos)++] = '\\';
-            buf[(*pos)++] = (char)ch;
-        } else if (ch < 0x20) {
-            *pos += (size_t)snprintf(buf + *pos, cap - *pos, "\\u%04x", ch);
-        } else {
-            buf[(*pos)++] = (char)ch;
-        }
-    }
 }
 
 void log_vwrite(int level, const char *module, const char *fmt, va_list ap) {
@@ -70,9 +55,9 @@ void log_vwrite(int level, const char *module, const char *fmt, va_list ap) {
         pos = (size_t)snprintf(line, sizeof line,
                                "{\"ts\":\"%s\",\"level\":\"%s\",\"pid\":%ld,"
                                "\"module\":\"", ts, level_names[level], (long)getpid());
-        append_json_escaped(line, sizeof line, &pos, module);
+        jsonstr_escape(line, sizeof line, &pos, module);
         pos += (size_t)snprintf(line + pos, sizeof line - pos, "\",\"msg\":\"");
-        append_json_escaped(line, sizeof line, &pos, msg);
+        jsonstr_escape(line, sizeof line, &pos, msg);
         pos += (size_t)snprintf(line + pos, sizeof line - pos, "\"}\n");
     } else {
         pos = (size_t)snprintf(line, sizeof line, "%s %s [%ld] %s: %s\n", ts,
