@@ -53,7 +53,7 @@ struct plugin {
 
 struct plugin_set {
     const config *cfg;
-    char private_dir[64]; /* where files are copied before dlopen */
+    char tmp[64];         /* where private folders for copies are made */
     unsigned long copies; /* names the copies apart */
     pthread_mutex_t lock; /* items, count, retired */
     plugin **items;
@@ -69,14 +69,8 @@ plugin_set *plugin_set_create(const config *cfg, char *err, size_t errlen) {
     }
     set->cfg = cfg;
     const char *tmp = getenv("TMPDIR");
-    snprintf(set->private_dir, sizeof set->private_dir, "%s/redworkd-XXXXXX",
-             tmp != NULL && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
-    if (mkdtemp(set->private_dir) == NULL) {
-        snprintf(err, errlen, "%s: cannot make a private folder for handler "
-                 "copies: %s", set->private_dir, strerror(errno));
-        free(set);
-        return NULL;
-    }
+    snprintf(set->tmp, sizeof set->tmp, "%s",
+             tmp != NULL && *tmp && strlen(tmp) < sizeof set->tmp - 20 ? tmp : "/tmp");
     pthread_mutex_init(&set->lock, NULL);
     return set;
 }
@@ -97,7 +91,6 @@ void plugin_set_free(plugin_set *set) {
     for (size_t i = set->count; i-- > 0;)
         finalise(set->items[i]);
     free(set->items);
-    rmdir(set->private_dir);
     pthread_mutex_destroy(&set->lock);
     free(set);
 }
@@ -173,19 +166,38 @@ static int check_handler(const char *path, const redwork_handler *h,
     return 0;
 }
 
-/* Copies SRC to a new file in the private folder. Returns its malloc'd
- * path, or NULL with ERR. */
+/* Removes a copy and its private folder (once dlopen has mapped it, the
+ * mapping stays): nothing is left behind, even by a worker that crashes
+ * later. Frees COPY. */
+static void discard_copy(char *copy) {
+    unlink(copy);
+    char *slash = strrchr(copy, '/');
+    *slash = '\0';
+    rmdir(copy);
+    free(copy);
+}
+
+/* Copies SRC into a new private folder. Returns the copy's malloc'd path
+ * (give it to discard_copy), or NULL with ERR. */
 static char *private_copy(plugin_set *set, const char *src, char *err,
                           size_t errlen) {
     const char *base = strrchr(src, '/');
     base = base != NULL ? base + 1 : src;
-    size_t n = strlen(set->private_dir) + strlen(base) + 32;
+    size_t n = strlen(set->tmp) + strlen(base) + 48;
     char *dst = malloc(n);
     if (dst == NULL) {
         snprintf(err, errlen, "%s: out of memory", src);
         return NULL;
     }
-    snprintf(dst, n, "%s/%lu-%s", set->private_dir, ++set->copies, base);
+    snprintf(dst, n, "%s/redworkd-XXXXXX", set->tmp);
+    if (mkdtemp(dst) == NULL) {
+        snprintf(err, errlen, "%s: cannot make a private folder in %s for its copy: %s",
+                 src, set->tmp, strerror(errno));
+        free(dst);
+        return NULL;
+    }
+    size_t dirlen = strlen(dst);
+    snprintf(dst + dirlen, n - dirlen, "/%lu-%s", ++set->copies, base);
     int in = open(src, O_RDONLY | O_CLOEXEC);
     int out = in >= 0 ? open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700) : -1;
     int ok = in >= 0 && out >= 0;
@@ -202,8 +214,7 @@ static char *private_copy(plugin_set *set, const char *src, char *err,
         ok = 0;
     }
     if (!ok) {
-        unlink(dst);
-        free(dst);
+        discard_copy(dst);
         return NULL;
     }
     return dst;
@@ -229,8 +240,7 @@ static plugin *load(plugin_set *set, const char *path, plugin *const *others,
         goto err;
     dlerror();
     p->dl = dlopen(copy, RTLD_NOW | RTLD_LOCAL);
-    unlink(copy); /* the mapping stays; nothing is left behind */
-    free(copy);
+    discard_copy(copy);
     if (p->dl == NULL) {
         snprintf(err, errlen, "%s: cannot load: %s", path, dlerror());
         goto err;
