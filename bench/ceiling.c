@@ -79,6 +79,25 @@ static void discard_replies(redisContext *c) {
         freeReplyObject(r);
 }
 
+/* Waits up to TIMEOUT_MS for either connection, drops PUBLISH's answers
+ * on PUB, and reads what came on SUB into its reader. Returns 1 if SUB
+ * has new data, 0 if not; exits if SUB fails. */
+static int wait_sub(redisContext *sub, redisContext *pub, int timeout_ms) {
+    struct pollfd fds[2] = {{.fd = sub->fd, .events = POLLIN},
+                            {.fd = pub->fd, .events = POLLIN}};
+    if (poll(fds, 2, timeout_ms) <= 0)
+        return 0;
+    if (fds[1].revents & POLLIN)
+        discard_replies(pub);
+    if (!(fds[0].revents & POLLIN))
+        return 0;
+    if (redisBufferRead(sub) != REDIS_OK) {
+        fprintf(stderr, "ceiling: subscriber: %s\n", sub->errstr);
+        exit(1);
+    }
+    return 1;
+}
+
 /* The req_id string value in BODY, copied to ID; -1 if none. */
 static int find_req_id(const char *body, char *id, size_t size) {
     const char *p = strstr(body, "\"req_id\":\"");
@@ -101,18 +120,8 @@ static int serve(const args *a) {
     signal(SIGINT, on_signal);
     long served = 0;
     while (!stop) {
-        struct pollfd fds[2] = {{.fd = sub->fd, .events = POLLIN},
-                                {.fd = pub->fd, .events = POLLIN}};
-        if (poll(fds, 2, 200) <= 0)
+        if (!wait_sub(sub, pub, 200))
             continue;
-        if (fds[1].revents & POLLIN)
-            discard_replies(pub);
-        if (!(fds[0].revents & POLLIN))
-            continue;
-        if (redisBufferRead(sub) != REDIS_OK) {
-            fprintf(stderr, "ceiling: subscriber: %s\n", sub->errstr);
-            return 1;
-        }
         while (redisGetReplyFromReader(sub, (void **)&r) == REDIS_OK && r != NULL) {
             char id[160];
             if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
@@ -184,18 +193,8 @@ static int load(const args *a) {
                     REQUEST_TIMEOUT_US / 1000000u);
             break;
         }
-        struct pollfd fds[2] = {{.fd = sub->fd, .events = POLLIN},
-                                {.fd = pub->fd, .events = POLLIN}};
-        if (poll(fds, 2, 100) <= 0)
+        if (!wait_sub(sub, pub, 100))
             continue;
-        if (fds[1].revents & POLLIN)
-            discard_replies(pub);
-        if (!(fds[0].revents & POLLIN))
-            continue;
-        if (redisBufferRead(sub) != REDIS_OK) {
-            fprintf(stderr, "ceiling: subscriber: %s\n", sub->errstr);
-            return 1;
-        }
         now = clock_now_us();
         while (redisGetReplyFromReader(sub, (void **)&r) == REDIS_OK && r != NULL) {
             const char *kind = r->type == REDIS_REPLY_ARRAY && r->elements >= 3
