@@ -602,8 +602,9 @@ static uint64_t idle_fraction_us(const config *cfg, long long fraction,
 /* The stream loop. Three times per claim_idle_ms it touches the entries it
  * holds, so none of them looks idle; every second it trims; now and then it
  * looks for orphans, entries idle in a dead consumer's pending list. Having
- * found some, it stops reading new entries, waits until it holds none, and
- * then takes the orphans over one at a time, each run alone: an entry whose
+ * found some, it stops reading new entries, waits until it holds none (at
+ * most claim_idle_ms: a stuck handler must not stop the worker), and then
+ * takes the orphans over one at a time, each run alone: an entry whose
  * handler kills its worker takes no other entry with it, and an innocent
  * entry's delivery count grows only when it really ran. Otherwise it reads
  * as many new entries as the queue has room for. */
@@ -612,6 +613,7 @@ static void stream_main(dispatcher *d) {
     uint64_t touch_every = idle_fraction_us(d->cfg, 3, 20, 10000);
     uint64_t orphan_check_every = idle_fraction_us(d->cfg, 2, 100, 1000);
     uint64_t next_touch = 0, next_orphan_check = 0, next_trim = 0;
+    uint64_t quiet_by = 0; /* recovery gives up waiting for quiet then */
     int recovering = 0;
     char err[256];
     while (!stop_asked(d, 0)) {
@@ -624,20 +626,29 @@ static void stream_main(dispatcher *d) {
             status = stream_source_trim(d->streams, err, sizeof err);
             next_trim = now + STREAM_TRIM_US;
         } else if (recovering) {
-            if (stream_holds_count(d->holds) > 0) {
+            if (stream_holds_count(d->holds) > 0 && now < quiet_by) {
                 stop_asked(d, 5); /* let what it holds finish first */
+                continue;
+            }
+            if (stream_holds_count(d->holds) > 0) { /* a stuck handler: read on */
+                log_warn("dispatch", "orphaned entries wait: this worker's handlers "
+                         "did not finish within claim_idle_ms (%lld ms)",
+                         d->cfg->claim_idle_ms);
+                recovering = 0;
                 continue;
             }
             status = stream_source_reclaim(d->streams, 1, entries, err, sizeof err);
             if (status > 0) {
                 hold_all(d, entries, 1);
                 take_entries(d, entries, 1);
+                quiet_by = clock_now_us() + (uint64_t)d->cfg->claim_idle_ms * 1000u;
             } else if (status == 0) {
                 recovering = 0;
             }
         } else if (now >= next_orphan_check) {
             status = stream_source_has_orphans(d->streams, err, sizeof err);
             recovering = status > 0;
+            quiet_by = now + (uint64_t)d->cfg->claim_idle_ms * 1000u;
             next_orphan_check = now + orphan_check_every;
         } else {
             size_t room = queue_room(d->q);
