@@ -635,6 +635,7 @@ static void stream_main(dispatcher *d) {
                          "did not finish within claim_idle_ms (%lld ms)",
                          d->cfg->claim_idle_ms);
                 recovering = 0;
+                next_orphan_check = now + (uint64_t)d->cfg->claim_idle_ms * 1000u;
                 continue;
             }
             status = stream_source_reclaim(d->streams, 1, entries, err, sizeof err);

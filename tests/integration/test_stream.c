@@ -1239,3 +1239,61 @@ Test(stream, shutdown_leaves_unrun_entries_pending)
               xlen(STREAM), xpending());
     assert_no_leaks();
 }
+
+/* ---- 8. a slow handler ------------------------------------------------------ */
+
+/* A handler slower than claim_idle_ms is neither taken over (its entry is
+ * touched) nor able to stop the worker from reading while an orphan waits
+ * for a quiet moment: a fresh request is served meanwhile, and the orphan
+ * is taken over once the slow one is done. Each is answered exactly once. */
+Test(stream, slow_handler_is_not_taken_over_and_does_not_block_reading)
+{
+    start_redis(0);
+    /* An orphan: read by a consumer that never answers. */
+    redisReply *r = fx.reply = redisCommand(fx.a, "XGROUP CREATE %s redwork 0 MKSTREAM", STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    fx.reply = NULL;
+    cr_assert(*xadd("{\"req_id\":\"orphan\",\"handler\":\"echo\"}").s);
+    r = fx.reply = redisCommand(fx.a, "XREADGROUP GROUP redwork ghost COUNT 1 STREAMS %s >",
+                                STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY, "the ghost consumer read nothing");
+    freeReplyObject(r);
+    fx.reply = NULL;
+
+    const char *ids[] = {"slow", "fresh", "orphan"};
+    redisContext *s = subscribe_replies(ids, 3);
+    rw_daemon *d = daemon_config(0, "slowpoke", 2, "claim_idle_ms = 300\n");
+    start_daemon(d);
+    cr_assert(*xadd("{\"req_id\":\"slow\",\"handler\":\"sleep\",\"ms\":3000}").s);
+    sleep_ms(700); /* the orphan is idle; the worker holds the slow one */
+    long long fresh_at = rw_now_ms();
+    cr_assert(*xadd("{\"req_id\":\"fresh\",\"handler\":\"echo\"}").s);
+
+    int count[3] = {0, 0, 0}, ok[3] = {0, 0, 0};
+    long long at[3] = {0, 0, 0}, deadline = rw_now_ms() + 10000, quiet_until = LLONG_MAX;
+    while (rw_now_ms() < deadline && rw_now_ms() < quiet_until) {
+        cJSON *j = fx.got[0] = next_reply(s, deadline < quiet_until ? deadline : quiet_until);
+        if (!j)
+            continue;
+        for (int k = 0; k < 3; k++)
+            if (strcmp(rw_str(j, "req_id"), ids[k]) == 0) {
+                count[k]++;
+                ok[k] += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "ok"));
+                at[k] = rw_now_ms();
+            }
+        cJSON_Delete(j);
+        fx.got[0] = NULL;
+        if (count[0] && count[1] && count[2] && quiet_until == LLONG_MAX)
+            quiet_until = rw_now_ms() + 700; /* a second reply would come by then */
+    }
+    fprintf(stderr, "slow: fresh answered %lld ms after it was added; replies slow %d, "
+            "fresh %d, orphan %d\n", at[1] ? at[1] - fresh_at : -1, count[0], count[1],
+            count[2]);
+    for (int k = 0; k < 3; k++)
+        cr_assert(count[k] == 1 && ok[k] == 1, "%s: %d replies, %d ok", ids[k], count[k],
+                  ok[k]);
+    cr_assert_lt(at[1] - fresh_at, 2000, "the fresh request waited behind the slow one");
+    cr_assert_lt(at[1], at[0], "the fresh request was not served before the slow one ended");
+    cr_assert_eq(xlen(DEAD), 0, "something was dead-lettered");
+}
