@@ -24,8 +24,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -35,6 +37,35 @@ typedef struct buffer {
     char *data;
     size_t len, cap;
 } buffer;
+
+/* The pump threads still running, which exit waits for (briefly) so that
+ * a short-lived program does not end while one is freeing its session.
+ * Owned by this module. */
+static pthread_mutex_t pumps_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pumps_done = PTHREAD_COND_INITIALIZER;
+static int pumps_live;
+static pthread_once_t pumps_once = PTHREAD_ONCE_INIT;
+
+#define PUMP_EXIT_WAIT_MS 500
+
+static void wait_for_pumps(void) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_nsec += PUMP_EXIT_WAIT_MS * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&pumps_lock);
+    while (pumps_live > 0 &&
+           pthread_cond_timedwait(&pumps_done, &pumps_lock, &deadline) == 0)
+        ;
+    pthread_mutex_unlock(&pumps_lock);
+}
+
+static void register_wait_for_pumps(void) {
+    atexit(wait_for_pumps);
+}
 
 typedef struct pump {
     SSL *ssl;
@@ -189,7 +220,11 @@ static void *pump_main(void *arg) {
     free(p->to_server.data);
     free(p->to_app.data);
     free(p);
-    ERR_clear_error();
+    OPENSSL_thread_stop(); /* this thread's OpenSSL state */
+    pthread_mutex_lock(&pumps_lock);
+    pumps_live--;
+    pthread_cond_broadcast(&pumps_done);
+    pthread_mutex_unlock(&pumps_lock);
     return NULL;
 }
 
@@ -268,11 +303,18 @@ int tls_connect(const tls_params *tp, char *err, size_t errlen) {
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     sigset_t all, old; /* the pump takes no signals */
     sigfillset(&all);
+    pthread_once(&pumps_once, register_wait_for_pumps);
+    pthread_mutex_lock(&pumps_lock);
+    pumps_live++;
+    pthread_mutex_unlock(&pumps_lock);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(&thread, &attr, pump_main, p);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
+        pthread_mutex_lock(&pumps_lock);
+        pumps_live--;
+        pthread_mutex_unlock(&pumps_lock);
         snprintf(why, sizeof why, "cannot start the TLS thread: %s", strerror(rc));
         close(pair[0]);
         goto err;
