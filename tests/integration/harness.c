@@ -716,7 +716,7 @@ typedef struct publisher {
     pthread_t thread;
     rw_bulk *b;
     const char *channel;
-    int first, step;
+    int first, end, step; /* requests first, first + step, ... below end */
     rw_body_fn fn;
     void *arg;
     int published; /* PUBLISHes that reached a subscriber, -1 on error */
@@ -734,9 +734,9 @@ static void *publisher_main(void *p_)
     }
     char body[BODY_MAX], id[96];
     int i = p->first;
-    while (i < p->b->n && p->published >= 0) {
+    while (i < p->end && p->published >= 0) {
         int batch = 0;
-        for (; i < p->b->n && batch < PUBLISH_BATCH; i += p->step, batch++) {
+        for (; i < p->end && batch < PUBLISH_BATCH; i += p->step, batch++) {
             rw_bulk_req_id(p->b, i, id, sizeof id);
             if (p->fn(i, id, body, sizeof body, p->arg) != 0 ||
                 redisAppendCommand(c, "PUBLISH %s %s", p->channel, body) != REDIS_OK) {
@@ -762,7 +762,14 @@ static void *publisher_main(void *p_)
 int rw_bulk_publish(rw_bulk *b, const char *channel, int nthreads,
                     rw_body_fn fn, void *arg)
 {
-    if (nthreads < 1 || nthreads > 64)
+    return rw_bulk_publish_range(b, channel, 0, b->n, nthreads, fn, arg);
+}
+
+int rw_bulk_publish_range(rw_bulk *b, const char *channel, int first,
+                          int count, int nthreads, rw_body_fn fn, void *arg)
+{
+    if (nthreads < 1 || nthreads > 64 || first < 0 || count < 0 ||
+        first + count > b->n)
         return -1;
     publisher pubs[64];
     memset(pubs, 0, sizeof pubs);
@@ -772,7 +779,8 @@ int rw_bulk_publish(rw_bulk *b, const char *channel, int nthreads,
         publisher *p = &pubs[started];
         p->b = b;
         p->channel = channel;
-        p->first = started;
+        p->first = first + started;
+        p->end = first + count;
         p->step = nthreads;
         p->fn = fn;
         p->arg = arg;
@@ -1110,86 +1118,6 @@ int rw_replace_file(const char *src, const char *dst, mode_t mode)
     return -1;
 }
 
-typedef struct range_publisher {
-    pthread_t thread;
-    rw_bulk *b;
-    const char *channel;
-    int first, end, step;
-    rw_body_fn fn;
-    void *arg;
-    int published; /* PUBLISHes that reached a subscriber, -1 on error */
-} range_publisher;
-
-/* One thread of rw_bulk_publish_range: requests first, first+step, ...
- * below end, pipelined PUBLISH_BATCH at a time on its own connection. */
-static void *range_publisher_main(void *p_)
-{
-    range_publisher *p = p_;
-    redisContext *c = rw_connect(p->b->port);
-    if (!c) {
-        p->published = -1;
-        return NULL;
-    }
-    char body[BODY_MAX], id[96];
-    int i = p->first;
-    while (i < p->end && p->published >= 0) {
-        int batch = 0;
-        for (; i < p->end && batch < PUBLISH_BATCH; i += p->step, batch++) {
-            rw_bulk_req_id(p->b, i, id, sizeof id);
-            if (p->fn(i, id, body, sizeof body, p->arg) != 0 ||
-                redisAppendCommand(c, "PUBLISH %s %s", p->channel, body) != REDIS_OK) {
-                p->published = -1;
-                break;
-            }
-        }
-        for (int k = 0; k < batch; k++) {
-            redisReply *r = NULL;
-            if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
-                p->published = -1;
-                break;
-            }
-            if (r->type == REDIS_REPLY_INTEGER && r->integer >= 1 && p->published >= 0)
-                p->published++;
-            freeReplyObject(r);
-        }
-    }
-    redisFree(c);
-    return NULL;
-}
-
-int rw_bulk_publish_range(rw_bulk *b, const char *channel, int first,
-                          int count, int nthreads, rw_body_fn fn, void *arg)
-{
-    if (nthreads < 1 || nthreads > 64 || first < 0 || count < 0 ||
-        first + count > b->n)
-        return -1;
-    range_publisher pubs[64];
-    memset(pubs, 0, sizeof pubs);
-    b->t0_ms = rw_now_ms();
-    int started = 0, total = 0;
-    for (; started < nthreads; started++) {
-        range_publisher *p = &pubs[started];
-        p->b = b;
-        p->channel = channel;
-        p->first = first + started;
-        p->end = first + count;
-        p->step = nthreads;
-        p->fn = fn;
-        p->arg = arg;
-        if (pthread_create(&p->thread, NULL, range_publisher_main, p) != 0) {
-            total = -1;
-            break;
-        }
-    }
-    for (int k = 0; k < started; k++) {
-        pthread_join(pubs[k].thread, NULL);
-        if (pubs[k].published < 0)
-            total = -1;
-        else if (total >= 0)
-            total += pubs[k].published;
-    }
-    return total;
-}
 
 int rw_bulk_take_one(rw_bulk *b, long long deadline_ms)
 {
