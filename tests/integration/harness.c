@@ -497,7 +497,10 @@ static void daemon_path(char *buf, size_t len)
     snprintf(buf, len, "%s/bin/redworkd", rw_root());
 }
 
-int rw_daemon_start(rw_daemon *d, int timeout_ms)
+/* Spawns D's daemon and waits (bounded) until its PROCESSES workers' heartbeat
+ * keys exist -- 0: the single daemon's own key. Returns 0, or -1 (it is then
+ * stopped). */
+static int start_and_wait(rw_daemon *d, int processes, int timeout_ms)
 {
     char bin[RW_PATH_MAX];
     daemon_path(bin, sizeof bin);
@@ -507,6 +510,7 @@ int rw_daemon_start(rw_daemon *d, int timeout_ms)
         return -1;
     d->pid = pid;
 
+    int keys = processes > 0 ? processes : 1;
     long long deadline = rw_now_ms() + timeout_ms;
     redisContext *c = NULL;
     while (rw_now_ms() < deadline) {
@@ -518,16 +522,24 @@ int rw_daemon_start(rw_daemon *d, int timeout_ms)
         }
         if (!c)
             c = rw_connect(d->port);
-        if (c) {
-            long long e = rw_command_int(c, "EXISTS %s", d->hb_key);
-            if (e == 1) {
-                redisFree(c);
-                return 0;
-            }
+        int ready = 0;
+        for (int k = 1; c && k <= keys; k++) {
+            char key[192];
+            if (processes > 0)
+                rw_worker_key(d, k, key, sizeof key);
+            else
+                snprintf(key, sizeof key, "%s", d->hb_key);
+            long long e = rw_command_int(c, "EXISTS %s", key);
             if (e == LLONG_MIN) {
                 redisFree(c);
                 c = NULL;
+                break;
             }
+            ready += e == 1;
+        }
+        if (ready == keys) {
+            redisFree(c);
+            return 0;
         }
         sleep_ms(POLL_STEP_MS);
     }
@@ -535,6 +547,11 @@ int rw_daemon_start(rw_daemon *d, int timeout_ms)
         redisFree(c);
     rw_daemon_stop(d, 2000);
     return -1;
+}
+
+int rw_daemon_start(rw_daemon *d, int timeout_ms)
+{
+    return start_and_wait(d, 0, timeout_ms);
 }
 
 int rw_daemon_wait(rw_daemon *d, int timeout_ms)
@@ -959,47 +976,7 @@ void rw_worker_key(const rw_daemon *d, int k, char *buf, size_t len)
 
 int rw_daemon_start_workers(rw_daemon *d, int processes, int timeout_ms)
 {
-    char bin[RW_PATH_MAX];
-    daemon_path(bin, sizeof bin);
-    char *argv[] = {bin, "-c", d->conf, NULL};
-    pid_t pid = spawn(argv, d->log);
-    if (pid < 0)
-        return -1;
-    d->pid = pid;
-
-    long long deadline = rw_now_ms() + timeout_ms;
-    redisContext *c = NULL;
-    while (rw_now_ms() < deadline) {
-        if (child_exited(pid)) {
-            d->pid = 0;
-            if (c)
-                redisFree(c);
-            return -1;
-        }
-        if (!c)
-            c = rw_connect(d->port);
-        int ready = 0;
-        for (int k = 1; c && k <= processes; k++) {
-            char key[192];
-            rw_worker_key(d, k, key, sizeof key);
-            long long e = rw_command_int(c, "EXISTS %s", key);
-            if (e == LLONG_MIN) {
-                redisFree(c);
-                c = NULL;
-                break;
-            }
-            ready += e == 1;
-        }
-        if (ready == processes) {
-            redisFree(c);
-            return 0;
-        }
-        sleep_ms(POLL_STEP_MS);
-    }
-    if (c)
-        redisFree(c);
-    rw_daemon_stop(d, 2000);
-    return -1;
+    return processes < 1 ? -1 : start_and_wait(d, processes, timeout_ms);
 }
 
 long rw_worker_pid(redisContext *c, const char *key)

@@ -43,17 +43,21 @@ def stop_process(proc, timeout=10.0):
     return proc.returncode
 
 
-def start_redis(folder):
-    """redis-server on a free port (retried), answering PING. Returns (proc, port)."""
+def start_redis(folder, extra_args=(), password=None, log_name="redis.log"):
+    """redis-server on a free port (retried), answering PING, with EXTRA_ARGS
+    on its command line (for example ("--requirepass", PW)); PASSWORD is what
+    the readiness PING authenticates with (as the default user). Returns
+    (proc, port)."""
     for _ in range(5):
         port = free_port()
-        log = open(os.path.join(folder, "redis.log"), "w")
+        log = open(os.path.join(folder, log_name), "w")
         proc = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", folder],
+             "--save", "", "--appendonly", "no", "--dir", folder, *extra_args],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+        client = redis.Redis(host="127.0.0.1", port=port, password=password,
+                             socket_timeout=1)
 
         def answers():
             if proc.poll() is not None:
@@ -67,7 +71,9 @@ def start_redis(folder):
             wait_until(answers, WAIT_S, "redis-server PING")
         except TimeoutError:
             pass
-        if proc.poll() is None and answers():
+        ok = proc.poll() is None and answers()
+        client.connection_pool.disconnect()
+        if ok:
             return proc, port
         stop_process(proc)
     raise RuntimeError("could not start redis-server")
@@ -103,41 +109,6 @@ def start_daemon(folder, port, worker_id, ini_worker, ini_rest=""):
 
 REDWORKD = os.path.join(ROOT, "bin", "redworkd")
 REDWORK = os.path.join(ROOT, "bin", "redwork")
-
-
-def start_redis_with(folder, extra_args=(), password=None, log_name="redis.log"):
-    """Like start_redis, with EXTRA_ARGS on redis-server's command line (for
-    example ("--requirepass", PW)); PASSWORD is what the readiness PING
-    authenticates with (as the default user). Returns (proc, port)."""
-    for _ in range(5):
-        port = free_port()
-        log = open(os.path.join(folder, log_name), "w")
-        proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", folder, *extra_args],
-            stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        client = redis.Redis(host="127.0.0.1", port=port, password=password,
-                             socket_timeout=1)
-
-        def answers():
-            if proc.poll() is not None:
-                return True
-            try:
-                return client.ping()
-            except redis.exceptions.ConnectionError:
-                return False
-
-        try:
-            wait_until(answers, WAIT_S, "redis-server PING")
-        except TimeoutError:
-            pass
-        ok = proc.poll() is None and answers()
-        client.connection_pool.disconnect()
-        if ok:
-            return proc, port
-        stop_process(proc)
-    raise RuntimeError("could not start redis-server")
 
 
 def write_file(path, text):

@@ -43,7 +43,7 @@ import unittest
 import redis
 
 from redwork_testlib import (REDWORKD, ROOT, WAIT_S, child_env, run_cli,
-                             start_daemon_conf, start_redis_with, stop_process,
+                             start_daemon_conf, start_redis, stop_process,
                              wait_until, write_file)
 
 HANDLERS = os.path.join(ROOT, "handlers")
@@ -122,7 +122,7 @@ class PasswordTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.folder = tempfile.mkdtemp(prefix="redwork-sec-pw-")
-        cls.redis_proc, cls.port = start_redis_with(
+        cls.redis_proc, cls.port = start_redis(
             cls.folder, ("--requirepass", cls.PASSWORD), password=cls.PASSWORD)
         cls.r = redis.Redis(host="127.0.0.1", port=cls.port, password=cls.PASSWORD,
                             socket_timeout=WAIT_S, decode_responses=True)
@@ -244,7 +244,7 @@ class AclUserTest(unittest.TestCase):
     def setUpClass(cls):
         cls.folder = tempfile.mkdtemp(prefix="redwork-sec-acl-")
         f = cls.folder
-        cls.redis_proc, cls.port = start_redis_with(f)
+        cls.redis_proc, cls.port = start_redis(f)
         cls.daemons = []
         try:
             # An admin user, and the default user off: a program that does
@@ -571,7 +571,7 @@ class ClaimRetryAclTest(unittest.TestCase):
     def setUp(self):
         self.folder = tempfile.mkdtemp(prefix="redwork-sec-claim-")
         self.addCleanup(shutil.rmtree, self.folder, True)
-        self.redis_proc, self.port = start_redis_with(self.folder)
+        self.redis_proc, self.port = start_redis(self.folder)
         self.addCleanup(stop_process, self.redis_proc)
         self.admin = redis.Redis(host="127.0.0.1", port=self.port,
                                  socket_timeout=WAIT_S, decode_responses=True)
@@ -723,7 +723,7 @@ class FloodTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.folder = tempfile.mkdtemp(prefix="redwork-sec-flood-")
-        cls.redis_proc, cls.port = start_redis_with(cls.folder)
+        cls.redis_proc, cls.port = start_redis(cls.folder)
         cls.r = redis.Redis(host="127.0.0.1", port=cls.port, socket_timeout=WAIT_S,
                             decode_responses=True)
         cls.worker_id = "sec-flood-%d" % os.getpid()
