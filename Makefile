@@ -21,7 +21,7 @@ PYTHON ?= /usr/bin/python3
 WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
         -Wmissing-prototypes -Wno-format-nonliteral
 SAN := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all)
-ALL_CPPFLAGS := -Iinclude -Iframework -Iclient -D_GNU_SOURCE -DREDWORK_VERSION='"$(VERSION)"' $(CPPFLAGS)
+ALL_CPPFLAGS := -Iinclude -Icommon -Iframework -Iclient -D_GNU_SOURCE -DREDWORK_VERSION='"$(VERSION)"' $(CPPFLAGS)
 ALL_CFLAGS := -std=c11 $(WARN) -pthread $(SAN) $(CFLAGS)
 LIBS := $(shell pkg-config --libs hiredis libcjson inih openssl 2>/dev/null || echo -lhiredis -lcjson -linih -lssl -lcrypto) -ldl -lm -pthread
 # The SDK functions live in the daemon; plugins resolve them at dlopen time.
@@ -36,14 +36,17 @@ endif
 
 B := build
 
-# The daemon's modules, main.c apart so tests can link the rest.
-MODULES := config log jsonstr queue request reply conn tls plugin dispatch streams pool heartbeat supervisor
-MODULE_OBJS := $(MODULES:%=$(B)/framework/%.o)
+# common/ is the layer the daemon and libredwork share; framework/ is the
+# daemon's modules, main.c apart so tests can link the rest.
+COMMON := config conn tls log jsonstr
+MODULES := queue request reply plugin dispatch streams pool heartbeat supervisor
+MODULE_SRCS := $(COMMON:%=common/%.c) $(MODULES:%=framework/%.c)
+MODULE_OBJS := $(MODULE_SRCS:%.c=$(B)/%.o)
 DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
 
-# libredwork: the client, and the daemon modules it shares (connections,
-# the ini file), built position-independent with only the API exported.
-LIB_SRCS := client/client.c framework/conn.c framework/tls.c framework/config.c
+# libredwork: the client and the part of common/ it uses, built
+# position-independent with only the API exported.
+LIB_SRCS := client/client.c common/conn.c common/tls.c common/config.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/pic/%.o)
 CLI_OBJS := $(B)/client/cli.o $(B)/client/histogram.o
 
@@ -71,7 +74,7 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := request config
 FUZZ_SAN := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
-FUZZ_OBJS := $(MODULES:%=$(B)/fuzz/obj/framework/%.o)
+FUZZ_OBJS := $(MODULE_SRCS:%.c=$(B)/fuzz/obj/%.o)
 
 $(B)/fuzz/obj/%.o: %.c
 	@mkdir -p $(@D)

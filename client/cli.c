@@ -346,7 +346,7 @@ static int cmd_stats(globals *g, int argc, char **argv) {
         .tls_ca_file = g->opt.tls_ca_file, .tls_cert_file = g->opt.tls_cert_file,
         .tls_key_file = g->opt.tls_key_file, .tls_server_name = g->opt.tls_server_name,
     };
-    redisContext *c = conn_connect(&p, err, sizeof err);
+    redisContext *c = redwork_conn_connect(&p, err, sizeof err);
     if (c == NULL) {
         fprintf(stderr, "redwork stats: %s\n", err);
         return EXIT_UNAVAILABLE;
@@ -361,7 +361,7 @@ static int cmd_stats(globals *g, int argc, char **argv) {
         redisReply *scan = redisCommand(c, "SCAN %s MATCH redwork:worker:* COUNT 1000", cursor);
         if (scan == NULL || scan->type != REDIS_REPLY_ARRAY || scan->elements != 2) {
             fprintf(stderr, "redwork stats: SCAN failed: %s\n",
-                    conn_error(c, scan, err, sizeof err));
+                    redwork_conn_error(c, scan, err, sizeof err));
             freeReplyObject(scan);
             code = EXIT_UNAVAILABLE;
             break;

@@ -44,6 +44,7 @@
 #include "clock.h"
 #include "config.h"
 #include "conn.h"
+#include "protocol.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
@@ -100,7 +101,7 @@ void redwork_client_options_init(redwork_client_options *opt) {
     opt->port = 6379;
     opt->connect_timeout_ms = 2000;
     strcpy(opt->channel, "request");
-    strcpy(opt->reply_prefix, "callback:");
+    strcpy(opt->reply_prefix, PROTOCOL_REPLY_PREFIX);
 }
 
 /* Copies SRC into DST[SIZE]; -1 (with ERR) if it does not fit. */
@@ -118,7 +119,7 @@ static int copy_field(char *dst, size_t size, const char *src, const char *what,
 int redwork_client_options_load(redwork_client_options *opt,
                                 const char *ini_path, char *err,
                                 size_t errlen) {
-    config *cfg = config_load(ini_path, err, errlen);
+    config *cfg = redwork_config_load(ini_path, err, errlen);
     if (cfg == NULL)
         return -1;
     redwork_client_options o = *opt;
@@ -145,7 +146,7 @@ int redwork_client_options_load(redwork_client_options *opt,
     o.reply_store_list = cfg->reply_store == REPLY_STORE_LIST;
     o.transport_stream = cfg->transport == TRANSPORT_STREAM;
     o.tls = (int)cfg->tls;
-    config_free(cfg);
+    redwork_config_free(cfg);
     if (status != 0)
         return -1;
     *opt = o;
@@ -160,7 +161,7 @@ static redisContext *connect_redis(const redwork_client_options *o, char *err,
         .tls = o->tls, .tls_ca_file = o->tls_ca_file, .tls_cert_file = o->tls_cert_file,
         .tls_key_file = o->tls_key_file, .tls_server_name = o->tls_server_name,
     };
-    return conn_connect(&p, err, errlen);
+    return redwork_conn_connect(&p, err, errlen);
 }
 
 /* ---- the waiter table and the deadline heap (under the lock) ----------- */
@@ -359,7 +360,7 @@ static redisContext *subscribe(redwork_client *c, char *err, size_t errlen) {
     redisReply *r = redisCommand(s, "PSUBSCRIBE %s%s.*", c->opt.reply_prefix, c->id);
     int ok = r != NULL && r->type == REDIS_REPLY_ARRAY;
     if (!ok)
-        conn_error(s, r, err, errlen);
+        redwork_conn_error(s, r, err, errlen);
     freeReplyObject(r);
     if (!ok) {
         redisFree(s);
@@ -669,8 +670,8 @@ static char *make_body(const redwork_client *c, uint64_t seq, const char *handle
     }
     char id[160];
     snprintf(id, sizeof id, "%s.%llu", c->id, (unsigned long long)seq);
-    cJSON_DeleteItemFromObjectCaseSensitive(obj, "req_id");
-    int ok = cJSON_AddStringToObject(obj, "req_id", id) != NULL;
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, PROTOCOL_FIELD_REQ_ID);
+    int ok = cJSON_AddStringToObject(obj, PROTOCOL_FIELD_REQ_ID, id) != NULL;
     if (ok && handler != NULL) {
         cJSON_DeleteItemFromObjectCaseSensitive(obj, "handler");
         ok = cJSON_AddStringToObject(obj, "handler", handler) != NULL;

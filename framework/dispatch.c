@@ -119,7 +119,7 @@ static int wait_subscribed(dispatcher *d, redisContext *c, char *err,
     while (confirmed < d->cfg->channel_count) {
         redisReply *r = NULL;
         if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-            conn_error(c, NULL, err, errlen);
+            redwork_conn_error(c, NULL, err, errlen);
             return -1;
         }
         if (r->type == REDIS_REPLY_ERROR) {
@@ -145,7 +145,7 @@ static int wait_subscribed(dispatcher *d, redisContext *c, char *err,
 
 /* Opens a subscriber connection with every channel confirmed. */
 static redisContext *subscribe_all(dispatcher *d, char *err, size_t errlen) {
-    redisContext *c = conn_open(d->cfg, err, errlen);
+    redisContext *c = redwork_conn_open(d->cfg, err, errlen);
     if (c == NULL)
         return NULL;
     if (send_subscribe(d, c, err, errlen) == 0 &&
@@ -199,7 +199,7 @@ static int is_copy(dispatcher *d, int sub, const char *channel,
 static int route(dispatcher *d, request *req, inbound *in) {
     const char *name = req->handler_field;
     if (name == NULL)
-        name = config_route_for(d->cfg, req->channel);
+        name = redwork_config_route_for(d->cfg, req->channel);
     if (name == NULL && *d->cfg->default_handler)
         name = d->cfg->default_handler;
     if (name == NULL) {
@@ -233,7 +233,7 @@ static int take_body(dispatcher *d, const char *channel, const char *body,
                                in->id, in->message, sizeof in->message);
     if (status == REQUEST_UNANSWERABLE) {
         stats_add(d->st->rejected);
-        log_limited(&d->reject_limit, LOG_LEVEL_WARN, "dispatch",
+        redwork_log_limited(&d->reject_limit, LOG_LEVEL_WARN, "dispatch",
                     "rejected a %zu-byte message on %s '%s': %s", len,
                     entry != NULL ? "stream" : "channel", channel, in->message);
         snprintf(why, whylen, "%s", in->message);
@@ -286,7 +286,7 @@ static int claim_round(dispatcher *d, unsigned char *lost, int check_owner,
         if (redisGetReply(d->cmd, (void **)&set) != REDIS_OK ||
             (check_owner && redisGetReply(d->cmd, (void **)&owner) != REDIS_OK)) {
             freeReplyObject(set);
-            conn_error(d->cmd, NULL, err, errlen);
+            redwork_conn_error(d->cmd, NULL, err, errlen);
             return -1;
         }
         /* Lost only when another daemon's id is seen, or (first round) the
@@ -298,7 +298,7 @@ static int claim_round(dispatcher *d, unsigned char *lost, int check_owner,
                               : owner != NULL && owner->type == REDIS_REPLY_ERROR ? owner
                                                                                  : NULL;
         if (refused != NULL) /* served anyway */
-            log_limited(&d->claim_limit, LOG_LEVEL_WARN, "dispatch",
+            redwork_log_limited(&d->claim_limit, LOG_LEVEL_WARN, "dispatch",
                         "claim of req_id %s refused: %s", d->batch[i].id, refused->str);
         freeReplyObject(set);
         freeReplyObject(owner);
@@ -316,7 +316,7 @@ static void claim_batch(dispatcher *d) {
     unsigned char lost[BATCH];
     int claimed = 0;
     for (int attempt = 0; attempt < 2 && !claimed; attempt++) {
-        if (d->cmd == NULL && (d->cmd = conn_open(d->cfg, err, sizeof err)) == NULL)
+        if (d->cmd == NULL && (d->cmd = redwork_conn_open(d->cfg, err, sizeof err)) == NULL)
             continue;
         claimed = claim_round(d, lost, attempt > 0, err, sizeof err) == 0;
         if (!claimed) {
@@ -325,7 +325,7 @@ static void claim_batch(dispatcher *d) {
         }
     }
     if (!claimed) {
-        log_limited(&d->claim_limit, LOG_LEVEL_WARN, "dispatch",
+        redwork_log_limited(&d->claim_limit, LOG_LEVEL_WARN, "dispatch",
                     "cannot claim %zu requests, serving them unclaimed: %s",
                     d->batch_count, err);
         return;

@@ -84,7 +84,7 @@ static int write_key(heartbeat *hb, size_t queue_depth, char *err,
         redisReply *r = NULL;
         if (redisGetReply(hb->c, (void **)&r) != REDIS_OK ||
             r->type == REDIS_REPLY_ERROR) {
-            conn_error(hb->c, r, err, errlen);
+            redwork_conn_error(hb->c, r, err, errlen);
             status = -1;
         }
         freeReplyObject(r);
@@ -98,7 +98,7 @@ int heartbeat_beat(heartbeat *hb, size_t queue_depth) {
     char err[256];
     int status = -1;
     if (hb->c == NULL)
-        hb->c = conn_open(hb->cfg, err, sizeof err);
+        hb->c = redwork_conn_open(hb->cfg, err, sizeof err);
     if (hb->c != NULL) {
         status = write_key(hb, queue_depth, err, sizeof err);
         if (status != 0 && hb->c->err) {

@@ -141,17 +141,17 @@ int main(int argc, char **argv) {
     }
 
     char err[1024];
-    config *cfg = config_load(path, err, sizeof err);
+    config *cfg = redwork_config_load(path, err, sizeof err);
     if (cfg == NULL) {
         log_error("config", "%s", err);
         return EX_CONFIG;
     }
     if (test_only) {
         printf("redworkd: %s: configuration OK\n", path);
-        config_free(cfg);
+        redwork_config_free(cfg);
         return 0;
     }
-    log_setup((int)cfg->log_level, (int)cfg->log_format);
+    redwork_log_setup((int)cfg->log_level, (int)cfg->log_format);
     if (cfg->threads == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         cfg->threads = cpus > 0 ? cpus : 1;
@@ -169,10 +169,10 @@ int main(int argc, char **argv) {
         int master_status = 0;
         int index = supervisor_run(cfg, &signals, &master_status);
         if (index <= 0) { /* the master, after its workers stopped */
-            config_free(cfg);
+            redwork_config_free(cfg);
             return master_status;
         }
-        if (config_worker_id(cfg, index) != 0) {
+        if (redwork_config_worker_id(cfg, index) != 0) {
             log_error("main", "out of memory");
             return EXIT_FAILURE;
         }
@@ -254,6 +254,6 @@ out:
     queue_free(q);
     free(names);
     plugin_set_free(plugins);
-    config_free(cfg);
+    redwork_config_free(cfg);
     return status;
 }

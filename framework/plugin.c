@@ -257,7 +257,7 @@ static plugin *load(plugin_set *set, const char *path, plugin *const *others,
     p->set = set;
     p->host.cfg = set->cfg;
     p->host.name = p->h->name;
-    p->host.section = config_section_for(set->cfg, p->h->name);
+    p->host.section = redwork_config_section_for(set->cfg, p->h->name);
     if (p->h->init != NULL) {
         int rc = p->h->init(&p->host, &p->state);
         if (rc != 0) {
@@ -533,7 +533,7 @@ const char *redwork_host_name(const redwork_host *host) { return host->name; }
 
 const char *redwork_config_string(const redwork_host *host, const char *key,
                                   const char *def) {
-    const config_entry *e = config_section_get(host->section, key);
+    const config_entry *e = redwork_config_section_get(host->section, key);
     return e != NULL ? e->value : def;
 }
 
@@ -547,7 +547,7 @@ static int bad_value(const redwork_host *host, const config_entry *e,
 
 int redwork_config_int(const redwork_host *host, const char *key,
                        long long def, long long *out) {
-    const config_entry *e = config_section_get(host->section, key);
+    const config_entry *e = redwork_config_section_get(host->section, key);
     if (e == NULL) {
         *out = def;
         return 0;
@@ -563,12 +563,12 @@ int redwork_config_int(const redwork_host *host, const char *key,
 
 int redwork_config_bool(const redwork_host *host, const char *key, int def,
                         int *out) {
-    const config_entry *e = config_section_get(host->section, key);
+    const config_entry *e = redwork_config_section_get(host->section, key);
     if (e == NULL) {
         *out = def;
         return 0;
     }
-    if (config_parse_bool(e->value, out) == 0)
+    if (redwork_config_parse_bool(e->value, out) == 0)
         return 0;
     return bad_value(host, e, "a boolean (on/off, yes/no, true/false, 1/0)");
 }
@@ -576,6 +576,6 @@ int redwork_config_bool(const redwork_host *host, const char *key, int def,
 void redwork_log(const redwork_host *host, int level, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    log_vwrite(level, host->name, fmt, ap);
+    redwork_log_vwrite(level, host->name, fmt, ap);
     va_end(ap);
 }

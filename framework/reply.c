@@ -106,12 +106,12 @@ char *reply_encode(const reply *r, const char *req_id, const char *handler,
         return NULL;
     }
     size_t pos = (size_t)snprintf(out, cap, "{\"req_id\":\"");
-    jsonstr_escape(out, cap, &pos, req_id);
+    redwork_jsonstr_escape(out, cap, &pos, req_id);
     if (is_error) {
         pos += (size_t)snprintf(out + pos, cap - pos, "\",\"ok\":false,\"error\":{\"code\":\"");
-        jsonstr_escape(out, cap, &pos, r->code);
+        redwork_jsonstr_escape(out, cap, &pos, r->code);
         pos += (size_t)snprintf(out + pos, cap - pos, "\",\"message\":\"");
-        jsonstr_escape(out, cap, &pos, r->message);
+        redwork_jsonstr_escape(out, cap, &pos, r->message);
         pos += (size_t)snprintf(out + pos, cap - pos, "\"}");
     } else {
         pos += (size_t)snprintf(out + pos, cap - pos, "\",\"ok\":true,\"result\":%s",
@@ -119,13 +119,13 @@ char *reply_encode(const reply *r, const char *req_id, const char *handler,
     }
     if (handler != NULL) {
         pos += (size_t)snprintf(out + pos, cap - pos, ",\"handler\":\"");
-        jsonstr_escape(out, cap, &pos, handler);
+        redwork_jsonstr_escape(out, cap, &pos, handler);
         pos += (size_t)snprintf(out + pos, cap - pos, "\"");
     } else {
         pos += (size_t)snprintf(out + pos, cap - pos, ",\"handler\":null");
     }
     pos += (size_t)snprintf(out + pos, cap - pos, ",\"worker\":\"");
-    jsonstr_escape(out, cap, &pos, worker);
+    redwork_jsonstr_escape(out, cap, &pos, worker);
     snprintf(out + pos, cap - pos, "\",\"duration_us\":%lld}", duration_us);
     free(result);
     return out;
@@ -180,7 +180,7 @@ static void release(pending_reply *p) {
 
 static void lose(reply_sink *s, pending_reply *p, const char *why) {
     stats_add(s->st->lost);
-    log_limited(&lost_limit, LOG_LEVEL_WARN, "reply", "reply on %s lost: %s",
+    redwork_log_limited(&lost_limit, LOG_LEVEL_WARN, "reply", "reply on %s lost: %s",
                 p->key, why);
     release(p);
 }
@@ -262,7 +262,7 @@ static int ensure_connected(reply_sink *s, int force) {
     if (s->c != NULL)
         snprintf(err, sizeof err, "%s", s->c->errstr);
     drop_connection(s);
-    if ((s->c = conn_open(s->cfg, err, sizeof err)) == NULL) {
+    if ((s->c = redwork_conn_open(s->cfg, err, sizeof err)) == NULL) {
         if (was_up)
             log_warn("reply", "lost the connection to redis: %s; %zu replies "
                      "wait for it", err, reply_sink_pending(s));
@@ -300,7 +300,7 @@ static void read_answers(reply_sink *s, int wait) {
         if (r == NULL)
             return; /* not arrived yet */
         if (r->type == REDIS_REPLY_ERROR && s->refused[0] == '\0')
-            conn_error(s->c, r, s->refused, sizeof s->refused);
+            redwork_conn_error(s->c, r, s->refused, sizeof s->refused);
         freeReplyObject(r);
         if (++s->answers < commands_of(s, &s->pending[s->first]))
             continue;

@@ -38,11 +38,11 @@ static int read_answers(stream_source *s, size_t n, char *err, size_t errlen) {
     for (size_t i = 0; i < n; i++) {
         redisReply *r = NULL;
         if (redisGetReply(s->c, (void **)&r) != REDIS_OK) {
-            conn_error(s->c, NULL, err, errlen);
+            redwork_conn_error(s->c, NULL, err, errlen);
             return -1;
         }
         if (r->type == REDIS_REPLY_ERROR && status == 0) {
-            conn_error(s->c, r, err, errlen);
+            redwork_conn_error(s->c, r, err, errlen);
             status = -1;
         }
         freeReplyObject(r);
@@ -79,7 +79,7 @@ stream_source *stream_source_open(const config *cfg, char *err, size_t errlen) {
             snprintf(err, errlen, "out of memory");
             goto err;
         }
-    if ((s->c = conn_open(cfg, err, errlen)) == NULL)
+    if ((s->c = redwork_conn_open(cfg, err, errlen)) == NULL)
         goto err;
     for (size_t i = 0; i < cfg->channel_count; i++) {
         redisReply *r = redisCommand(s->c, "XGROUP CREATE %s %s 0 MKSTREAM",
@@ -90,7 +90,7 @@ stream_source *stream_source_open(const config *cfg, char *err, size_t errlen) {
             char why[256];
             snprintf(err, errlen, "cannot create group %s on stream %s: %s",
                      cfg->group, cfg->channel_list[i],
-                     conn_error(s->c, r, why, sizeof why));
+                     redwork_conn_error(s->c, r, why, sizeof why));
         }
         freeReplyObject(r);
         if (!ok)
@@ -159,7 +159,7 @@ int stream_source_read(stream_source *s, size_t room, int block_ms,
     redisReply *r = redisCommandArgv(s->c, (int)n, argv, NULL);
     free(argv);
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        conn_error(s->c, r, err, errlen);
+        redwork_conn_error(s->c, r, err, errlen);
         freeReplyObject(r);
         return -1;
     }
@@ -187,7 +187,7 @@ int stream_source_reclaim(stream_source *s, size_t room, stream_entry *out,
                                      stream, cfg->group, cfg->id, cfg->claim_idle_ms,
                                      s->cursors[i], (unsigned long)(room - got));
         if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
-            conn_error(s->c, r, err, errlen);
+            redwork_conn_error(s->c, r, err, errlen);
             freeReplyObject(r);
             return -1;
         }
@@ -208,7 +208,7 @@ int stream_source_reclaim(stream_source *s, size_t room, stream_entry *out,
         for (size_t k = first; k < got; k++) {
             redisReply *p = NULL;
             if (redisGetReply(s->c, (void **)&p) != REDIS_OK) {
-                conn_error(s->c, NULL, err, errlen);
+                redwork_conn_error(s->c, NULL, err, errlen);
                 while (k < got)
                     stream_entry_clear(&out[k++]);
                 for (k = 0; k < first; k++)
@@ -243,11 +243,11 @@ int stream_source_has_orphans(stream_source *s, char *err, size_t errlen) {
     for (size_t i = 0; i < cfg->channel_count; i++) {
         redisReply *r = NULL;
         if (redisGetReply(s->c, (void **)&r) != REDIS_OK) {
-            conn_error(s->c, NULL, err, errlen);
+            redwork_conn_error(s->c, NULL, err, errlen);
             return -1;
         }
         if (r->type == REDIS_REPLY_ERROR && status == 0) {
-            conn_error(s->c, r, err, errlen);
+            redwork_conn_error(s->c, r, err, errlen);
             status = -1;
         }
         found |= r->type == REDIS_REPLY_ARRAY && r->elements > 0;

@@ -1,4 +1,4 @@
-/* test_config.c -- loading the ini file (framework/config.h).
+/* test_config.c -- loading the ini file (common/config.h).
  *
  * Covers: a file setting every key (each value checked), the defaults when
  * keys are absent, threads = 0 kept as 0, the id filled with host:pid, the
@@ -55,7 +55,7 @@ static const char *write_ini(const char *name, const char *text) {
 /* Loads TEXT as a file named good.ini and asserts it loads. */
 static config *load_ok(const char *text) {
     const char *path = write_ini("good.ini", text);
-    config *cfg = config_load(path, err, sizeof err);
+    config *cfg = redwork_config_load(path, err, sizeof err);
     cr_assert_not_null(cfg, "config_load refused a good file: %s\n%s", err,
                        text);
     return cfg;
@@ -142,7 +142,7 @@ Test(config, every_key_parsed) {
     cr_assert_eq(cfg->section_count, 0);
     cr_assert_not_null(cfg->path);
     cr_assert_not_null(strstr(cfg->path, "good.ini"));
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(config, defaults_when_keys_absent) {
@@ -182,7 +182,7 @@ Test(config, defaults_when_keys_absent) {
     char want[PATH_MAX];
     snprintf(want, sizeof want, "%s/handlers", tmpdir);
     cr_assert_str_eq(cfg->handlers_dir, want);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(config, empty_file_is_all_defaults) {
@@ -190,13 +190,13 @@ Test(config, empty_file_is_all_defaults) {
     cr_assert_eq(cfg->redis_port, 6379);
     cr_assert_eq(cfg->channel_count, 1);
     cr_assert_str_eq(cfg->channel_list[0], "request");
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(config, threads_zero_is_kept) {
     config *cfg = load_ok("[worker]\nthreads = 0\n");
     cr_assert_eq(cfg->threads, 0, "config must keep 0; main resolves CPUs");
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(config, empty_id_becomes_host_pid) {
@@ -208,13 +208,13 @@ Test(config, empty_id_becomes_host_pid) {
     cr_assert_gt(n, s, "id '%s' has no host part", cfg->id);
     cr_assert_str_eq(cfg->id + n - s, suffix, "id '%s' does not end in :pid",
                      cfg->id);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(config, absent_id_becomes_host_pid) {
     config *cfg = load_ok("[worker]\nthreads = 2\n");
     cr_assert_not_null(strchr(cfg->id, ':'), "id '%s' has no ':'", cfg->id);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(config, channels_split_and_trimmed) {
@@ -222,14 +222,14 @@ Test(config, channels_split_and_trimmed) {
     cr_assert_eq(cfg->channel_count, 2);
     cr_assert_str_eq(cfg->channel_list[0], "request");
     cr_assert_str_eq(cfg->channel_list[1], "news_*");
-    config_free(cfg);
+    redwork_config_free(cfg);
 
     cfg = load_ok("[worker]\nchannels =a ,  b\t,c  \n");
     cr_assert_eq(cfg->channel_count, 3);
     cr_assert_str_eq(cfg->channel_list[0], "a");
     cr_assert_str_eq(cfg->channel_list[1], "b");
     cr_assert_str_eq(cfg->channel_list[2], "c");
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(config, handlers_dir_relative_to_ini_dir) {
@@ -239,7 +239,7 @@ Test(config, handlers_dir_relative_to_ini_dir) {
     char want[PATH_MAX];
     snprintf(want, sizeof want, "%s/plug/ins", tmpdir);
     cr_assert_str_eq(cfg->handlers_dir, want);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(config, handlers_dir_relative_when_ini_path_relative) {
@@ -253,7 +253,7 @@ Test(config, handlers_dir_relative_when_ini_path_relative) {
     cr_assert_eq(mkdir(h, 0755), 0);
     cr_assert_eq(chdir(tmpdir), 0);
 
-    config *cfg = config_load("sub/r.ini", err, sizeof err);
+    config *cfg = redwork_config_load("sub/r.ini", err, sizeof err);
     cr_assert_not_null(cfg, "%s", err);
     cr_assert_eq(cfg->handlers_dir[0], '/', "not absolute: %s",
                  cfg->handlers_dir);
@@ -263,13 +263,13 @@ Test(config, handlers_dir_relative_when_ini_path_relative) {
     cr_assert_not_null(realpath(cfg->handlers_dir, got_real),
                        "handlers_dir %s does not exist", cfg->handlers_dir);
     cr_assert_str_eq(got_real, want_real);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(config, handlers_dir_absolute_kept) {
     config *cfg = load_ok("[worker]\nhandlers_dir = /usr/lib/redwork\n");
     cr_assert_str_eq(cfg->handlers_dir, "/usr/lib/redwork");
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(config, routes_in_order_first_match_wins) {
@@ -285,26 +285,26 @@ Test(config, routes_in_order_first_match_wins) {
     cr_assert_str_eq(cfg->routes[2].glob, "req?est");
     cr_assert_str_eq(cfg->routes[2].handler, "echo");
 
-    cr_assert_str_eq(config_route_for(cfg, "news_sports"), "sports");
-    cr_assert_str_eq(config_route_for(cfg, "news_world"), "news");
-    cr_assert_str_eq(config_route_for(cfg, "request"), "echo");
-    cr_assert_null(config_route_for(cfg, "other"));
-    cr_assert_null(config_route_for(cfg, "news"), "news_* needs the '_'");
-    config_free(cfg);
+    cr_assert_str_eq(redwork_config_route_for(cfg, "news_sports"), "sports");
+    cr_assert_str_eq(redwork_config_route_for(cfg, "news_world"), "news");
+    cr_assert_str_eq(redwork_config_route_for(cfg, "request"), "echo");
+    cr_assert_null(redwork_config_route_for(cfg, "other"));
+    cr_assert_null(redwork_config_route_for(cfg, "news"), "news_* needs the '_'");
+    redwork_config_free(cfg);
 }
 
 Test(config, news_glob_matches_news_sports) {
     config *cfg = load_ok("[routes]\nnews_* = news\n");
-    cr_assert_str_eq(config_route_for(cfg, "news_sports"), "news");
-    cr_assert_null(config_route_for(cfg, "request"));
-    config_free(cfg);
+    cr_assert_str_eq(redwork_config_route_for(cfg, "news_sports"), "news");
+    cr_assert_null(redwork_config_route_for(cfg, "request"));
+    redwork_config_free(cfg);
 }
 
 Test(config, no_routes_no_match) {
     config *cfg = load_ok("[worker]\n");
     cr_assert_eq(cfg->route_count, 0);
-    cr_assert_null(config_route_for(cfg, "request"));
-    config_free(cfg);
+    cr_assert_null(redwork_config_route_for(cfg, "request"));
+    redwork_config_free(cfg);
 }
 
 Test(config, handler_section) {
@@ -317,26 +317,26 @@ Test(config, handler_section) {
                           "x = 1\n");
     cr_assert_eq(cfg->section_count, 2);
 
-    const config_section *s = config_section_for(cfg, "greet");
+    const config_section *s = redwork_config_section_for(cfg, "greet");
     cr_assert_not_null(s);
     cr_assert_str_eq(s->name, "greet");
     cr_assert_eq(s->count, 2);
-    const config_entry *e = config_section_get(s, "word");
+    const config_entry *e = redwork_config_section_get(s, "word");
     cr_assert_not_null(e);
     cr_assert_str_eq(e->key, "word");
     cr_assert_str_eq(e->value, "Hi");
     cr_assert_eq(e->line, 4);
-    e = config_section_get(s, "times");
+    e = redwork_config_section_get(s, "times");
     cr_assert_not_null(e);
     cr_assert_str_eq(e->value, "3");
-    cr_assert_null(config_section_get(s, "absent"));
-    cr_assert_null(config_section_get(NULL, "word"));
+    cr_assert_null(redwork_config_section_get(s, "absent"));
+    cr_assert_null(redwork_config_section_get(NULL, "word"));
 
-    s = config_section_for(cfg, "other-one_2");
+    s = redwork_config_section_for(cfg, "other-one_2");
     cr_assert_not_null(s);
     cr_assert_eq(s->count, 1);
-    cr_assert_null(config_section_for(cfg, "nope"));
-    config_free(cfg);
+    cr_assert_null(redwork_config_section_for(cfg, "nope"));
+    redwork_config_free(cfg);
 }
 
 Test(config, bool_spellings) {
@@ -355,7 +355,7 @@ Test(config, bool_spellings) {
         cr_assert_eq(cfg->claim, cases[i].want, "claim = %s", cases[i].text);
         cr_assert_eq(cfg->strict_modes, cases[i].want, "strict_modes = %s",
                      cases[i].text);
-        config_free(cfg);
+        redwork_config_free(cfg);
     }
 }
 
@@ -372,12 +372,12 @@ Test(config, enum_values) {
         cr_assert_eq(cfg->log_level, levels[i].want, "level = %s",
                      levels[i].text);
         cr_assert_eq(cfg->log_format, 0);
-        config_free(cfg);
+        redwork_config_free(cfg);
     }
     config *cfg = load_ok("[worker]\ntransport = pubsub\nreply_store = none\n");
     cr_assert_eq(cfg->transport, TRANSPORT_PUBSUB);
     cr_assert_eq(cfg->reply_store, REPLY_STORE_NONE);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(config, integer_bounds_inclusive) {
@@ -401,12 +401,12 @@ Test(config, integer_bounds_inclusive) {
     cr_assert_eq(cfg->shutdown_timeout_ms, 0);
     cr_assert_eq(cfg->stream_maxlen, 4611686018427387904LL);
     cr_assert_eq(cfg->max_deliveries, 1000);
-    config_free(cfg);
+    redwork_config_free(cfg);
 
     cfg = load_ok("[redis]\nport = 1\n[worker]\nstream_maxlen = 0\n");
     cr_assert_eq(cfg->redis_port, 1);
     cr_assert_eq(cfg->stream_maxlen, 0);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 /* DESIGN.md and the key table: transport = stream and processes 1..256. */
@@ -421,12 +421,12 @@ Test(config, long_names_kept_whole) {
     snprintf(text, sizeof text, "[handler.%s]\nword = x\n[routes]\n%s = %s\n",
              name64, glob, name64);
     config *cfg = load_ok(text);
-    const config_section *s = config_section_for(cfg, name64);
+    const config_section *s = redwork_config_section_for(cfg, name64);
     cr_assert_not_null(s, "[handler.<64 chars>] not found under its name");
     cr_assert_eq(cfg->route_count, 1);
     cr_assert_str_eq(cfg->routes[0].glob, glob);
     cr_assert_str_eq(cfg->routes[0].handler, name64);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(config, handler_name_of_65_chars_refused) {
@@ -435,7 +435,7 @@ Test(config, handler_name_of_65_chars_refused) {
     name65[65] = '\0';
     snprintf(text, sizeof text, "[worker]\n[handler.%s]\nword = x\n", name65);
     const char *path = write_ini("bad.ini", text);
-    cr_assert_null(config_load(path, err, sizeof err),
+    cr_assert_null(redwork_config_load(path, err, sizeof err),
                    "a 65-character handler name was accepted");
     cr_assert(strstr(err, "bad.ini:2:") || strstr(err, "bad.ini:3:"), "%s", err);
 }
@@ -444,7 +444,7 @@ Test(config, password_env_set_is_accepted) {
     setenv("REDWORK_TEST_PW2", "x", 1);
     config *cfg = load_ok("[redis]\npassword_env = REDWORK_TEST_PW2\n");
     cr_assert_str_eq(cfg->redis_password_env, "REDWORK_TEST_PW2");
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 /* The documented default config loads as it is (tests run from the top of
@@ -454,24 +454,24 @@ Test(config, shipped_etc_redwork_ini_loads) {
     char path[PATH_MAX], want[PATH_MAX], got[PATH_MAX];
     snprintf(path, sizeof path, "%s/etc/redwork.ini", root ? root : ".");
     cr_assert_not_null(realpath(path, want), "%s not found", path);
-    config *cfg = config_load(want, err, sizeof err);
+    config *cfg = redwork_config_load(want, err, sizeof err);
     cr_assert_not_null(cfg, "%s", err);
     cr_assert_eq(cfg->channel_count, 2);
     cr_assert_str_eq(cfg->channel_list[0], "request");
     cr_assert_str_eq(cfg->channel_list[1], "news_*");
-    cr_assert_str_eq(config_route_for(cfg, "news_sports"), "echo");
-    cr_assert_not_null(config_section_for(cfg, "greet"));
+    cr_assert_str_eq(redwork_config_route_for(cfg, "news_sports"), "echo");
+    cr_assert_not_null(redwork_config_section_for(cfg, "greet"));
     /* handlers_dir = ../handlers: the checkout's handlers/ folder. */
     snprintf(path, sizeof path, "%s/handlers", root ? root : ".");
     cr_assert_not_null(realpath(path, want));
     cr_assert_not_null(realpath(cfg->handlers_dir, got), "%s",
                        cfg->handlers_dir);
     cr_assert_str_eq(got, want);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(config, free_null_is_fine) {
-    config_free(NULL);
+    redwork_config_free(NULL);
 }
 
 /* ---- bad files --------------------------------------------------------- */
@@ -540,9 +540,9 @@ Test(config, bad_files_are_refused_with_file_line_key) {
         const struct bad_case *c = &bad_cases[i];
         const char *path = write_ini("bad.ini", c->text);
         err[0] = '\0';
-        config *cfg = config_load(path, err, sizeof err);
+        config *cfg = redwork_config_load(path, err, sizeof err);
         cr_expect_null(cfg, "%s: accepted:\n%s", c->what, c->text);
-        config_free(cfg);
+        redwork_config_free(cfg);
         char where[32], alt[32];
         snprintf(where, sizeof where, "bad.ini:%d:", c->line);
         snprintf(alt, sizeof alt, "bad.ini:%d:", c->alt_line);
@@ -560,7 +560,7 @@ Test(config, bad_files_are_refused_with_file_line_key) {
  * most likely a typo for a missing channel). */
 Test(config, empty_channel_item_refused) {
     const char *path = write_ini("bad.ini", "[worker]\nchannels = a,,b\n");
-    config *cfg = config_load(path, err, sizeof err);
+    config *cfg = redwork_config_load(path, err, sizeof err);
     cr_assert_null(cfg, "\"a,,b\" accepted as %zu channels",
                    cfg ? cfg->channel_count : 0);
     cr_assert_not_null(strstr(err, "bad.ini:2:"), "%s", err);
@@ -569,7 +569,7 @@ Test(config, empty_channel_item_refused) {
 
 Test(config, error_format_names_section_and_key) {
     const char *path = write_ini("bad.ini", "[worker]\nthreads = x\n");
-    cr_assert_null(config_load(path, err, sizeof err));
+    cr_assert_null(redwork_config_load(path, err, sizeof err));
     char want[PATH_MAX + 64];
     snprintf(want, sizeof want, "%s:2: [worker] threads: ", path);
     cr_assert_eq(strncmp(err, want, strlen(want)), 0,
@@ -580,14 +580,14 @@ Test(config, error_format_names_section_and_key) {
  * (DESIGN.md: unknown sections are errors). */
 Test(config, empty_unknown_section_is_refused) {
     const char *path = write_ini("bad.ini", "[redis]\nhost = x\n[bogus]\n");
-    cr_assert_null(config_load(path, err, sizeof err));
+    cr_assert_null(redwork_config_load(path, err, sizeof err));
     cr_assert_not_null(strstr(err, "bad.ini:3:"), "%s", err);
     cr_assert_not_null(strstr(err, "bogus"), "%s", err);
 }
 
 Test(config, key_outside_any_section_is_refused) {
     const char *path = write_ini("bad.ini", "threads = 4\n");
-    cr_assert_null(config_load(path, err, sizeof err));
+    cr_assert_null(redwork_config_load(path, err, sizeof err));
     cr_assert_not_null(strstr(err, "bad.ini:1"), "%s", err);
 }
 
@@ -595,7 +595,7 @@ Test(config, missing_file_names_path) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/does-not-exist.ini", tmpdir);
     err[0] = '\0';
-    cr_assert_null(config_load(path, err, sizeof err));
+    cr_assert_null(redwork_config_load(path, err, sizeof err));
     cr_assert_not_null(strstr(err, path), "error '%s' lacks the path", err);
 }
 
@@ -603,7 +603,7 @@ Test(config, small_error_buffer_is_terminated) {
     const char *path = write_ini("bad.ini", "[worker]\nthreads = x\n");
     char small[8];
     memset(small, 'z', sizeof small);
-    cr_assert_null(config_load(path, small, sizeof small));
+    cr_assert_null(redwork_config_load(path, small, sizeof small));
     cr_assert_not_null(memchr(small, '\0', sizeof small));
 }
 
@@ -611,16 +611,16 @@ Test(config, small_error_buffer_is_terminated) {
 Test(config, worker_ids_of_a_supervisor) {
     config *cfg = load_ok("[worker]\nid = w\nprocesses = 3\n");
     cr_assert_eq(cfg->processes, 3);
-    cr_assert_eq(config_worker_id(cfg, 2), 0);
+    cr_assert_eq(redwork_config_worker_id(cfg, 2), 0);
     cr_assert_str_eq(cfg->id, "w-2");
-    config_free(cfg);
+    redwork_config_free(cfg);
 
     cfg = load_ok("[worker]\nprocesses = 3\n");
-    cr_assert_eq(config_worker_id(cfg, 1), 0);
+    cr_assert_eq(redwork_config_worker_id(cfg, 1), 0);
     char pid[32];
     snprintf(pid, sizeof pid, ":%ld", (long)getpid());
     size_t n = strlen(cfg->id), m = strlen(pid);
     cr_assert(n > m && strcmp(cfg->id + n - m, pid) == 0,
               "default id '%s' is not host:pid", cfg->id);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }

@@ -45,7 +45,7 @@ static void setup(void) {
     snprintf(fini_file, sizeof fini_file, "%s/fini.log", tmpdir);
     setenv("REDWORK_TEST_FINI_FILE", fini_file, 1);
     err[0] = '\0';
-    log_setup(LOG_LEVEL_ERROR, LOG_FORMAT_TEXT); /* refusals log warnings */
+    redwork_log_setup(LOG_LEVEL_ERROR, LOG_FORMAT_TEXT); /* refusals log warnings */
 }
 
 static void teardown(void) {
@@ -94,7 +94,7 @@ static config *make_config(const char *text) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/redwork.ini", tmpdir);
     write_text(path, text);
-    config *cfg = config_load(path, err, sizeof err);
+    config *cfg = redwork_config_load(path, err, sizeof err);
     cr_assert_not_null(cfg, "config: %s", err);
     return cfg;
 }
@@ -210,7 +210,7 @@ Test(plugin, good_loads_reads_config_and_handles) {
     cr_assert_null(fgets(line, sizeof line, f), "fini called twice");
     fclose(f);
     cr_assert_eq(still_loaded(path), 0, "plugin_set_free did not dlclose");
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, good_uses_defaults_without_section) {
@@ -225,7 +225,7 @@ Test(plugin, good_uses_defaults_without_section) {
     cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(out, "loud")));
     cJSON_Delete(out);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, malformed_section_value_fails_init) {
@@ -242,7 +242,7 @@ Test(plugin, malformed_section_value_fails_init) {
                      "accepted %s", texts[i]);
         cr_expect_eq(plugin_count(set), 0);
         plugin_set_free(set);
-        config_free(cfg);
+        redwork_config_free(cfg);
     }
     cr_assert_eq(file_size(fini_file), -1, "fini of a refused plugin ran");
 }
@@ -264,7 +264,7 @@ Test(plugin, newer_minor_refused_naming_both_versions) {
     cr_assert_eq(still_loaded(path), 0, "refused plugin left loaded");
     cr_assert_null(find_handler(set, "newer_minor"));
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, wrong_major_refused) {
@@ -275,7 +275,7 @@ Test(plugin, wrong_major_refused) {
     cr_assert_not_null(strstr(e, "2.0"), "'%s' lacks the plugin's ABI", e);
     cr_assert_eq(still_loaded(path), 0);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, no_symbol_refused_naming_symbol) {
@@ -286,7 +286,7 @@ Test(plugin, no_symbol_refused_naming_symbol) {
     cr_assert_not_null(strstr(e, "redwork_handler_v1"), "'%s'", e);
     cr_assert_eq(still_loaded(path), 0);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, no_handle_refused) {
@@ -298,7 +298,7 @@ Test(plugin, no_handle_refused) {
     cr_assert_null(find_handler(set, "no_handle"));
     cr_assert_eq(still_loaded(path), 0);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, bad_or_missing_name_refused) {
@@ -308,7 +308,7 @@ Test(plugin, bad_or_missing_name_refused) {
     expect_refused(set, fixture("no_name"));
     cr_assert_null(find_handler(set, "Bad Name"));
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, duplicate_name_refused) {
@@ -330,7 +330,7 @@ Test(plugin, duplicate_name_refused) {
     expect_refused(set, fixture("dup_a"));
     cr_assert_eq(plugin_count(set), 1);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, init_failure_refused_without_fini) {
@@ -342,7 +342,7 @@ Test(plugin, init_failure_refused_without_fini) {
     cr_assert_eq(still_loaded(path), 0);
     plugin_set_free(set);
     cr_assert_eq(file_size(fini_file), -1, "fini of a refused plugin ran");
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, not_a_shared_object_refused_with_dlerror) {
@@ -366,7 +366,7 @@ Test(plugin, not_a_shared_object_refused_with_dlerror) {
     cr_assert_not_null(strstr(e, reason), "'%s' lacks the dlerror text '%s'", e,
                        reason);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, missing_file_refused) {
@@ -376,7 +376,7 @@ Test(plugin, missing_file_refused) {
     snprintf(path, sizeof path, "%s/absent.so", tmpdir);
     expect_refused(set, path);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, refusals_leave_the_set_working) {
@@ -401,7 +401,7 @@ Test(plugin, refusals_leave_the_set_working) {
     cr_assert_str_eq(out->valuestring, "b");
     cJSON_Delete(out);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, empty_set) {
@@ -415,7 +415,7 @@ Test(plugin, empty_set) {
     free(names);
     plugin_set_free(set);
     plugin_set_free(NULL);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 /* ---- plugin_load_dir ----------------------------------------------------- */
@@ -455,7 +455,7 @@ Test(plugin, load_dir_counts_loaded_and_ignores_others) {
     cr_assert_str_eq(out->valuestring, "a");
     cJSON_Delete(out);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, load_dir_empty_and_missing) {
@@ -472,7 +472,7 @@ Test(plugin, load_dir_empty_and_missing) {
     cr_assert_not_null(strstr(err, dir), "'%s' does not name the dir", err);
     cr_assert_eq(plugin_count(set), 0);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 /* ---- strict_modes -------------------------------------------------------- */
@@ -484,7 +484,7 @@ Test(plugin, strict_modes_refuses_writable_file) {
     expect_refused(set, path);
     cr_assert_eq(still_loaded(path), 0, "a refused file must not be opened");
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 
     /* Group-writable only is refused too. */
     cr_assert_eq(chmod(path, 0775), 0);
@@ -492,7 +492,7 @@ Test(plugin, strict_modes_refuses_writable_file) {
     set = plugin_set_create(cfg, err, sizeof err);
     expect_refused(set, path);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, strict_modes_off_accepts_writable_file) {
@@ -502,7 +502,7 @@ Test(plugin, strict_modes_off_accepts_writable_file) {
     cr_assert_eq(plugin_load_file(set, path, err, sizeof err), 0, "%s", err);
     cr_assert_not_null(find_handler(set, "good"));
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, strict_modes_refuses_writable_dir) {
@@ -521,13 +521,13 @@ Test(plugin, strict_modes_refuses_writable_dir) {
     if (n == -1)
         cr_assert_not_null(strstr(err, dir), "'%s' does not name the dir", err);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 
     cfg = make_config("[worker]\nstrict_modes = off\n");
     set = plugin_set_create(cfg, err, sizeof err);
     cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), 1, "%s", err);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, strict_modes_refuses_foreign_owner) {
@@ -539,13 +539,13 @@ Test(plugin, strict_modes_refuses_foreign_owner) {
     plugin_set *set = plugin_set_create(cfg, err, sizeof err);
     expect_refused(set, path);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 
     cfg = make_config("[worker]\nstrict_modes = off\n");
     set = plugin_set_create(cfg, err, sizeof err);
     cr_assert_eq(plugin_load_file(set, path, err, sizeof err), 0, "%s", err);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 /* ---- reload ------------------------------------------------------------ */
@@ -581,7 +581,7 @@ Test(plugin, reload_without_change_changes_nothing) {
     cr_assert_eq(find_handler(set, "good"), before, "an unchanged file was reloaded");
     cr_assert_eq(still_loaded("good.so"), 1);
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, reload_replaces_while_a_request_holds_the_old_version) {
@@ -611,7 +611,7 @@ Test(plugin, reload_replaces_while_a_request_holds_the_old_version) {
     plugin_collect(set);
     cr_assert_eq(still_loaded("a.so"), 1, "the old version was not finalised");
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, reload_loads_new_and_unloads_removed_files) {
@@ -635,7 +635,7 @@ Test(plugin, reload_loads_new_and_unloads_removed_files) {
     cr_assert_null(find_handler(set, "dup"));
     cr_assert_eq(still_loaded("a.so"), 0, "the removed handler is still loaded");
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, reload_keeps_the_old_version_when_the_new_file_is_refused) {
@@ -650,7 +650,7 @@ Test(plugin, reload_keeps_the_old_version_when_the_new_file_is_refused) {
     cr_assert_eq(plugin_reload_dir(set, dir, err, sizeof err), 0, "%s", err);
     cr_assert_eq(find_handler(set, "good"), before, "the working version was dropped");
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }
 
 Test(plugin, replaced_handler_is_finalised_once_on_collect) {
@@ -666,5 +666,5 @@ Test(plugin, replaced_handler_is_finalised_once_on_collect) {
     cr_assert_eq(file_size(fini_file), (long)strlen("fini good\n"),
                  "the old version's fini did not run exactly once");
     plugin_set_free(set);
-    config_free(cfg);
+    redwork_config_free(cfg);
 }

@@ -4,7 +4,7 @@
  * bounds, default). Unknown sections or keys, values out of bounds and
  * missing files are errors that name the file, the line and the key. Paths
  * in the file are relative to the file's own directory. A config is
- * read-only after config_load(), so any thread may read it. */
+ * read-only after redwork_config_load(), so any thread may read it. */
 #ifndef REDWORK_CONFIG_H
 #define REDWORK_CONFIG_H
 
@@ -87,29 +87,29 @@ typedef struct config {
 
 /* Reads PATH. Returns a new config, or NULL with a message in ERR such as
  * "etc/redwork.ini:12: [worker] threads: 'x' is not an integer". */
-config *config_load(const char *path, char *err, size_t errlen);
+config *redwork_config_load(const char *path, char *err, size_t errlen);
 
 /* Frees everything the config owns. Accepts NULL. */
-void config_free(config *cfg);
+void redwork_config_free(config *cfg);
 
 /* Sets the worker id of worker INDEX (1..processes) of a supervisor, or of
  * the only worker (0): "<hostname>:<pid>" of the calling process if the
  * file gave no id, else the file's id, with "-<INDEX>" for INDEX > 0. Call
  * it once per process. Returns 0, or -1 out of memory. */
-int config_worker_id(config *cfg, int index);
+int redwork_config_worker_id(config *cfg, int index);
 
 /* Parses a boolean: on/off, yes/no, true/false, 1/0 (any case). Returns 0
  * with *OUT set, or -1 if V is none of them. */
-int config_parse_bool(const char *v, int *out);
+int redwork_config_parse_bool(const char *v, int *out);
 
 /* The handler the first [routes] glob matching CHANNEL names, or NULL. */
-const char *config_route_for(const config *cfg, const char *channel);
+const char *redwork_config_route_for(const config *cfg, const char *channel);
 
 /* The [handler.NAME] section, or NULL if the file has none. */
-const config_section *config_section_for(const config *cfg, const char *name);
+const config_section *redwork_config_section_for(const config *cfg, const char *name);
 
 /* The value of KEY in SECTION (NULL section or absent key: NULL). */
-const config_entry *config_section_get(const config_section *section,
+const config_entry *redwork_config_section_get(const config_section *section,
                                        const char *key);
 
 #endif

@@ -1,6 +1,6 @@
 /* tls.h -- TLS to Redis for hiredis 0.14, which has none.
  *
- * tls_connect() makes a verified OpenSSL session to the server and hands
+ * redwork_tls_connect() makes a verified OpenSSL session to the server and hands
  * back one end of a socketpair; a detached thread pumps bytes between the
  * other end and the session. hiredis speaks plain RESP on the returned fd
  * (redisConnectFd), so every module keeps using its protocol reader,
@@ -25,6 +25,6 @@ typedef struct tls_params {
  * whose certificate must chain to the CA and match the server name (or
  * IP address). Returns the plaintext fd (the caller owns it), or -1 with
  * ERR naming host:port and the reason (OpenSSL's text included). */
-int tls_connect(const tls_params *p, char *err, size_t errlen);
+int redwork_tls_connect(const tls_params *p, char *err, size_t errlen);
 
 #endif

@@ -19,6 +19,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "protocol.h"
+
 enum key_type { KEY_STRING, KEY_INT, KEY_BOOL, KEY_ENUM };
 
 typedef struct key_spec {
@@ -66,11 +68,11 @@ static const key_spec config_keys[] = {
     INT("worker", "queue_size", queue_size, 1, 1048576, "1024"),
     STR("worker", "handlers_dir", handlers_dir, "handlers"),
     STR("worker", "default_handler", default_handler, ""),
-    NAME("worker", "reply_prefix", reply_prefix, "callback:"),
+    NAME("worker", "reply_prefix", reply_prefix, PROTOCOL_REPLY_PREFIX),
     ENUM("worker", "reply_store", reply_store, reply_stores, "none"),
     INT("worker", "reply_ttl_ms", reply_ttl_ms, 1, MS_MAX, "60000"),
     BOOL("worker", "claim", claim, "on"),
-    NAME("worker", "claim_prefix", claim_prefix, "redwork:claim:"),
+    NAME("worker", "claim_prefix", claim_prefix, PROTOCOL_CLAIM_PREFIX),
     INT("worker", "claim_ttl_ms", claim_ttl_ms, 1, MS_MAX, "60000"),
     INT("worker", "claim_idle_ms", claim_idle_ms, 1, MS_MAX, "30000"),
     INT("worker", "max_deliveries", max_deliveries, 1, 1000, "5"),
@@ -87,7 +89,7 @@ static const key_spec config_keys[] = {
 #define KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
 #define SECTION_PREFIX "handler."
 
-/* What one config_load() call carries through inih's callbacks. */
+/* What one redwork_config_load() call carries through inih's callbacks. */
 typedef struct parse_state {
     config *cfg;
     FILE *file;
@@ -120,7 +122,7 @@ __attribute__((format(printf, 5, 6))) static void fail(parse_state *ps,
         snprintf(ps->err, ps->errlen, "%s:%d: %s", ps->cfg->path, line, reason);
 }
 
-int config_parse_bool(const char *v, int *out) {
+int redwork_config_parse_bool(const char *v, int *out) {
     static const char *const yes[] = {"on", "yes", "true", "1"};
     static const char *const no[] = {"off", "no", "false", "0"};
     for (size_t i = 0; i < 4; i++) {
@@ -171,7 +173,7 @@ static int set_value(parse_state *ps, const key_spec *spec, const char *value,
         }
     } else if (spec->type == KEY_BOOL) {
         int b = 0;
-        if (config_parse_bool(value, &b) != 0) {
+        if (redwork_config_parse_bool(value, &b) != 0) {
             fail(ps, line, spec->section, spec->name,
                  "'%s' is not a boolean (on/off, yes/no, true/false, 1/0)",
                  value);
@@ -230,7 +232,7 @@ oom:
  * memory. */
 static config_section *handler_section(parse_state *ps, const char *name) {
     config *cfg = ps->cfg;
-    config_section *sec = (config_section *)config_section_for(cfg, name);
+    config_section *sec = (config_section *)redwork_config_section_for(cfg, name);
     if (sec != NULL)
         return sec;
     sec = realloc(cfg->sections, (cfg->section_count + 1) * sizeof *sec);
@@ -252,7 +254,7 @@ static int add_section_entry(parse_state *ps, const char *key,
     config_section *sec = handler_section(ps, section + strlen(SECTION_PREFIX));
     if (sec == NULL)
         goto oom;
-    const config_entry *prev = config_section_get(sec, key);
+    const config_entry *prev = redwork_config_section_get(sec, key);
     if (prev != NULL) {
         fail(ps, ps->line, section, key, "set twice (first on line %d)",
              prev->line);
@@ -484,7 +486,7 @@ static int finish(parse_state *ps) {
     }
 
     cfg->id_is_default = *cfg->id == '\0';
-    if (config_worker_id(cfg, 0) != 0)
+    if (redwork_config_worker_id(cfg, 0) != 0)
         goto oom;
 
     if (resolve_path(ps, &cfg->handlers_dir, "worker", "handlers_dir") != 0 ||
@@ -505,7 +507,7 @@ oom:
     return -1;
 }
 
-config *config_load(const char *path, char *err, size_t errlen) {
+config *redwork_config_load(const char *path, char *err, size_t errlen) {
     config *cfg = calloc(1, sizeof *cfg);
     if (cfg == NULL || (cfg->path = strdup(path)) == NULL) {
         snprintf(err, errlen, "%s: out of memory", path);
@@ -530,11 +532,11 @@ config *config_load(const char *path, char *err, size_t errlen) {
         goto err;
     return cfg;
 err:
-    config_free(cfg);
+    redwork_config_free(cfg);
     return NULL;
 }
 
-void config_free(config *cfg) {
+void redwork_config_free(config *cfg) {
     if (cfg == NULL)
         return;
     for (size_t i = 0; i < KEY_COUNT; i++)
@@ -562,7 +564,7 @@ void config_free(config *cfg) {
     free(cfg);
 }
 
-int config_worker_id(config *cfg, int index) {
+int redwork_config_worker_id(config *cfg, int index) {
     char id[400];
     if (cfg->id_is_default) {
         char host[256] = "localhost";
@@ -581,21 +583,21 @@ int config_worker_id(config *cfg, int index) {
     return 0;
 }
 
-const char *config_route_for(const config *cfg, const char *channel) {
+const char *redwork_config_route_for(const config *cfg, const char *channel) {
     for (size_t i = 0; i < cfg->route_count; i++)
         if (fnmatch(cfg->routes[i].glob, channel, 0) == 0)
             return cfg->routes[i].handler;
     return NULL;
 }
 
-const config_section *config_section_for(const config *cfg, const char *name) {
+const config_section *redwork_config_section_for(const config *cfg, const char *name) {
     for (size_t i = 0; i < cfg->section_count; i++)
         if (strcmp(cfg->sections[i].name, name) == 0)
             return &cfg->sections[i];
     return NULL;
 }
 
-const config_entry *config_section_get(const config_section *section,
+const config_entry *redwork_config_section_get(const config_section *section,
                                        const char *key) {
     if (section == NULL)
         return NULL;

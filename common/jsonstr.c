@@ -3,7 +3,7 @@
 
 #include <stdio.h>
 
-void jsonstr_escape(char *buf, size_t cap, size_t *pos, const char *s) {
+void redwork_jsonstr_escape(char *buf, size_t cap, size_t *pos, const char *s) {
     for (; *s && *pos + 7 < cap; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch == '"' || ch == '\\') {

@@ -16,19 +16,19 @@
 
 #define LOG_LINE_MAX 2048
 
-/* Set once by log_setup() before any thread starts; read-only afterwards. */
+/* Set once by redwork_log_setup() before any thread starts; read-only afterwards. */
 static int log_min_level = LOG_LEVEL_INFO;
 static int log_out_format = LOG_FORMAT_TEXT;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 static const char *const level_tags[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
 
-void log_setup(int level, int format) {
+void redwork_log_setup(int level, int format) {
     log_min_level = level;
     log_out_format = format;
 }
 
-void log_vwrite(int level, const char *module, const char *fmt, va_list ap) {
+void redwork_log_vwrite(int level, const char *module, const char *fmt, va_list ap) {
     if (level < log_min_level)
         return;
     if (level < LOG_LEVEL_DEBUG || level > LOG_LEVEL_ERROR)
@@ -55,9 +55,9 @@ void log_vwrite(int level, const char *module, const char *fmt, va_list ap) {
         pos = (size_t)snprintf(line, sizeof line,
                                "{\"ts\":\"%s\",\"level\":\"%s\",\"pid\":%ld,"
                                "\"module\":\"", ts, level_names[level], (long)getpid());
-        jsonstr_escape(line, sizeof line, &pos, module);
+        redwork_jsonstr_escape(line, sizeof line, &pos, module);
         pos += (size_t)snprintf(line + pos, sizeof line - pos, "\",\"msg\":\"");
-        jsonstr_escape(line, sizeof line, &pos, msg);
+        redwork_jsonstr_escape(line, sizeof line, &pos, msg);
         pos += (size_t)snprintf(line + pos, sizeof line - pos, "\"}\n");
     } else {
         pos = (size_t)snprintf(line, sizeof line, "%s %s [%ld] %s: %s\n", ts,
@@ -71,14 +71,14 @@ void log_vwrite(int level, const char *module, const char *fmt, va_list ap) {
     (void)ignored; /* nowhere to report a failure to log */
 }
 
-void log_write(int level, const char *module, const char *fmt, ...) {
+void redwork_log_write(int level, const char *module, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    log_vwrite(level, module, fmt, ap);
+    redwork_log_vwrite(level, module, fmt, ap);
     va_end(ap);
 }
 
-void log_limited(log_limit *lim, int level, const char *module,
+void redwork_log_limited(log_limit *lim, int level, const char *module,
                  const char *fmt, ...) {
     if (level < log_min_level)
         return;
@@ -101,11 +101,11 @@ void log_limited(log_limit *lim, int level, const char *module,
     pthread_mutex_unlock(&lim->lock);
 
     if (suppressed > 0)
-        log_write(level, module, "%lu similar messages suppressed", suppressed);
+        redwork_log_write(level, module, "%lu similar messages suppressed", suppressed);
     if (print) {
         va_list ap;
         va_start(ap, fmt);
-        log_vwrite(level, module, fmt, ap);
+        redwork_log_vwrite(level, module, fmt, ap);
         va_end(ap);
     }
 }

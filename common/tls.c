@@ -228,7 +228,7 @@ static void *pump_main(void *arg) {
     return NULL;
 }
 
-int tls_connect(const tls_params *tp, char *err, size_t errlen) {
+int redwork_tls_connect(const tls_params *tp, char *err, size_t errlen) {
     char why[768] = "", sslbuf[256];
     pump *p = calloc(1, sizeof *p);
     int pair[2] = {-1, -1};

@@ -12,7 +12,7 @@
 
 #define COMMAND_TIMEOUT_S 5
 
-const char *conn_error(const redisContext *c, const redisReply *reply,
+const char *redwork_conn_error(const redisContext *c, const redisReply *reply,
                        char *err, size_t errlen) {
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
         snprintf(err, errlen, "%s", reply->str);
@@ -33,13 +33,13 @@ static int command_ok(redisContext *c, char *err, size_t errlen,
     if (!ok) {
         char why[256];
         snprintf(err, errlen, "%s failed: %s", what,
-                 conn_error(c, reply, why, sizeof why));
+                 redwork_conn_error(c, reply, why, sizeof why));
     }
     freeReplyObject(reply);
     return ok ? 0 : -1;
 }
 
-redisContext *conn_connect(const conn_params *p, char *err, size_t errlen) {
+redisContext *redwork_conn_connect(const conn_params *p, char *err, size_t errlen) {
     struct timeval connect_tv = {
         .tv_sec = p->connect_timeout_ms / 1000,
         .tv_usec = (p->connect_timeout_ms % 1000) * 1000,
@@ -52,7 +52,7 @@ redisContext *conn_connect(const conn_params *p, char *err, size_t errlen) {
             .ca_file = p->tls_ca_file, .cert_file = p->tls_cert_file,
             .key_file = p->tls_key_file, .server_name = p->tls_server_name,
         };
-        int fd = tls_connect(&tp, err, errlen);
+        int fd = redwork_tls_connect(&tp, err, errlen);
         if (fd < 0)
             return NULL; /* ERR says it all */
         c = redisConnectFd(fd);
@@ -90,7 +90,7 @@ err:
     return NULL;
 }
 
-redisContext *conn_open(const config *cfg, char *err, size_t errlen) {
+redisContext *redwork_conn_open(const config *cfg, char *err, size_t errlen) {
     conn_params p = {
         .host = cfg->redis_host,
         .port = (int)cfg->redis_port,
@@ -104,5 +104,5 @@ redisContext *conn_open(const config *cfg, char *err, size_t errlen) {
         .tls_key_file = cfg->tls_key_file,
         .tls_server_name = cfg->tls_server_name,
     };
-    return conn_connect(&p, err, errlen);
+    return redwork_conn_connect(&p, err, errlen);
 }

@@ -31,14 +31,14 @@ typedef struct conn_params {
  * password when a password is given) and selects db. Commands on the
  * connection time out after 5 s. Returns the context, or NULL with ERR
  * naming host:port and the reason. */
-redisContext *conn_connect(const conn_params *p, char *err, size_t errlen);
+redisContext *redwork_conn_connect(const conn_params *p, char *err, size_t errlen);
 
-/* conn_connect() to the [redis] of CFG, with the password read from the
+/* redwork_conn_connect() to the [redis] of CFG, with the password read from the
  * variable password_env names. */
-redisContext *conn_open(const config *cfg, char *err, size_t errlen);
+redisContext *redwork_conn_open(const config *cfg, char *err, size_t errlen);
 
 /* Formats REPLY's error (or C's) into ERR. Returns ERR. */
-const char *conn_error(const redisContext *c, const redisReply *reply,
+const char *redwork_conn_error(const redisContext *c, const redisReply *reply,
                        char *err, size_t errlen);
 
 #endif
