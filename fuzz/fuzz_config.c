@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fwrite(data, 1, size, f);
     fclose(f);
     char err[1024] = "";
-    config *cfg = config_load(path, err, sizeof err);
+    config *cfg = redwork_config_load(path, err, sizeof err);
     if (cfg == NULL) {
         if (strncmp(err, path, strlen(path)) != 0)
             abort(); /* every error names the file */
@@ -32,8 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (cfg->channel_count == 0 || cfg->id[0] == '\0')
         abort(); /* an accepted config has channels and an id */
     for (size_t i = 0; i < cfg->channel_count; i++)
-        config_route_for(cfg, cfg->channel_list[i]);
-    config_section_get(config_section_for(cfg, "greet"), "word");
-    config_free(cfg);
+        redwork_config_route_for(cfg, cfg->channel_list[i]);
+    redwork_config_section_get(redwork_config_section_for(cfg, "greet"), "word");
+    redwork_config_free(cfg);
     return 0;
 }
