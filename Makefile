@@ -38,15 +38,16 @@ B := build
 
 # common/ is the layer the daemon and libredwork share; framework/ is the
 # daemon's modules, main.c apart so tests can link the rest.
-COMMON := config conn tls log jsonstr
-MODULES := queue request reply plugin dispatch streams pool heartbeat supervisor
+COMMON := buffer config conn tls log
+MODULES := resp loop wire handback holds queue request reply plugin publish claim \
+           source_pubsub source_stream heartbeat dispatch pool supervisor
 MODULE_SRCS := $(COMMON:%=common/%.c) $(MODULES:%=framework/%.c)
 MODULE_OBJS := $(MODULE_SRCS:%.c=$(B)/%.o)
 DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
 
 # libredwork: the client and the part of common/ it uses, built
 # position-independent with only the API exported.
-LIB_SRCS := client/client.c common/conn.c common/tls.c common/config.c
+LIB_SRCS := client/client.c common/buffer.c common/conn.c common/tls.c common/config.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/pic/%.o)
 CLI_OBJS := $(B)/client/cli.o $(B)/client/histogram.o
 

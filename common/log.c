@@ -12,7 +12,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "jsonstr.h"
+#include "buffer.h"
 
 #define LOG_LINE_MAX 2048
 
@@ -49,25 +49,34 @@ void redwork_log_vwrite(int level, const char *module, const char *fmt, va_list 
     size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + n, sizeof ts - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
 
-    char line[LOG_LINE_MAX + 256];
-    size_t pos;
+    char storage[6 * LOG_LINE_MAX + 512]; /* the message escaped at worst */
+    buffer line;
+    redwork_buffer_init_fixed(&line, storage, sizeof storage - 1); /* room for the newline */
     if (log_out_format == LOG_FORMAT_JSON) {
-        pos = (size_t)snprintf(line, sizeof line,
-                               "{\"ts\":\"%s\",\"level\":\"%s\",\"pid\":%ld,"
-                               "\"module\":\"", ts, level_names[level], (long)getpid());
-        redwork_jsonstr_escape(line, sizeof line, &pos, module);
-        pos += (size_t)snprintf(line + pos, sizeof line - pos, "\",\"msg\":\"");
-        redwork_jsonstr_escape(line, sizeof line, &pos, msg);
-        pos += (size_t)snprintf(line + pos, sizeof line - pos, "\"}\n");
+        buffer_append_str(&line, "{\"ts\":\"");
+        buffer_append_str(&line, ts);
+        buffer_append_str(&line, "\",\"level\":\"");
+        buffer_append_str(&line, level_names[level]);
+        buffer_append_str(&line, "\",\"pid\":");
+        buffer_append_ll(&line, (long long)getpid());
+        buffer_append_str(&line, ",\"module\":");
+        redwork_buffer_append_json(&line, module, strlen(module));
+        buffer_append_str(&line, ",\"msg\":");
+        redwork_buffer_append_json(&line, msg, strlen(msg));
+        buffer_append_str(&line, "}");
     } else {
-        pos = (size_t)snprintf(line, sizeof line, "%s %s [%ld] %s: %s\n", ts,
-                               level_tags[level], (long)getpid(), module, msg);
+        buffer_append_str(&line, ts);
+        buffer_append_str(&line, " ");
+        buffer_append_str(&line, level_tags[level]);
+        buffer_append_str(&line, " [");
+        buffer_append_ll(&line, (long long)getpid());
+        buffer_append_str(&line, "] ");
+        buffer_append_str(&line, module);
+        buffer_append_str(&line, ": ");
+        buffer_append_str(&line, msg);
     }
-    if (pos >= sizeof line) { /* truncated: keep the line ending */
-        pos = sizeof line - 1;
-        line[pos - 1] = '\n';
-    }
-    ssize_t ignored = write(STDERR_FILENO, line, pos);
+    storage[line.len] = '\n'; /* a cut line still ends its line */
+    ssize_t ignored = write(STDERR_FILENO, storage, line.len + 1);
     (void)ignored; /* nowhere to report a failure to log */
 }
 

@@ -43,5 +43,6 @@ typedef struct log_limit {
 
 void redwork_log_limited(log_limit *lim, int level, const char *module,
                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#define log_limited(...) redwork_log_limited(__VA_ARGS__)
 
 #endif

@@ -32,11 +32,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-/* Bytes on their way from one side to the other. */
-typedef struct buffer {
-    char *data;
-    size_t len, cap;
-} buffer;
+#include "buffer.h"
 
 /* The pump threads still running, which exit waits for (briefly) so that
  * a short-lived program does not end while one is freeing its session.
@@ -129,28 +125,6 @@ static int tcp_connect(const char *host, int port, long long timeout_ms, char *w
     return fd;
 }
 
-/* Appends LEN bytes to B. Returns 0, or -1 out of memory. */
-static int buffer_add(buffer *b, const char *data, size_t len) {
-    if (b->len + len > b->cap) {
-        size_t cap = b->cap ? b->cap : 16384;
-        while (cap < b->len + len)
-            cap *= 2;
-        char *grown = realloc(b->data, cap);
-        if (grown == NULL)
-            return -1;
-        b->data = grown;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    return 0;
-}
-
-static void buffer_drop(buffer *b, size_t n) {
-    memmove(b->data, b->data + n, b->len - n);
-    b->len -= n;
-}
-
 /* One pass of the pump. Never blocks on a write: both directions are
  * buffered, as Redis itself buffers, so the application may write while
  * it is not reading and no side waits for the other. Returns 0 to go on,
@@ -161,7 +135,7 @@ static int pump_once(pump *p) {
     while (p->to_server.len > 0) {
         int n = SSL_write(p->ssl, p->to_server.data, (int)p->to_server.len);
         if (n > 0) {
-            buffer_drop(&p->to_server, (size_t)n);
+            redwork_buffer_consume(&p->to_server, (size_t)n);
             continue;
         }
         int e = SSL_get_error(p->ssl, n);
@@ -173,7 +147,7 @@ static int pump_once(pump *p) {
     for (;;) {
         int n = SSL_read(p->ssl, buf, sizeof buf);
         if (n > 0) {
-            if (buffer_add(&p->to_app, buf, (size_t)n) != 0)
+            if (buffer_append(&p->to_app, buf, (size_t)n) != 0)
                 return -1;
             continue;
         }
@@ -185,7 +159,7 @@ static int pump_once(pump *p) {
     while (p->to_app.len > 0) {
         ssize_t n = write(p->inner, p->to_app.data, p->to_app.len);
         if (n > 0) {
-            buffer_drop(&p->to_app, (size_t)n);
+            redwork_buffer_consume(&p->to_app, (size_t)n);
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -202,7 +176,7 @@ static int pump_once(pump *p) {
         ssize_t n = read(p->inner, buf, sizeof buf);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
             return -1; /* the application closed its end */
-        if (n > 0 && buffer_add(&p->to_server, buf, (size_t)n) != 0)
+        if (n > 0 && buffer_append(&p->to_server, buf, (size_t)n) != 0)
             return -1;
     }
     return 0;
@@ -217,8 +191,8 @@ static void *pump_main(void *arg) {
     SSL_CTX_free(p->ctx);
     close(p->tcp);
     close(p->inner);
-    free(p->to_server.data);
-    free(p->to_app.data);
+    redwork_buffer_free(&p->to_server);
+    redwork_buffer_free(&p->to_app);
     free(p);
     OPENSSL_thread_stop(); /* this thread's OpenSSL state */
     pthread_mutex_lock(&pumps_lock);

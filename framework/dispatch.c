@@ -1,700 +1,465 @@
-/* dispatch.c -- the dispatcher: the thread that reads requests from Redis.
+/* dispatch.c -- the dispatcher: the thread that owns the Redis I/O.
  *
- * DESIGN. One thread owns the subscriber connection and never blocks on
- * anything but poll(2) over that socket and a stop pipe. Each round it takes
- * every message hiredis has already parsed (up to BATCH), so one wake-up
- * serves a burst:
+ * DESIGN. Redis's own shape: one thread, one event loop (loop.c), every
+ * connection non-blocking (wire.c), nothing on this thread waits for
+ * anything but epoll. Each message the source hands over goes through
  *
- *   1. drop the extra copies that overlapping subscriptions deliver: Redis
- *      writes all deliveries of one PUBLISH to a subscriber back to back, so
- *      a copy is a message equal to the previous one (channel and body)
- *      arriving through a subscription that has not delivered it yet;
- *   2. parse, validate and route it (request.c, [routes], default_handler);
- *   3. with claim = on, claim every answerable message in one pipelined
- *      round trip (SET <claim_prefix><req_id> <id> NX PX ttl) so that of
- *      several daemons on a channel exactly one runs or answers it;
- *   4. push what is runnable on the queue; answer at once what is not
- *      (bad_request, unknown_handler, overloaded) on its own reply sink.
+ *   1. validate (request_scan) and route (its handler field, else the
+ *      first [routes] glob that matches its channel, else
+ *      default_handler);
+ *   2. with claim = on (Pub/Sub), claim it (claim.c) -- only when the
+ *      queue has room for it, counting the claims in flight, so a daemon
+ *      without room leaves the request to one with room;
+ *   3. push it on the queue for the pool (gathered, one push per round),
+ *      or answer it at once (bad_request, unknown_handler, overloaded)
+ *      through the publisher.
  *
- * Stopping: UNSUBSCRIBE and PUNSUBSCRIBE, then keep handling messages until
- * Redis confirms there is no subscription left, so nothing Redis already
- * delivered to this daemon is dropped. A lost connection is re-established
- * with capped, jittered exponential backoff and the subscriptions renewed;
- * it is logged once when lost and once when back. */
+ * Overload with claim = on: a daemon whose queue is full parks the
+ * request for DISPATCH_OVERLOAD_GRACE_MS. If room comes in that time it
+ * claims the request and runs it; otherwise it claims it then, and
+ * answers 'overloaded' only if its claim takes -- no daemon with room
+ * took it first. Daemons with room claim at once, so they win the race
+ * whenever they exist; exactly one daemon answers either way.
+ *
+ * The pool hands each finished request back through a lock-free stack
+ * (handback.c) and a loop_async; the publisher writes its reply in the
+ * same round, so batching comes from load, never from a timer.
+ *
+ * Stopping: the source stops taking requests (Pub/Sub unsubscribes and
+ * takes what Redis already sent), claims in flight are answered, the
+ * queue is closed, the pool drains it, and the thread ends when every
+ * pool thread has exited and Redis has answered every reply. At
+ * shutdown_timeout_ms whatever is still queued is answered
+ * 'shutting_down' (a stream entry is left pending for another daemon),
+ * and the replies made get DISPATCH_FLUSH_GRACE_MS more: a stopped Redis
+ * cannot hold the daemon longer than that. */
 #include "dispatch.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#include <hiredis/hiredis.h>
 
 #include "clock.h"
-#include "conn.h"
+#include "claim.h"
+#include "heartbeat.h"
 #include "log.h"
+#include "loop.h"
+#include "publish.h"
 #include "reply.h"
-#include "request.h"
-#include "streams.h"
+#include "source.h"
+#include "wire.h"
 
-#define BATCH 256
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 1000
-#define STOP_TIMEOUT_MS 2000
+#define RUNNABLE_MAX 256        /* requests gathered before a push */
+#define CACHE_MAX 1024          /* requests kept for reuse */
+#define BEAT_EVERY_US 1000000u
 
-/* One message that has a usable req_id, waiting for its claim. */
-typedef struct inbound {
-    request *req;                  /* runnable; or NULL: answer with code */
-    char id[REQUEST_ID_MAX + 1];
-    const char *code;
-    char message[256];
-    const char *stream;            /* transport = stream: its entry, to */
-    char entry_id[STREAM_ID_MAX];  /* acknowledge with the answer */
-} inbound;
+enum state { RUNNING, STOPPING, DRAINING, FLUSHING, DONE };
 
 struct dispatcher {
     const config *cfg;
     plugin_set *plugins;
     queue *q;
     stats *st;
-    redisContext *sub;   /* pubsub: the subscriber connection */
-    stream_source *streams; /* stream: the stream connection */
-    stream_holds *holds;    /* stream: the entries this process holds */
-    redisContext *cmd;   /* claims; NULL until needed or after a failure */
-    reply_sink *sink;    /* immediate answers */
-    int stop_pipe[2];
+    loop *lp;
+    wire *cmd;
+    const source_ops *source;
+    source *src;
+    publisher *pub;
+    claims *claims;             /* NULL: no claims (claim = off, or streams) */
+    heartbeat *hb;
+    request_cache cache;
+    buffer scratch;                /* for the answers made on this thread */
+
+    request *runnable[RUNNABLE_MAX]; /* to push on the queue this round */
+    size_t runnable_count;
+    size_t reserved;            /* queue places promised to claims in flight */
+    request parked;             /* claim = on, queue full: oldest first */
+    size_t parked_count;
+
+    handback back;
+    loop_async back_async;
+    atomic_int exited;          /* pool threads that have ended */
+    loop_async stop_async;
+    loop_async names_async;
+    pthread_mutex_t names_lock;
+    char *names;                /* new handler names for the heartbeat */
+
+    enum state state;
+    int source_stopped;
+    int timed_out;
+    loop_timer beat_timer, park_timer, deadline_timer, flush_timer;
     pthread_t thread;
     int started;
-    int has_patterns;
-    /* The last message, to recognise copies from overlapping subscriptions. */
-    char *last_channel;
-    char *last_body;
-    size_t last_len, last_cap;
-    unsigned char *delivered; /* per subscription: delivered the last one */
-    inbound batch[BATCH];
-    size_t batch_count;
     log_limit reject_limit;
-    log_limit claim_limit;
 };
 
-static int is_pattern(const char *channel) {
-    return strpbrk(channel, "*?[") != NULL;
+/* ---- answering and queueing -------------------------------------------- */
+
+/* Free places on the queue, less what this round and the claims in flight
+ * will take. */
+static size_t room(dispatcher *d) {
+    size_t free_places = queue_room(d->q), taken = d->runnable_count + d->reserved;
+    return free_places > taken ? free_places - taken : 0;
 }
 
-/* Sends SUBSCRIBE and PSUBSCRIBE for every channel. Returns 0, or -1 with
- * ERR. The confirmations are read by wait_subscribed(). */
-static int send_subscribe(dispatcher *d, redisContext *c, char *err,
-                          size_t errlen) {
-    const config *cfg = d->cfg;
-    const char **argv = malloc((cfg->channel_count + 1) * sizeof *argv);
-    if (argv == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (int patterns = 0; patterns <= 1; patterns++) {
-        int argc = 1;
-        argv[0] = patterns ? "PSUBSCRIBE" : "SUBSCRIBE";
-        for (size_t i = 0; i < cfg->channel_count; i++)
-            if (is_pattern(cfg->channel_list[i]) == patterns)
-                argv[argc++] = cfg->channel_list[i];
-        if (argc > 1)
-            redisAppendCommandArgv(c, argc, argv, NULL);
-    }
-    free(argv);
-    return 0;
+/* REQ's reply is in REQ->out: claim it first if claims decide who
+ * answers, else send it. */
+static void answer(dispatcher *d, request *req) {
+    if (d->claims != NULL)
+        claims_send(d->claims, req);
+    else
+        publisher_send(d->pub, req);
 }
 
-static void handle_reply(dispatcher *d, redisReply *r, uint64_t now);
-
-/* Reads until every channel is confirmed, handling any message that slips
- * in between. Returns 0, or -1 with ERR naming the channel refused. */
-static int wait_subscribed(dispatcher *d, redisContext *c, char *err,
-                           size_t errlen) {
-    size_t confirmed = 0;
-    while (confirmed < d->cfg->channel_count) {
-        redisReply *r = NULL;
-        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-            redwork_conn_error(c, NULL, err, errlen);
-            return -1;
-        }
-        if (r->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "redis %s:%lld: (P)SUBSCRIBE %s refused: %s",
-                     d->cfg->redis_host, d->cfg->redis_port, d->cfg->channels, r->str);
-            freeReplyObject(r);
-            return -1;
-        }
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-            r->element[0]->type == REDIS_REPLY_STRING &&
-            (strcmp(r->element[0]->str, "subscribe") == 0 ||
-             strcmp(r->element[0]->str, "psubscribe") == 0)) {
-            confirmed++;
-            log_debug("dispatch", "%s %s", r->element[0]->str,
-                      r->element[1]->str);
-        } else {
-            handle_reply(d, r, clock_now_us());
-        }
-        freeReplyObject(r);
+/* Answers REQ, which could not be queued (the queue closed or filled):
+ * 'shutting_down' or 'overloaded'. A stream entry is let go instead, to
+ * be taken over by another daemon. Its claim, if any, is already won. */
+static void refuse(dispatcher *d, request *req, int closed) {
+    if (hold_is_held(&req->hold)) {
+        hold_release(&req->hold);
+        request_put(&d->cache, req);
+        return;
     }
-    return 0;
+    if (closed)
+        reply_write_error(d->cfg, req, &d->scratch, PROTOCOL_SHUTTING_DOWN,
+                          "the daemon stopped before running it (shutdown_timeout_ms %lld)",
+                          d->cfg->shutdown_timeout_ms);
+    else
+        reply_write_error(d->cfg, req, &d->scratch, PROTOCOL_OVERLOADED,
+                          "the work queue is full (queue_size %lld)", d->cfg->queue_size);
+    publisher_send(d->pub, req);
 }
 
-/* Opens a subscriber connection with every channel confirmed. */
-static redisContext *subscribe_all(dispatcher *d, char *err, size_t errlen) {
-    redisContext *c = redwork_conn_open(d->cfg, err, errlen);
-    if (c == NULL)
-        return NULL;
-    if (send_subscribe(d, c, err, errlen) == 0 &&
-        wait_subscribed(d, c, err, errlen) == 0)
-        return c;
-    redisFree(c);
-    return NULL;
+/* Pushes what this round gathered, in one lock. */
+static void flush_runnable(dispatcher *d) {
+    size_t n = d->runnable_count;
+    if (n == 0)
+        return;
+    size_t pushed = queue_push_many(d->q, (void *const *)d->runnable, n);
+    d->runnable_count = 0;
+    for (size_t i = pushed; i < n; i++)
+        refuse(d, d->runnable[i], d->state != RUNNING && d->state != STOPPING);
 }
 
-/* The index of the subscription a delivery came through, or -1. */
-static int subscription_index(const dispatcher *d, const char *name) {
-    for (size_t i = 0; i < d->cfg->channel_count; i++)
-        if (strcmp(d->cfg->channel_list[i], name) == 0)
-            return (int)i;
-    return -1;
+static void push_runnable(dispatcher *d, request *req) {
+    if (d->runnable_count == RUNNABLE_MAX)
+        flush_runnable(d);
+    d->runnable[d->runnable_count++] = req;
 }
 
-/* 1 if this delivery is another copy of the previous message. */
-static int is_copy(dispatcher *d, int sub, const char *channel,
-                   const char *body, size_t len) {
-    if (!d->has_patterns || sub < 0)
-        return 0; /* plain channels never overlap */
-    if (d->last_channel != NULL && !d->delivered[sub] && len == d->last_len &&
-        strcmp(channel, d->last_channel) == 0 &&
-        memcmp(body, d->last_body, len) == 0) {
-        d->delivered[sub] = 1;
-        return 1;
+static void unpark(dispatcher *d);
+
+/* A claim's verdict (claim.c). */
+static void on_claim(void *ctx, request *req, int won) {
+    dispatcher *d = ctx;
+    int runnable = req->commands == 0; /* else it carries an answer */
+    if (runnable)
+        d->reserved--;
+    if (won == 0) {
+        stats_add(d->st->claims_lost);
+        log_debug("dispatch", "req_id %s dropped: its claim key exists (another daemon "
+                  "took it, or the id was reused within claim_ttl_ms)", req->id);
     }
-    /* A new message: remember it. Out of memory only weakens the check. */
-    memset(d->delivered, 0, d->cfg->channel_count);
-    d->delivered[sub] = 1;
-    free(d->last_channel);
-    d->last_channel = strdup(channel);
-    if (len > d->last_cap) {
-        char *grown = realloc(d->last_body, len);
-        if (grown == NULL) {
-            free(d->last_channel);
-            d->last_channel = NULL;
-            return 0;
-        }
-        d->last_body = grown;
-        d->last_cap = len;
+    if (won != 1)
+        request_put(&d->cache, req);
+    else if (runnable)
+        push_runnable(d, req);
+    else
+        publisher_send(d->pub, req);
+    unpark(d);
+}
+
+/* Claims a runnable REQ, its place on the queue reserved. */
+static void claim_to_run(dispatcher *d, request *req) {
+    d->reserved++;
+    claims_send(d->claims, req);
+}
+
+/* Parks REQ until room comes or its grace ends (claim = on only). */
+static void park(dispatcher *d, request *req) {
+    if (d->parked_count >= (size_t)d->cfg->queue_size) { /* no more waiting room */
+        reply_write_error(d->cfg, req, &d->scratch, PROTOCOL_OVERLOADED,
+                          "the work queue is full (queue_size %lld)", d->cfg->queue_size);
+        answer(d, req);
+        return;
     }
-    memcpy(d->last_body, body, len);
-    d->last_len = len;
-    return 0;
+    req->next = &d->parked;
+    req->prev = d->parked.prev;
+    d->parked.prev->next = req;
+    d->parked.prev = req;
+    if (d->parked_count++ == 0)
+        loop_timer_start(d->lp, &d->park_timer, (uint64_t)DISPATCH_OVERLOAD_GRACE_MS * 1000u);
+}
+
+static request *unpark_first(dispatcher *d) {
+    request *req = d->parked.next;
+    req->prev->next = req->next;
+    req->next->prev = req->prev;
+    req->prev = req->next = NULL;
+    d->parked_count--;
+    return req;
+}
+
+/* Room came: the parked requests, oldest first, are claimed to run. */
+static void unpark(dispatcher *d) {
+    while (d->parked_count > 0 && room(d) > 0)
+        claim_to_run(d, unpark_first(d));
+    if (d->parked_count == 0)
+        loop_timer_stop(d->lp, &d->park_timer);
+}
+
+/* The grace of the oldest parked requests is over. */
+static void on_park_timer(void *ctx) {
+    dispatcher *d = ctx;
+    uint64_t now = clock_now_us();
+    uint64_t grace = (uint64_t)DISPATCH_OVERLOAD_GRACE_MS * 1000u;
+    unpark(d);
+    while (d->parked_count > 0 && d->parked.next->received_us + grace <= now) {
+        request *req = unpark_first(d);
+        reply_write_error(d->cfg, req, &d->scratch, PROTOCOL_OVERLOADED,
+                          "the work queue is full (queue_size %lld) and no other daemon "
+                          "took the request within %d ms", d->cfg->queue_size,
+                          DISPATCH_OVERLOAD_GRACE_MS);
+        answer(d, req);
+    }
+    if (d->parked_count > 0) {
+        uint64_t due = d->parked.next->received_us + grace;
+        loop_timer_start(d->lp, &d->park_timer, due > now ? due - now : 0);
+    }
+}
+
+/* REQ is runnable: queue it, claim it, park it, or answer overloaded. */
+static void want_run(dispatcher *d, request *req) {
+    if (d->claims == NULL) {
+        if (room(d) > 0)
+            push_runnable(d, req);
+        else
+            refuse(d, req, 0);
+    } else if (room(d) > 0) {
+        claim_to_run(d, req);
+    } else {
+        park(d, req);
+    }
 }
 
 /* Routes REQ: its handler field, else the first matching [routes] glob,
- * else default_handler. Returns 0, or -1 with IN->code and message set. */
-static int route(dispatcher *d, request *req, inbound *in) {
+ * else default_handler. Returns 0, or -1 with the answer written. */
+static int route(dispatcher *d, request *req) {
     const char *name = req->handler_field;
     if (name == NULL)
         name = redwork_config_route_for(d->cfg, req->channel);
     if (name == NULL && *d->cfg->default_handler)
         name = d->cfg->default_handler;
     if (name == NULL) {
-        in->code = "unknown_handler";
-        snprintf(in->message, sizeof in->message,
-                 "no handler in the request, no [routes] entry for channel "
-                 "'%.64s' and no default_handler", req->channel);
+        reply_write_error(d->cfg, req, &d->scratch, PROTOCOL_UNKNOWN_HANDLER,
+                          "no handler in the request, no [routes] entry for channel "
+                          "'%.64s' and no default_handler", req->channel);
         return -1;
     }
     req->handler = plugin_acquire(d->plugins, name);
     if (req->handler == NULL) {
-        in->code = "unknown_handler";
-        snprintf(in->message, sizeof in->message, "no handler named '%.64s'",
-                 name);
+        reply_write_error(d->cfg, req, &d->scratch, PROTOCOL_UNKNOWN_HANDLER,
+                          "no handler named '%.64s'", name);
         return -1;
     }
     return 0;
 }
 
-/* Parses, validates and routes one request body that came on CHANNEL (for
- * a stream entry: ENTRY of that stream) and adds it to the batch, to be
- * queued or answered. Returns 0, or -1 if it cannot be answered (logged,
- * counted, and its reason left in WHY). */
-static int take_body(dispatcher *d, const char *channel, const char *body,
-                     size_t len, uint64_t received_us, const stream_entry *entry,
+/* ---- the source's sink ------------------------------------------------- */
+
+static request *sink_get(void *ctx) {
+    dispatcher *d = ctx;
+    return request_get(&d->cache);
+}
+
+static void sink_put(void *ctx, request *req) {
+    dispatcher *d = ctx;
+    hold_release(&req->hold);
+    request_put(&d->cache, req);
+}
+
+static size_t sink_room(void *ctx) { return room(ctx); }
+
+static int sink_take(void *ctx, request *req, const char *body, size_t len,
+                     const char *channel, size_t channel_len, uint64_t received_us,
                      char *why, size_t whylen) {
-    inbound *in = &d->batch[d->batch_count];
-    request *req = NULL;
-    int status = request_parse(body, len, channel,
-                               (size_t)d->cfg->max_request_bytes, received_us, &req,
-                               in->id, in->message, sizeof in->message);
+    dispatcher *d = ctx;
+    int status = request_scan(req, body, len, channel, channel_len,
+                              (size_t)d->cfg->max_request_bytes, received_us, why, whylen);
     if (status == REQUEST_UNANSWERABLE) {
         stats_add(d->st->rejected);
-        redwork_log_limited(&d->reject_limit, LOG_LEVEL_WARN, "dispatch",
-                    "rejected a %zu-byte message on %s '%s': %s", len,
-                    entry != NULL ? "stream" : "channel", channel, in->message);
-        snprintf(why, whylen, "%s", in->message);
+        log_limited(&d->reject_limit, LOG_LEVEL_WARN, "dispatch",
+                    "rejected a %zu-byte message on %s '%.*s': %s", len,
+                    hold_is_held(&req->hold) ? "stream" : "channel", (int)channel_len,
+                    channel, why);
         return -1;
     }
-    in->req = NULL;
-    in->code = "bad_request";
-    in->stream = entry != NULL ? entry->stream : NULL;
-    snprintf(in->entry_id, sizeof in->entry_id, "%s", entry != NULL ? entry->id : "");
-    if (status == REQUEST_OK) {
-        snprintf(req->entry_id, sizeof req->entry_id, "%s", in->entry_id);
-        req->holds = entry != NULL ? d->holds : NULL; /* released when freed */
-        if (route(d, req, in) == 0)
-            in->req = req;
-        else
-            request_free(req);
-    }
-    d->batch_count++;
-    return 0;
-}
-
-/* Takes one Pub/Sub message: drops the copies of overlapping
- * subscriptions, then takes its body. */
-static void take_message(dispatcher *d, int sub, const char *channel,
-                         const char *body, size_t len, uint64_t now) {
-    stats_add(d->st->received);
-    if (is_copy(d, sub, channel, body, len)) {
-        stats_add(d->st->duplicates);
-        return;
-    }
-    char why[256];
-    take_body(d, channel, body, len, now, NULL, why, sizeof why);
-}
-
-/* Sends one SET NX PX per message of the batch, pipelined, and records in
- * LOST which ones another daemon holds. CHECK_OWNER: a nil answer may be
- * our own claim from an attempt whose answers were lost, so GET the key and
- * compare. Returns 0, or -1 with ERR if the connection failed. */
-static int claim_round(dispatcher *d, unsigned char *lost, int check_owner,
-                       char *err, size_t errlen) {
-    const config *cfg = d->cfg;
-    for (size_t i = 0; i < d->batch_count; i++) {
-        redisAppendCommand(d->cmd, "SET %s%s %s NX PX %lld", cfg->claim_prefix,
-                           d->batch[i].id, cfg->id, cfg->claim_ttl_ms);
-        if (check_owner)
-            redisAppendCommand(d->cmd, "GET %s%s", cfg->claim_prefix, d->batch[i].id);
-    }
-    for (size_t i = 0; i < d->batch_count; i++) {
-        redisReply *set = NULL, *owner = NULL;
-        if (redisGetReply(d->cmd, (void **)&set) != REDIS_OK ||
-            (check_owner && redisGetReply(d->cmd, (void **)&owner) != REDIS_OK)) {
-            freeReplyObject(set);
-            redwork_conn_error(d->cmd, NULL, err, errlen);
-            return -1;
-        }
-        /* Lost only when another daemon's id is seen, or (first round) the
-         * SET was refused for an existing key; any doubt serves it. */
-        lost[i] = set->type == REDIS_REPLY_NIL &&
-                  (!check_owner || (owner->type == REDIS_REPLY_STRING &&
-                                    strcmp(owner->str, cfg->id) != 0));
-        redisReply *refused = set->type == REDIS_REPLY_ERROR ? set
-                              : owner != NULL && owner->type == REDIS_REPLY_ERROR ? owner
-                                                                                 : NULL;
-        if (refused != NULL) /* served anyway */
-            redwork_log_limited(&d->claim_limit, LOG_LEVEL_WARN, "dispatch",
-                        "claim of req_id %s refused: %s", d->batch[i].id, refused->str);
-        freeReplyObject(set);
-        freeReplyObject(owner);
+    if (status == REQUEST_BAD) {
+        reply_write_error(d->cfg, req, &d->scratch, PROTOCOL_BAD_REQUEST, "%s", why);
+        answer(d, req);
+    } else if (route(d, req) != 0) {
+        answer(d, req);
+    } else {
+        want_run(d, req);
     }
     return 0;
 }
 
-/* Claims every message of the batch in one pipelined round trip and drops
- * those another daemon won (id emptied). A broken claim connection (Redis
- * restarted, or closed it for idleness) is replaced and the claims sent
- * again, checking which earlier ones were already ours; only if that fails
- * too are the messages served unclaimed: better twice than never. */
-static void claim_batch(dispatcher *d) {
-    char err[256] = "";
-    unsigned char lost[BATCH];
-    int claimed = 0;
-    for (int attempt = 0; attempt < 2 && !claimed; attempt++) {
-        if (d->cmd == NULL && (d->cmd = redwork_conn_open(d->cfg, err, sizeof err)) == NULL)
-            continue;
-        claimed = claim_round(d, lost, attempt > 0, err, sizeof err) == 0;
-        if (!claimed) {
-            redisFree(d->cmd);
-            d->cmd = NULL;
-        }
-    }
-    if (!claimed) {
-        redwork_log_limited(&d->claim_limit, LOG_LEVEL_WARN, "dispatch",
-                    "cannot claim %zu requests, serving them unclaimed: %s",
-                    d->batch_count, err);
-        return;
-    }
-    for (size_t i = 0; i < d->batch_count; i++)
-        if (lost[i]) {
-            request_free(d->batch[i].req);
-            d->batch[i].req = NULL;
-            d->batch[i].id[0] = '\0'; /* another daemon has it */
-        }
+static void sink_send(void *ctx, request *req) {
+    dispatcher *d = ctx;
+    publisher_send(d->pub, req);
 }
 
-/* Claims, then queues or answers every message of the batch. The runnable
- * ones are pushed in one go; what does not fit is answered 'overloaded' (or
- * 'shutting_down' once the queue is closed). */
-static void flush_batch(dispatcher *d) {
-    if (d->batch_count == 0) {
-        reply_sink_write(d->sink); /* answers given outside the batch */
-        return;
-    }
-    if (d->cfg->claim && d->streams == NULL) /* a group delivers once anyway */
-        claim_batch(d);
-    void *runnable[BATCH];
-    size_t n = 0;
-    for (size_t i = 0; i < d->batch_count; i++) {
-        inbound *in = &d->batch[i];
-        if (in->id[0] == '\0')
-            continue;
-        if (in->req != NULL)
-            runnable[n++] = in->req;
-        else
-        {
-            reply_send_error(d->sink, &(reply_target){.req_id = in->id,
-                             .stream = in->stream, .entry_id = in->entry_id},
-                             in->code, "%s", in->message);
-            if (in->stream != NULL) /* answered and acknowledged */
-                stream_holds_remove(d->holds, in->stream, in->entry_id);
-        }
-    }
-    d->batch_count = 0;
-    size_t pushed = queue_push_many(d->q, runnable, n);
-    for (size_t i = pushed; i < n; i++) {
-        request *req = runnable[i];
-        int status = queue_push(d->q, req); /* a worker may have made room */
-        if (status == QUEUE_OK)
-            continue;
-        reply_target to = reply_target_of(req);
-        if (status == QUEUE_CLOSED && to.stream != NULL) {
-            request_free(req); /* left pending: another worker takes it over */
-            continue;
-        }
-        if (status == QUEUE_CLOSED)
-            reply_send_error(d->sink, &to, "shutting_down", "the daemon is shutting down");
-        else
-            reply_send_error(d->sink, &to, "overloaded",
-                             "the work queue is full (queue_size %lld)", d->cfg->queue_size);
-        request_free(req);
-    }
-    reply_sink_write(d->sink);
+static void sink_stopped(void *ctx) {
+    dispatcher *d = ctx;
+    d->source_stopped = 1;
+    log_info("dispatch", "stopped taking requests");
 }
 
-/* Handles one reply from the subscriber connection: a message, or a
- * subscription change. */
-static void handle_reply(dispatcher *d, redisReply *r, uint64_t now) {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
-        r->element[0]->type != REDIS_REPLY_STRING)
-        return;
-    const char *kind = r->element[0]->str;
-    if (strcmp(kind, "message") == 0) {
-        redisReply *body = r->element[2];
-        take_message(d, subscription_index(d, r->element[1]->str),
-                     r->element[1]->str, body->str, body->len, now);
-    } else if (strcmp(kind, "pmessage") == 0 && r->elements == 4) {
-        redisReply *body = r->element[3];
-        take_message(d, subscription_index(d, r->element[1]->str),
-                     r->element[2]->str, body->str, body->len, now);
-    }
-    if (d->batch_count == BATCH)
-        flush_batch(d);
-}
+/* ---- the pool's hand-back ---------------------------------------------- */
 
-/* 1 if R confirms that no subscription is left. */
-static int is_last_unsubscribe(const redisReply *r) {
-    return r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-           r->element[0]->type == REDIS_REPLY_STRING &&
-           (strcmp(r->element[0]->str, "unsubscribe") == 0 ||
-            strcmp(r->element[0]->str, "punsubscribe") == 0) &&
-           r->element[2]->type == REDIS_REPLY_INTEGER &&
-           r->element[2]->integer == 0;
-}
-
-/* Handles every reply hiredis has already parsed. Returns 1 if the last
- * unsubscribe confirmation was among them, 0 if not, -1 on a protocol
- * error. */
-static int drain_parsed(dispatcher *d) {
-    int done = 0;
-    uint64_t now = clock_now_us();
-    for (;;) {
-        redisReply *r = NULL;
-        if (redisGetReplyFromReader(d->sub, (void **)&r) != REDIS_OK)
-            return -1;
-        if (r == NULL)
-            break;
-        if (is_last_unsubscribe(r))
-            done = 1;
-        else
-            handle_reply(d, r, now);
-        freeReplyObject(r);
-    }
-    flush_batch(d);
-    return done;
-}
-
-/* Waits for the socket or the stop pipe. Returns poll's revents of the
- * socket (0 on timeout), or -1 if the stop pipe is readable. */
-static int wait_readable(dispatcher *d, int timeout_ms) {
-    struct pollfd fds[2] = {
-        {.fd = d->stop_pipe[0], .events = POLLIN},
-        {.fd = d->sub != NULL ? d->sub->fd : -1, .events = POLLIN},
-    };
-    int n = poll(fds, 2, timeout_ms);
-    if (n > 0 && (fds[0].revents & POLLIN))
-        return -1;
-    return n > 0 ? fds[1].revents : 0;
-}
-
-/* Drops the dispatcher's Redis connection, whichever the transport. */
-static void disconnect(dispatcher *d) {
-    if (d->sub != NULL)
-        redisFree(d->sub);
-    d->sub = NULL;
-    stream_source_free(d->streams);
-    d->streams = NULL;
-}
-
-/* Opens the dispatcher's connection for its transport. Returns 0, or -1
- * with ERR. */
-static int connect_source(dispatcher *d, char *err, size_t errlen) {
-    if (d->cfg->transport == TRANSPORT_STREAM)
-        d->streams = stream_source_open(d->cfg, err, errlen);
+void dispatch_handback(void *ctx, request *req) {
+    dispatcher *d = ctx;
+    if (req != NULL)
+        handback_push(&d->back, &req->back);
     else
-        d->sub = subscribe_all(d, err, errlen);
-    return d->sub != NULL || d->streams != NULL ? 0 : -1;
+        atomic_fetch_add(&d->exited, 1);
+    loop_async_signal(&d->back_async);
 }
 
-/* The connection failed (WHY): sleeps with jitter and reconnects (and
- * resubscribes) until that works or stop is asked, logging the loss, the
- * first failed attempt of each kind, and the return. Returns 0 when
- * connected again, -1 on stop. */
-static int reconnect(dispatcher *d, const char *why) {
-    log_warn("dispatch", "lost the connection to redis %s:%lld: %s; reconnecting",
-             d->cfg->redis_host, d->cfg->redis_port, why);
-    disconnect(d);
-    int delay = BACKOFF_MIN_MS;
-    unsigned seed = (unsigned)clock_now_us();
-    char last[256] = "";
-    for (;;) {
-        int jittered = delay / 2 + (int)(rand_r(&seed) % (unsigned)(delay / 2 + 1));
-        struct pollfd fd = {.fd = d->stop_pipe[0], .events = POLLIN};
-        if (poll(&fd, 1, jittered) > 0)
-            return -1;
-        char err[256];
-        if (connect_source(d, err, sizeof err) == 0) {
-            log_info("dispatch", "reconnected to redis %s:%lld", d->cfg->redis_host,
-                     d->cfg->redis_port);
-            return 0;
-        }
-        if (strcmp(err, last) != 0) /* e.g. refused, then a wrong password */
-            log_warn("dispatch", "reconnect failed: %s; retrying", err);
-        snprintf(last, sizeof last, "%s", err);
-        delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
+static void on_back(void *ctx) {
+    dispatcher *d = ctx;
+    handback_node *n = handback_take(&d->back);
+    while (n != NULL) {
+        request *req = (request *)((char *)n - offsetof(request, back));
+        n = n->next;
+        publisher_send(d->pub, req);
+    }
+    if (d->state == RUNNING || d->state == STOPPING) {
+        unpark(d);
+        d->source->read(d->src); /* a stream reads as far as there is room */
     }
 }
 
-/* Unsubscribes and handles what arrives until Redis confirms none is left
- * (bounded by STOP_TIMEOUT_MS). */
-static void unsubscribe_all(dispatcher *d) {
-    if (d->sub == NULL)
+/* ---- the command wire -------------------------------------------------- */
+
+static void on_cmd_up(void *ctx) {
+    dispatcher *d = ctx;
+    publisher_wire_up(d->pub);
+    if (d->claims != NULL)
+        claims_wire_up(d->claims);
+    if (d->src != NULL)
+        d->source->cmd_up(d->src);
+    if (d->hb != NULL)
+        heartbeat_beat(d->hb, queue_depth(d->q));
+}
+
+static void on_beat(void *ctx) {
+    dispatcher *d = ctx;
+    heartbeat_beat(d->hb, queue_depth(d->q));
+    publisher_expire(d->pub);
+    loop_timer_start(d->lp, &d->beat_timer, BEAT_EVERY_US);
+}
+
+static void on_names(void *ctx) {
+    dispatcher *d = ctx;
+    pthread_mutex_lock(&d->names_lock);
+    char *names = d->names;
+    d->names = NULL;
+    pthread_mutex_unlock(&d->names_lock);
+    if (names != NULL && heartbeat_set_handlers(d->hb, names) == 0)
+        heartbeat_beat(d->hb, queue_depth(d->q));
+    free(names);
+}
+
+/* ---- stopping ---------------------------------------------------------- */
+
+/* Moves the stop along, after every round of the loop: close the queue
+ * once nothing more can be queued, end once the pool has ended and Redis
+ * has answered every reply. */
+static void check_progress(dispatcher *d) {
+    if (d->state == STOPPING && d->source_stopped && d->parked_count == 0 &&
+        (d->claims == NULL || claims_waiting(d->claims) == 0)) {
+        flush_runnable(d);
+        queue_close(d->q);
+        d->state = DRAINING;
+    }
+    if ((d->state == DRAINING || d->state == FLUSHING) &&
+        atomic_load(&d->exited) == (int)d->cfg->threads && d->runnable_count == 0 &&
+        publisher_waiting(d->pub) == 0)
+        d->state = DONE;
+}
+
+static void on_stop(void *ctx) {
+    dispatcher *d = ctx;
+    if (d->state != RUNNING)
         return;
-    redisAppendCommand(d->sub, "UNSUBSCRIBE");
-    redisAppendCommand(d->sub, "PUNSUBSCRIBE");
-    int done = 0;
-    while (redisBufferWrite(d->sub, &done) == REDIS_OK && !done)
-        ;
-    uint64_t deadline = clock_now_us() + STOP_TIMEOUT_MS * 1000u;
-    for (;;) {
-        int status = drain_parsed(d);
-        if (status != 0)
-            break;
-        uint64_t now = clock_now_us();
-        if (now >= deadline) {
-            log_warn("dispatch", "no unsubscribe confirmation from redis "
-                     "within %d ms", STOP_TIMEOUT_MS);
-            break;
-        }
-        struct pollfd fd = {.fd = d->sub->fd, .events = POLLIN};
-        if (poll(&fd, 1, (int)((deadline - now) / 1000u) + 1) > 0 &&
-            redisBufferRead(d->sub) != REDIS_OK)
-            break;
-    }
+    d->state = STOPPING;
+    log_info("dispatch", "draining: %zu queued, %zu parked", queue_depth(d->q),
+             d->parked_count);
+    loop_timer_start(d->lp, &d->deadline_timer, (uint64_t)d->cfg->shutdown_timeout_ms * 1000u);
+    while (d->parked_count > 0) /* room will not come: answer them now */
+        refuse(d, unpark_first(d), 1);
+    loop_timer_stop(d->lp, &d->park_timer);
+    d->source->stop(d->src);
 }
 
-/* ---- transport = stream ------------------------------------------------ */
+static void on_flush_end(void *ctx) {
+    dispatcher *d = ctx;
+    d->state = DONE;
+}
 
-#define STREAM_BLOCK_MS 200   /* how long one read waits: the stop latency */
-#define STREAM_TRIM_US 1000000u
-
-/* Takes one stream entry: dead-letters what cannot be served (no msg
- * field, no req_id, too many deliveries), else takes its body. */
-static void take_entry(dispatcher *d, stream_entry *e, uint64_t now_us,
-                       uint64_t now_ms) {
-    char why[512], err[256];
-    stats_add(d->st->received);
-    /* timeout_ms counts from the entry's creation, not from its reading. */
-    uint64_t age_us = now_ms > e->entry_ms ? (now_ms - e->entry_ms) * 1000u : 0;
-    uint64_t received_us = now_us > age_us ? now_us - age_us : 0;
-    if (e->body == NULL) {
-        stats_add(d->st->rejected);
-        snprintf(why, sizeof why, "the entry has no msg field");
-    } else if (e->deliveries > d->cfg->max_deliveries) {
-        snprintf(why, sizeof why, "delivered %lld times without an answer "
-                 "(its handler crashed or stalled its worker)", e->deliveries);
-        char id[REQUEST_ID_MAX + 1], msg[256]; /* id: "" if it has none */
-        request *req = NULL;
-        request_parse(e->body, e->len, e->stream, (size_t)d->cfg->max_request_bytes,
-                      received_us, &req, id, msg, sizeof msg);
-        request_free(req);
-        stream_holds_remove(d->holds, e->stream, e->id);
-        if (stream_source_dead_letter(d->streams, e, why, err, sizeof err) != 0)
-            return; /* still pending: taken over again later */
-        if (id[0] != '\0')
-            reply_send_error(d->sink, &(reply_target){.req_id = id}, "handler_failed",
-                             "%s; moved to %s%s", why, e->stream, STREAM_DEAD_SUFFIX);
+/* shutdown_timeout_ms is over: refuse what is still queued, give the
+ * replies made a last DISPATCH_FLUSH_GRACE_MS, and end. */
+static void on_deadline(void *ctx) {
+    dispatcher *d = ctx;
+    if (d->state == DONE)
         return;
-    } else if (take_body(d, e->stream, e->body, e->len, received_us, e, why,
-                         sizeof why) == 0) {
-        return;
+    size_t refused = 0;
+    if (d->state == STOPPING) { /* the source or the claims did not answer */
+        claims_free(d->claims);
+        d->claims = NULL;
+        flush_runnable(d);
+        queue_close(d->q);
     }
-    stream_holds_remove(d->holds, e->stream, e->id);
-    stream_source_dead_letter(d->streams, e, why, err, sizeof err);
-}
-
-/* Waits up to MS for the stop pipe. Returns 1 if stop was asked. */
-static int stop_asked(dispatcher *d, int ms) {
-    struct pollfd fd = {.fd = d->stop_pipe[0], .events = POLLIN};
-    return poll(&fd, 1, ms) > 0;
-}
-
-/* Takes the N entries just read or taken over (holding each). */
-static void take_entries(dispatcher *d, stream_entry *entries, size_t n) {
-    uint64_t now_us = clock_now_us(), now_ms = clock_wall_ms();
-    for (size_t i = 0; i < n; i++) {
-        take_entry(d, &entries[i], now_us, now_ms);
-        stream_entry_clear(&entries[i]);
+    request *req;
+    while ((req = queue_trypop(d->q)) != NULL) {
+        refuse(d, req, 1);
+        refused++;
     }
-    flush_batch(d);
-}
-
-/* Holds N entries: they are touched from now until they are answered. */
-static void hold_all(dispatcher *d, const stream_entry *entries, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        stream_holds_add(d->holds, entries[i].stream, entries[i].id);
-}
-
-/* An interval of FRACTION (1/FRACTION) of claim_idle_ms, in us, kept
- * within MIN_MS..MAX_MS. */
-static uint64_t idle_fraction_us(const config *cfg, long long fraction,
-                                 long long min_ms, long long max_ms) {
-    long long ms = cfg->claim_idle_ms / fraction;
-    ms = ms < min_ms ? min_ms : ms > max_ms ? max_ms : ms;
-    return (uint64_t)ms * 1000u;
-}
-
-/* The stream loop. Three times per claim_idle_ms it touches the entries it
- * holds, so none of them looks idle; every second it trims; now and then it
- * looks for orphans, entries idle in a dead consumer's pending list. Having
- * found some, it stops reading new entries, waits until it holds none (at
- * most claim_idle_ms: a stuck handler must not stop the worker), and then
- * takes the orphans over one at a time, each run alone: an entry whose
- * handler kills its worker takes no other entry with it, and an innocent
- * entry's delivery count grows only when it really ran. Otherwise it reads
- * as many new entries as the queue has room for. */
-static void stream_main(dispatcher *d) {
-    stream_entry entries[BATCH];
-    uint64_t touch_every = idle_fraction_us(d->cfg, 3, 20, 10000);
-    uint64_t orphan_check_every = idle_fraction_us(d->cfg, 2, 100, 1000);
-    uint64_t next_touch = 0, next_orphan_check = 0, next_trim = 0;
-    uint64_t quiet_by = 0; /* recovery gives up waiting for quiet then */
-    int recovering = 0;
-    char err[256];
-    while (!stop_asked(d, 0)) {
-        uint64_t now = clock_now_us();
-        int status = 0;
-        if (now >= next_touch) {
-            status = stream_source_touch(d->streams, d->holds, err, sizeof err);
-            next_touch = now + touch_every;
-        } else if (now >= next_trim) {
-            status = stream_source_trim(d->streams, err, sizeof err);
-            next_trim = now + STREAM_TRIM_US;
-        } else if (recovering) {
-            if (stream_holds_count(d->holds) > 0 && now < quiet_by) {
-                stop_asked(d, 5); /* let what it holds finish first */
-                continue;
-            }
-            if (stream_holds_count(d->holds) > 0) { /* a stuck handler: read on */
-                log_warn("dispatch", "orphaned entries wait: this worker's handlers "
-                         "did not finish within claim_idle_ms (%lld ms)",
-                         d->cfg->claim_idle_ms);
-                recovering = 0;
-                next_orphan_check = now + (uint64_t)d->cfg->claim_idle_ms * 1000u;
-                continue;
-            }
-            status = stream_source_reclaim(d->streams, 1, entries, err, sizeof err);
-            if (status > 0) {
-                hold_all(d, entries, 1);
-                take_entries(d, entries, 1);
-                quiet_by = clock_now_us() + (uint64_t)d->cfg->claim_idle_ms * 1000u;
-            } else if (status == 0) {
-                recovering = 0;
-            }
-        } else if (now >= next_orphan_check) {
-            status = stream_source_has_orphans(d->streams, err, sizeof err);
-            recovering = status > 0;
-            quiet_by = now + (uint64_t)d->cfg->claim_idle_ms * 1000u;
-            next_orphan_check = now + orphan_check_every;
-        } else {
-            size_t room = queue_room(d->q);
-            if (room == 0) {
-                stop_asked(d, 10); /* the pool is full: let it work */
-                continue;
-            }
-            status = stream_source_read(d->streams, room < BATCH ? room : BATCH,
-                                        STREAM_BLOCK_MS, entries, err, sizeof err);
-            if (status > 0) {
-                hold_all(d, entries, (size_t)status);
-                take_entries(d, entries, (size_t)status);
-            }
-        }
-        if (status < 0 && reconnect(d, err) != 0)
-            break;
-    }
+    int running = atomic_load(&d->exited) < (int)d->cfg->threads;
+    d->timed_out = refused > 0 || running;
+    if (d->timed_out)
+        log_error("dispatch", "shutdown timed out after %lld ms: %zu queued requests answered "
+                  "shutting_down%s", d->cfg->shutdown_timeout_ms, refused,
+                  running ? "; handlers still running are abandoned" : "");
+    d->state = FLUSHING;
+    loop_timer_start(d->lp, &d->flush_timer, (uint64_t)DISPATCH_FLUSH_GRACE_MS * 1000u);
 }
 
 static void *dispatch_main(void *arg) {
     dispatcher *d = arg;
-    if (d->streams != NULL) {
-        stream_main(d);
-        log_info("dispatch", "stopped taking requests");
-        return NULL;
-    }
-    for (;;) {
-        int status = drain_parsed(d);
-        if (status < 0 && reconnect(d, d->sub->errstr) != 0)
-            break;
-        int ready = wait_readable(d, -1);
-        if (ready < 0) {
-            unsubscribe_all(d);
+    while (d->state != DONE) {
+        if (loop_run_once(d->lp, -1) != 0) {
+            log_error("dispatch", "the event loop failed; stopping");
             break;
         }
-        if (ready != 0 && redisBufferRead(d->sub) != REDIS_OK &&
-            reconnect(d, d->sub->errstr) != 0)
-            break;
+        check_progress(d);
     }
-    log_info("dispatch", "stopped taking requests");
+    heartbeat_delete(d->hb);
+    wire_flush(d->cmd);
     return NULL;
 }
 
-dispatcher *dispatch_create(const config *cfg, plugin_set *plugins,
-                            queue *q, stats *st, char *err, size_t errlen) {
+/* ---- life cycle -------------------------------------------------------- */
+
+static void flush_hook(void *ctx) { flush_runnable(ctx); }
+
+dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, stats *st,
+                            const char *handlers, char *err, size_t errlen) {
     dispatcher *d = calloc(1, sizeof *d);
     if (d == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -704,22 +469,47 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins,
     d->plugins = plugins;
     d->q = q;
     d->st = st;
-    d->stop_pipe[0] = d->stop_pipe[1] = -1;
+    d->source = cfg->transport == TRANSPORT_STREAM ? &source_stream : &source_pubsub;
+    d->cache.max = CACHE_MAX;
+    d->scratch = (buffer)BUFFER_INIT;
+    d->parked.prev = d->parked.next = &d->parked;
     d->reject_limit = (log_limit)LOG_LIMIT_INIT;
-    d->claim_limit = (log_limit)LOG_LIMIT_INIT;
-    for (size_t i = 0; i < cfg->channel_count; i++)
-        d->has_patterns |= is_pattern(cfg->channel_list[i]);
-    d->delivered = calloc(cfg->channel_count, 1);
-    d->sink = reply_sink_create(cfg, st);
-    d->holds = stream_holds_create();
-    if (d->delivered == NULL || d->sink == NULL || d->holds == NULL ||
-        pipe2(d->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-        snprintf(err, errlen, "out of memory or file descriptors");
+    handback_init(&d->back);
+    atomic_init(&d->exited, 0);
+    pthread_mutex_init(&d->names_lock, NULL);
+    if ((d->lp = loop_create(err, errlen)) == NULL)
+        goto err;
+    loop_async_init(d->lp, &d->back_async, on_back, d);
+    loop_async_init(d->lp, &d->stop_async, on_stop, d);
+    loop_async_init(d->lp, &d->names_async, on_names, d);
+    loop_timer_init(&d->beat_timer, on_beat, d);
+    loop_timer_init(&d->park_timer, on_park_timer, d);
+    loop_timer_init(&d->deadline_timer, on_deadline, d);
+    loop_timer_init(&d->flush_timer, on_flush_end, d);
+
+    static const wire_handlers cmd_handlers = {.up = on_cmd_up};
+    static const source_sink sink_fns = {
+        .get = sink_get, .put = sink_put, .room = sink_room, .take = sink_take,
+        .send = sink_send, .stopped = sink_stopped,
+    };
+    source_sink sink = sink_fns;
+    sink.ctx = d;
+    d->cmd = wire_create(d->lp, cfg, "commands", &cmd_handlers, d, 0);
+    d->pub = d->cmd != NULL ? publisher_create(cfg, d->cmd, st, &d->cache) : NULL;
+    d->hb = d->cmd != NULL ? heartbeat_create(cfg, d->cmd, handlers, st) : NULL;
+    if (cfg->transport == TRANSPORT_PUBSUB && cfg->claim)
+        d->claims = d->cmd != NULL ? claims_create(cfg, d->cmd, on_claim, d) : NULL;
+    d->src = d->cmd != NULL ? d->source->create(cfg, d->lp, d->cmd, st, &sink) : NULL;
+    if (d->pub == NULL || d->hb == NULL || d->src == NULL ||
+        (cfg->transport == TRANSPORT_PUBSUB && cfg->claim && d->claims == NULL) ||
+        loop_before_wait(d->lp, flush_hook, d) != 0) {
+        snprintf(err, errlen, "out of memory");
         goto err;
     }
-    if (connect_source(d, err, errlen) != 0)
+    if (wire_connect(d->cmd, err, errlen) != 0 || d->source->start(d->src, err, errlen) != 0)
         goto err;
-    flush_batch(d); /* anything that arrived between the subscriptions */
+    heartbeat_beat(d->hb, 0);
+    loop_timer_start(d->lp, &d->beat_timer, BEAT_EVERY_US);
     return d;
 err:
     dispatch_free(d);
@@ -733,36 +523,56 @@ int dispatch_start(dispatcher *d) {
     return 0;
 }
 
-void dispatch_stop(dispatcher *d) {
-    char byte = 1;
-    ssize_t ignored = write(d->stop_pipe[1], &byte, 1);
-    (void)ignored; /* a full pipe already says stop */
+void dispatch_set_handlers(dispatcher *d, const char *names) {
+    char *copy = strdup(names);
+    if (copy == NULL)
+        return;
+    pthread_mutex_lock(&d->names_lock);
+    free(d->names);
+    d->names = copy;
+    pthread_mutex_unlock(&d->names_lock);
+    loop_async_signal(&d->names_async);
 }
+
+void dispatch_stop(dispatcher *d) { loop_async_signal(&d->stop_async); }
 
 int dispatch_join(dispatcher *d) {
     if (!d->started)
         return -1;
     pthread_join(d->thread, NULL);
     d->started = 0;
-    return 0;
+    return d->timed_out;
 }
 
 void dispatch_free(dispatcher *d) {
     if (d == NULL)
         return;
-    for (size_t i = 0; i < d->batch_count; i++)
-        request_free(d->batch[i].req);
-    disconnect(d);
-    stream_holds_free(d->holds);
-    if (d->cmd != NULL)
-        redisFree(d->cmd);
-    reply_sink_free(d->sink);
-    if (d->stop_pipe[0] >= 0)
-        close(d->stop_pipe[0]);
-    if (d->stop_pipe[1] >= 0)
-        close(d->stop_pipe[1]);
-    free(d->last_channel);
-    free(d->last_body);
-    free(d->delivered);
+    for (size_t i = 0; i < d->runnable_count; i++)
+        request_put(&d->cache, d->runnable[i]);
+    d->runnable_count = 0;
+    while (d->parked_count > 0)
+        request_put(&d->cache, unpark_first(d));
+    /* The wires go first: the answers they still await come back as NULL
+     * to the requests the claims and the publisher hold. */
+    if (d->src != NULL)
+        d->source->close(d->src);
+    wire_free(d->cmd);
+    claims_free(d->claims);
+    publisher_free(d->pub);
+    heartbeat_free(d->hb);
+    request *req;
+    while ((req = queue_trypop(d->q)) != NULL)
+        request_free(req);
+    handback_node *n = handback_take(&d->back);
+    while (n != NULL) {
+        req = (request *)((char *)n - offsetof(request, back));
+        n = n->next;
+        request_free(req);
+    }
+    request_cache_clear(&d->cache);
+    redwork_buffer_free(&d->scratch);
+    loop_free(d->lp);
+    pthread_mutex_destroy(&d->names_lock);
+    free(d->names);
     free(d);
 }

@@ -1,10 +1,12 @@
-/* dispatch.h -- the dispatcher: the thread that reads requests from Redis.
+/* dispatch.h -- the dispatcher: the thread that owns the Redis I/O.
  *
- * It owns the subscriber connection (SUBSCRIBE for plain channels,
- * PSUBSCRIBE for globs), runs each message once even when overlapping
- * subscriptions deliver it twice, validates and routes it, and pushes it on
- * the work queue; what it cannot queue it answers at once on its own reply
- * connection. It reconnects and resubscribes when Redis goes away. */
+ * One event-loop thread holds every connection the request path uses --
+ * the source's (subscriber, or stream reader) and the command wire, which
+ * carries claims, replies, acknowledgements and the heartbeat. It takes
+ * each message from the source, validates, routes and (with claim = on)
+ * claims it, and queues it for the pool or answers it at once; the pool
+ * hands each finished request back, and its reply goes out in the next
+ * write. Pool threads never touch Redis. */
 #ifndef REDWORK_DISPATCH_H
 #define REDWORK_DISPATCH_H
 
@@ -13,28 +15,51 @@
 #include "config.h"
 #include "plugin.h"
 #include "queue.h"
+#include "request.h"
 #include "stats.h"
+
+/* How long a daemon with claim = on and a full queue leaves a request to
+ * the other daemons before it claims it to answer 'overloaded'. */
+#define DISPATCH_OVERLOAD_GRACE_MS 50
+/* After shutdown_timeout_ms: how long the replies already made still get
+ * to reach Redis. */
+#define DISPATCH_FLUSH_GRACE_MS 500
 
 typedef struct dispatcher dispatcher;
 
-/* Connects and subscribes to every configured channel, waiting for Redis to
- * confirm each: when it returns, requests are being received (and buffered
- * until dispatch_start). All arguments are borrowed and must outlive the
- * dispatcher. Returns NULL with ERR naming the server or channel on failure. */
-dispatcher *dispatch_create(const config *cfg, plugin_set *plugins,
-                            queue *q, stats *st, char *err, size_t errlen);
+/* Connects the command wire and the source and subscribes (or makes the
+ * consumer groups), blocking for at most the connect timeout: when it
+ * returns, requests are being received, and queued once the pool runs.
+ * HANDLERS is the list for the heartbeat (copied). The other arguments are
+ * borrowed and must outlive the dispatcher. Returns NULL with ERR naming
+ * the server, channel or stream on failure. */
+dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, stats *st,
+                            const char *handlers, char *err, size_t errlen);
 
-/* Starts the dispatcher thread. Returns 0, or -1 if it could not start. */
+/* The pool's hand-back (a pool_done_fn, with the dispatcher as CTX): a
+ * finished request, or NULL when a pool thread exits. Any thread. */
+void dispatch_handback(void *ctx, request *req);
+
+/* Starts the loop's thread. Returns 0, or -1 if it could not start. */
 int dispatch_start(dispatcher *d);
 
-/* Asks the thread to stop taking requests: it unsubscribes, queues what
- * Redis had already delivered, and exits. Returns at once; thread-safe. */
+/* Replaces the handler names the heartbeat shows (copied). Any thread. */
+void dispatch_set_handlers(dispatcher *d, const char *names);
+
+/* Asks the thread to stop: stop taking requests, let the pool finish the
+ * queue, write every reply made; at shutdown_timeout_ms answer what is
+ * still queued 'shutting_down' (a stream entry is left pending instead)
+ * and give the replies made DISPATCH_FLUSH_GRACE_MS more. Returns at once;
+ * any thread. */
 void dispatch_stop(dispatcher *d);
 
-/* Waits for the thread to exit. Returns 0, or -1 if it was not started. */
+/* Waits for the thread to end (after dispatch_stop). Returns 0 if the
+ * drain finished in time, 1 if shutdown_timeout_ms ran out, -1 if the
+ * thread was not started. */
 int dispatch_join(dispatcher *d);
 
-/* Frees the dispatcher (after dispatch_join). Accepts NULL. */
+/* Frees the dispatcher (after dispatch_join, and after the pool stopped
+ * handing requests back). Accepts NULL. */
 void dispatch_free(dispatcher *d);
 
 #endif

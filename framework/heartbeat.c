@@ -1,7 +1,7 @@
 /* heartbeat.c -- the liveness key redwork:worker:<id>: one HSET of the
- * daemon's identity and counters plus a PEXPIRE, pipelined, about once a
- * second. A failing Redis is logged when it starts failing and when it
- * works again, not at every beat. */
+ * daemon's identity and counters plus a PEXPIRE, on the command wire,
+ * about once a second. A failing write is logged when it starts failing
+ * and when it works again, not at every beat. */
 #include "heartbeat.h"
 
 #include <stdio.h>
@@ -9,25 +9,24 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <hiredis/hiredis.h>
-
 #include "clock.h"
-#include "conn.h"
 #include "log.h"
+#include "protocol.h"
+#include "resp.h"
 
 struct heartbeat {
     const config *cfg;
+    wire *w;
     stats *st;
     char *handlers;
-    char key[sizeof HEARTBEAT_PREFIX + 256];
+    char key[sizeof PROTOCOL_WORKER_PREFIX + 256];
     char host[256];
     char pid[24];
     char started[24];
-    redisContext *c; /* NULL while disconnected */
     int failing;
 };
 
-heartbeat *heartbeat_create(const config *cfg, const char *handlers,
+heartbeat *heartbeat_create(const config *cfg, wire *w, const char *handlers,
                             stats *st) {
     heartbeat *hb = calloc(1, sizeof *hb);
     if (hb == NULL || (hb->handlers = strdup(handlers)) == NULL) {
@@ -35,8 +34,9 @@ heartbeat *heartbeat_create(const config *cfg, const char *handlers,
         return NULL;
     }
     hb->cfg = cfg;
+    hb->w = w;
     hb->st = st;
-    snprintf(hb->key, sizeof hb->key, "%s%s", HEARTBEAT_PREFIX, cfg->id);
+    snprintf(hb->key, sizeof hb->key, "%s%s", PROTOCOL_WORKER_PREFIX, cfg->id);
     if (gethostname(hb->host, sizeof hb->host - 1) != 0)
         strcpy(hb->host, "unknown");
     snprintf(hb->pid, sizeof hb->pid, "%ld", (long)getpid());
@@ -54,74 +54,61 @@ int heartbeat_set_handlers(heartbeat *hb, const char *handlers) {
     return 0;
 }
 
-/* Sends the HSET and PEXPIRE and reads both replies. Returns 0, or -1
- * with ERR. */
-static int write_key(heartbeat *hb, size_t queue_depth, char *err,
-                     size_t errlen) {
-    char counters[7][24];
-    unsigned long long values[7] = {
+/* The answer to the HSET or the PEXPIRE. */
+static void on_answer(void *ctx, const resp_value *v) {
+    heartbeat *hb = ctx;
+    if (v == NULL)
+        return; /* the wire logs its own loss */
+    int failed = v->type == RESP_ERROR;
+    if (failed && !hb->failing)
+        log_warn("heartbeat", "cannot write %s: %s", hb->key, v->str);
+    else if (!failed && hb->failing)
+        log_info("heartbeat", "writing %s again", hb->key);
+    hb->failing = failed;
+}
+
+void heartbeat_beat(heartbeat *hb, size_t queue_depth) {
+    if (!wire_is_up(hb->w))
+        return;
+    char counters[8][24];
+    unsigned long long values[8] = {
         stats_get(hb->st->received), stats_get(hb->st->duplicates),
         stats_get(hb->st->rejected), stats_get(hb->st->requests),
-        stats_get(hb->st->errors), stats_get(hb->st->lost), queue_depth,
+        stats_get(hb->st->errors), stats_get(hb->st->lost),
+        stats_get(hb->st->claims_lost), queue_depth,
     };
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 8; i++)
         snprintf(counters[i], sizeof counters[i], "%llu", values[i]);
-    char threads[24];
+    char threads[24], ttl[24];
     snprintf(threads, sizeof threads, "%lld", hb->cfg->threads);
-    const char *argv[] = {
+    snprintf(ttl, sizeof ttl, "%d", PROTOCOL_WORKER_TTL_MS);
+    const char *hset[] = {
         "HSET", hb->key, "pid", hb->pid, "host", hb->host, "id", hb->cfg->id,
         "channels", hb->cfg->channels, "handlers", hb->handlers,
         "started", hb->started, "threads", threads,
         "version", REDWORK_VERSION,
         "received", counters[0], "duplicates", counters[1],
         "rejected", counters[2], "requests", counters[3],
-        "errors", counters[4], "lost", counters[5], "queue_depth", counters[6],
+        "errors", counters[4], "lost", counters[5], "claims_lost", counters[6],
+        "queue_depth", counters[7],
     };
-    redisAppendCommandArgv(hb->c, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
-    redisAppendCommand(hb->c, "PEXPIRE %s %d", hb->key, HEARTBEAT_TTL_MS);
-    int status = 0;
-    for (int i = 0; i < 2; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(hb->c, (void **)&r) != REDIS_OK ||
-            r->type == REDIS_REPLY_ERROR) {
-            redwork_conn_error(hb->c, r, err, errlen);
-            status = -1;
-        }
-        freeReplyObject(r);
-        if (hb->c->err)
-            break;
-    }
-    return status;
+    buffer *out = wire_out(hb->w);
+    resp_command(out, (int)(sizeof hset / sizeof hset[0]), hset, NULL);
+    resp_args(out, "PEXPIRE", hb->key, ttl);
+    if (wire_expect(hb->w, on_answer, hb) == 0)
+        wire_expect(hb->w, on_answer, hb);
 }
 
-int heartbeat_beat(heartbeat *hb, size_t queue_depth) {
-    char err[256];
-    int status = -1;
-    if (hb->c == NULL)
-        hb->c = redwork_conn_open(hb->cfg, err, sizeof err);
-    if (hb->c != NULL) {
-        status = write_key(hb, queue_depth, err, sizeof err);
-        if (status != 0 && hb->c->err) {
-            redisFree(hb->c);
-            hb->c = NULL;
-        }
-    }
-    if (status != 0 && !hb->failing)
-        log_warn("heartbeat", "cannot write %s: %s", hb->key, err);
-    else if (status == 0 && hb->failing)
-        log_info("heartbeat", "writing %s again", hb->key);
-    hb->failing = status != 0;
-    return status;
+void heartbeat_delete(heartbeat *hb) {
+    if (!wire_is_up(hb->w))
+        return;
+    resp_args(wire_out(hb->w), "DEL", hb->key);
+    wire_expect(hb->w, NULL, NULL);
 }
 
 void heartbeat_free(heartbeat *hb) {
     if (hb == NULL)
         return;
-    if (hb->c != NULL) {
-        redisReply *r = redisCommand(hb->c, "DEL %s", hb->key);
-        freeReplyObject(r);
-        redisFree(hb->c);
-    }
     free(hb->handlers);
     free(hb);
 }

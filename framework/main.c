@@ -1,12 +1,13 @@
 /* main.c -- redworkd: the command line, the start-up order, signals and
- * the drain at shutdown.
+ * the end of the drain.
  *
  * Start-up goes from what can be checked alone to what needs others:
  * config (exit 78), handlers (exit 78 if none loads), Redis (exit 69), then
- * the pool, the dispatcher and the first heartbeat. Every signal is blocked
- * before any thread exists, so threads inherit the mask and only this
- * thread takes signals, synchronously, with sigtimedwait(): no handler
- * runs in signal context. Its one-second timeout paces the heartbeat. */
+ * the pool and the dispatcher's thread. Every signal is blocked before any
+ * thread exists, so threads inherit the mask and only this thread takes
+ * signals, synchronously, with sigtimedwait(): no handler runs in signal
+ * context. Its one-second timeout paces the finalising of handlers that a
+ * reload retired. The drain itself is the dispatcher's (dispatch.h). */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -17,16 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
 #include "config.h"
 #include "dispatch.h"
-#include "heartbeat.h"
 #include "log.h"
 #include "plugin.h"
 #include "pool.h"
 #include "queue.h"
-#include "reply.h"
-#include "request.h"
 #include "stats.h"
 #include "supervisor.h"
 
@@ -64,8 +61,7 @@ static void check_handler_names(const config *cfg, plugin_set *plugins) {
 }
 
 /* SIGHUP: rescans handlers_dir and tells the heartbeat the new names. */
-static void reload_handlers(const config *cfg, plugin_set *plugins,
-                            heartbeat *hb) {
+static void reload_handlers(const config *cfg, plugin_set *plugins, dispatcher *d) {
     char err[1024];
     int changes = plugin_reload_dir(plugins, cfg->handlers_dir, err, sizeof err);
     if (changes < 0) {
@@ -74,46 +70,25 @@ static void reload_handlers(const config *cfg, plugin_set *plugins,
     }
     char *names = plugin_names(plugins);
     if (names != NULL)
-        heartbeat_set_handlers(hb, names);
+        dispatch_set_handlers(d, names);
     log_info("main", "SIGHUP: %d handler changes; handlers %s", changes,
              names != NULL ? names : "?");
     free(names);
 }
 
 /* Waits for SIGTERM or SIGINT, reloading handlers on SIGHUP; every second
- * it beats the heartbeat and finalises handlers that reloads retired. */
+ * it finalises the handlers that reloads retired. */
 static int wait_for_stop(const sigset_t *signals, const config *cfg,
-                         plugin_set *plugins, heartbeat *hb, queue *q) {
+                         plugin_set *plugins, dispatcher *d) {
     const struct timespec second = {.tv_sec = 1};
     for (;;) {
         int sig = sigtimedwait(signals, NULL, &second);
         if (sig == SIGTERM || sig == SIGINT)
             return sig;
         if (sig == SIGHUP)
-            reload_handlers(cfg, plugins, hb);
+            reload_handlers(cfg, plugins, d);
         plugin_collect(plugins);
-        heartbeat_beat(hb, queue_depth(q));
     }
-}
-
-/* Answers 'shutting_down' to every request still queued after the drain
- * timed out. Returns how many. */
-static size_t refuse_queued(const config *cfg, queue *q, stats *st) {
-    reply_sink *sink = reply_sink_create(cfg, st);
-    size_t count = 0;
-    request *req;
-    while ((req = queue_trypop(q)) != NULL) {
-        reply_target to = reply_target_of(req);
-        /* A stream entry stays pending: another worker will take it over. */
-        if (sink != NULL && to.stream == NULL)
-            reply_send_error(sink, &to, "shutting_down", "the daemon stopped "
-                             "before running it (shutdown_timeout_ms %lld)",
-                             cfg->shutdown_timeout_ms);
-        request_free(req);
-        count++;
-    }
-    reply_sink_free(sink);
-    return count;
 }
 
 int main(int argc, char **argv) {
@@ -183,7 +158,6 @@ int main(int argc, char **argv) {
     queue *q = NULL;
     dispatcher *d = NULL;
     pool *p = NULL;
-    heartbeat *hb = NULL;
     char *names = NULL;
     plugin_set *plugins = plugin_set_create(cfg, err, sizeof err);
     int loaded = plugins != NULL
@@ -205,52 +179,38 @@ int main(int argc, char **argv) {
         log_error("main", "out of memory");
         goto out;
     }
-    d = dispatch_create(cfg, plugins, q, &st, err, sizeof err);
+    d = dispatch_create(cfg, plugins, q, &st, names, err, sizeof err);
     if (d == NULL) {
         log_error("main", "cannot subscribe: %s", err);
         goto out;
     }
-    p = pool_start(cfg, (size_t)cfg->threads, q, &st, err, sizeof err);
-    hb = heartbeat_create(cfg, names, &st);
-    if (p == NULL || hb == NULL || dispatch_start(d) != 0) {
-        log_error("main", "cannot start: %s", p == NULL ? err : "out of memory");
+    p = pool_start(cfg, (size_t)cfg->threads, q, dispatch_handback, d, err, sizeof err);
+    if (p == NULL || dispatch_start(d) != 0) {
+        log_error("main", "cannot start: %s", p == NULL ? err : "no dispatcher thread");
         status = EXIT_FAILURE;
         goto out;
     }
-    heartbeat_beat(hb, 0);
     log_info("main", "redworkd %s ready: worker %s, %lld threads, channels %s, "
              "handlers %s", REDWORK_VERSION, cfg->id, cfg->threads,
              cfg->channels, names);
 
-    int sig = wait_for_stop(&signals, cfg, plugins, hb, q);
-    uint64_t deadline = clock_now_us() + (uint64_t)cfg->shutdown_timeout_ms * 1000u;
-    log_info("main", "%s: draining %zu queued requests", strsignal(sig),
-             queue_depth(q));
+    int sig = wait_for_stop(&signals, cfg, plugins, d);
+    log_info("main", "%s: draining", strsignal(sig));
     dispatch_stop(d);
-    dispatch_join(d);
-    queue_close(q);
-    uint64_t now = clock_now_us();
-    long long left_ms = now < deadline ? (long long)((deadline - now) / 1000u) : 0;
-    if (pool_wait(p, left_ms) != 0) {
-        size_t refused = refuse_queued(cfg, q, &st);
-        log_error("main", "shutdown timed out after %lld ms: %zu queued "
-                  "requests answered shutting_down; handlers still running "
-                  "are abandoned", cfg->shutdown_timeout_ms, refused);
-        heartbeat_free(hb);
-        _exit(EXIT_SHUTDOWN_TIMEOUT); /* threads still run: no teardown */
-    }
-    log_info("main", "stopped: %llu replies, %llu errors, %llu lost, %llu rejected",
-             stats_get(st.requests), stats_get(st.errors), stats_get(st.lost),
-             stats_get(st.rejected));
-    status = 0;
+    int timed_out = dispatch_join(d);
+    if (pool_wait(p, 0) != 0)
+        _exit(EXIT_SHUTDOWN_TIMEOUT); /* handlers still run: no teardown */
+    log_info("main", "stopped: %llu replies, %llu errors, %llu lost, %llu rejected, "
+             "%llu claims lost", stats_get(st.requests), stats_get(st.errors),
+             stats_get(st.lost), stats_get(st.rejected), stats_get(st.claims_lost));
+    status = timed_out ? EXIT_SHUTDOWN_TIMEOUT : 0;
 out:
-    heartbeat_free(hb);
-    dispatch_free(d);
     if (p != NULL) { /* on a failed start the workers are still waiting */
         queue_close(q);
         pool_wait(p, -1);
     }
     pool_free(p);
+    dispatch_free(d);
     queue_free(q);
     free(names);
     plugin_set_free(plugins);

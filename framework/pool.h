@@ -1,10 +1,12 @@
 /* pool.h -- the thread pool that runs handlers.
  *
  * Each thread pops a request from the queue, answers 'timeout' if it waited
- * longer than its timeout_ms, else runs its handler, and publishes the reply
- * on its own connection. The pool stops when the queue is closed and empty:
- * closing the queue is the only way to stop it. Pool threads block every
- * signal. */
+ * longer than its timeout_ms, else builds its JSON tree and runs its
+ * handler, writes the reply commands into the request, and hands the
+ * request straight back through DONE: a finished reply never waits for
+ * the thread's next request. The pool stops when the queue is closed and
+ * empty: closing the queue is the only way to stop it. Pool threads block
+ * every signal and never touch Redis. */
 #ifndef REDWORK_POOL_H
 #define REDWORK_POOL_H
 
@@ -12,19 +14,23 @@
 
 #include "config.h"
 #include "queue.h"
-#include "stats.h"
+#include "request.h"
 
 typedef struct pool pool;
+
+/* Called on a pool thread with each request whose reply is written
+ * (REQ->out), and with NULL when the thread exits. */
+typedef void pool_done_fn(void *ctx, request *req);
 
 /* Starts THREADS threads on Q. Arguments are borrowed and must outlive the
  * pool. Returns NULL with ERR if a thread could not start (those started
  * are stopped by closing Q). */
-pool *pool_start(const config *cfg, size_t threads, queue *q, stats *st,
-                 char *err, size_t errlen);
+pool *pool_start(const config *cfg, size_t threads, queue *q, pool_done_fn *done,
+                 void *ctx, char *err, size_t errlen);
 
-/* After queue_close(): waits up to TIMEOUT_MS for every thread to finish
- * the queue and exit. Returns 0 once all are joined, -1 on timeout (the
- * threads that are still running keep running). */
+/* After queue_close(): waits up to TIMEOUT_MS (-1: for ever) for every
+ * thread to finish the queue and exit. Returns 0 once all are joined, -1
+ * on timeout (the threads still running keep running). */
 int pool_wait(pool *p, long long timeout_ms);
 
 /* Frees the pool. Only after pool_wait() returned 0. Accepts NULL. */

@@ -1,20 +1,19 @@
 /* queue.c -- the bounded work queue between the dispatcher and the pool.
  *
  * DESIGN: a ring buffer of CAPACITY pointers under one mutex, with one
- * condition variable for poppers. The dispatcher pushes a burst in one
- * lock and one wake-up. Producers never wait: the dispatcher must
- * keep reading Redis even when the pool is saturated, and a full queue is
- * answered 'overloaded' by the caller. Consumers wait on the condition while
- * the queue is open and empty. Closing wakes every consumer; they drain the
+ * condition variable for poppers. The dispatcher pushes a burst under one
+ * lock and wakes one sleeping popper per item, none when every popper is
+ * awake: a busy pool costs no system call. Producers never wait: the
+ * dispatcher must keep reading Redis even when the pool is saturated; it
+ * asks queue_room() before it takes work. Consumers take one item at a
+ * time, so a slow handler never holds back items another thread could run,
+ * and wait on the condition while the queue is open and empty. Closing wakes every consumer; they drain the
  * remaining items and then get NULL, which is how the pool stops without
  * cancelling threads. */
 #include "queue.h"
 
 #include <pthread.h>
 #include <stdlib.h>
-#include <time.h>
-
-#include "clock.h"
 
 struct queue {
     pthread_mutex_t lock;
@@ -23,6 +22,7 @@ struct queue {
     size_t capacity;
     size_t head; /* index of the oldest item */
     size_t count;
+    size_t waiting; /* poppers asleep on nonempty */
     int closed;
 };
 
@@ -37,12 +37,7 @@ queue *queue_create(size_t capacity) {
         goto err;
     if (pthread_mutex_init(&q->lock, NULL) != 0)
         goto err;
-    pthread_condattr_t attr; /* timed waits on the monotonic clock */
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(&q->nonempty, &attr);
-    pthread_condattr_destroy(&attr);
-    if (rc != 0) {
+    if (pthread_cond_init(&q->nonempty, NULL) != 0) {
         pthread_mutex_destroy(&q->lock);
         goto err;
     }
@@ -75,7 +70,8 @@ int queue_push(queue *q, void *item) {
                  : q->count == q->capacity ? QUEUE_FULL : QUEUE_OK;
     if (status == QUEUE_OK) {
         add_locked(q, item);
-        pthread_cond_signal(&q->nonempty);
+        if (q->waiting > 0)
+            pthread_cond_signal(&q->nonempty);
     }
     pthread_mutex_unlock(&q->lock);
     return status;
@@ -86,9 +82,8 @@ size_t queue_push_many(queue *q, void *const *items, size_t n) {
     pthread_mutex_lock(&q->lock);
     while (!q->closed && pushed < n && q->count < q->capacity)
         add_locked(q, items[pushed++]);
-    if (pushed > 1)
-        pthread_cond_broadcast(&q->nonempty);
-    else if (pushed == 1)
+    /* One wake-up per item, and none for a popper that is not asleep. */
+    for (size_t i = 0; i < pushed && i < q->waiting; i++)
         pthread_cond_signal(&q->nonempty);
     pthread_mutex_unlock(&q->lock);
     return pushed;
@@ -105,25 +100,15 @@ static void *take_locked(queue *q) {
 void *queue_pop(queue *q) {
     void *item = NULL;
     pthread_mutex_lock(&q->lock);
-    while (q->count == 0 && !q->closed)
+    while (q->count == 0 && !q->closed) {
+        q->waiting++;
         pthread_cond_wait(&q->nonempty, &q->lock);
+        q->waiting--;
+    }
     if (q->count > 0)
         item = take_locked(q);
     pthread_mutex_unlock(&q->lock);
     return item;
-}
-
-int queue_pop_timeout(queue *q, void **item, long timeout_ms) {
-    struct timespec deadline = clock_deadline(timeout_ms);
-    int timed_out = 0;
-    pthread_mutex_lock(&q->lock);
-    while (q->count == 0 && !q->closed && !timed_out)
-        timed_out = pthread_cond_timedwait(&q->nonempty, &q->lock, &deadline) != 0;
-    int status = q->count > 0 ? 1 : q->closed ? -1 : 0;
-    if (status == 1)
-        *item = take_locked(q);
-    pthread_mutex_unlock(&q->lock);
-    return status;
 }
 
 void *queue_trypop(queue *q) {

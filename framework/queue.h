@@ -35,10 +35,6 @@ size_t queue_push_many(queue *q, void *const *items, size_t n);
  * Returns NULL once the queue is closed and empty. */
 void *queue_pop(queue *q);
 
-/* Like queue_pop(), waiting at most TIMEOUT_MS. Returns 1 with the item in
- * *ITEM, 0 on timeout, -1 once the queue is closed and empty. */
-int queue_pop_timeout(queue *q, void **item, long timeout_ms);
-
 /* Removes the oldest item without waiting; NULL if the queue is empty. */
 void *queue_trypop(queue *q);
 

@@ -1,11 +1,16 @@
-/* request.c -- one request of protocol v1: parsing, validation and the
- * SDK's read-only accessors (redwork_request_*).
+/* request.c -- one request: the scan of its envelope, the tree for its
+ * handler, the cache that recycles requests, and the SDK's read-only
+ * accessors (redwork_request_*).
  *
- * Validation order matters for "nothing lost": the req_id is established
- * first, because once a message has one, every later failure is answered
- * with 'bad_request' on its reply channel instead of only being logged.
- * Even a body over max_request_bytes is scanned (not parsed) for a top-level
- * req_id so that it can be answered. */
+ * DESIGN. The dispatcher's thread is the one every request passes
+ * through, so it does as little as it can: one validating pass over the
+ * bytes (the JSON grammar of RFC 8259, recursion bounded by
+ * REQUEST_DEPTH_MAX) that also picks out the top-level req_id, handler and
+ * timeout_ms. The cJSON tree a handler reads is built later, on the pool
+ * thread that runs it. Validation order matters for "nothing lost": once
+ * a message has a usable req_id, every later failure is answered
+ * 'bad_request' instead of only being logged, and even a body over
+ * max_request_bytes is searched (not checked) for a top-level req_id. */
 #include "request.h"
 
 #include <math.h>
@@ -15,83 +20,313 @@
 
 #include "clock.h"
 #include "plugin.h"
-#include "streams.h"
 
-#define ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
-#define MAX_EXACT_INT 9007199254740991.0 /* 2^53 - 1: exact in a double */
+#define KEEP_BYTES 65536 /* a recycled request keeps buffers up to this */
 
-/* Copies S (N bytes) into ID if it is a valid string req_id. */
-static int id_from_chars(const char *s, size_t n, char id[REQUEST_ID_MAX + 1]) {
-    if (n == 0 || n > REQUEST_ID_MAX)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\0' || strchr(ID_CHARS, s[i]) == NULL)
+/* ---- scanning ---------------------------------------------------------- */
+
+enum span_kind { SPAN_NONE = 0, SPAN_STRING, SPAN_NUMBER, SPAN_OTHER };
+
+/* Where a top-level field's value is: a string's raw content between its
+ * quotes, a number's text, or only its kind. */
+typedef struct span {
+    enum span_kind kind;
+    const char *p;
+    size_t n;
+    int escaped; /* a string with backslash escapes */
+} span;
+
+typedef struct scanner {
+    const char *p, *end, *start;
+    span req_id, handler, timeout;
+    int too_deep;
+} scanner;
+
+static void skip_space(scanner *s) {
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+static int hex_digit(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* A string at s->p == '"'. Fills OUT (may be NULL). */
+static int scan_string(scanner *s, span *out) {
+    const char *start = ++s->p;
+    int escaped = 0;
+    while (s->p < s->end) {
+        unsigned char c = (unsigned char)*s->p;
+        if (c == '"') {
+            if (out != NULL)
+                *out = (span){SPAN_STRING, start, (size_t)(s->p - start), escaped};
+            s->p++;
+            return 0;
+        }
+        if (c < 0x20)
             return -1;
-    memcpy(id, s, n);
-    id[n] = '\0';
-    return 0;
-}
-
-/* Writes the integral, non-negative, exactly representable D into ID. */
-static int id_from_number(double d, char id[REQUEST_ID_MAX + 1]) {
-    if (!(d >= 0 && d <= MAX_EXACT_INT) || floor(d) != d)
-        return -1;
-    snprintf(id, REQUEST_ID_MAX + 1, "%lld", (long long)d);
-    return 0;
-}
-
-static size_t skip_space(const char *p, size_t len, size_t i) {
-    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
-        i++;
-    return i;
-}
-
-/* Returns the index just past the JSON string starting at P[I] == '"'. */
-static size_t skip_string(const char *p, size_t len, size_t i) {
-    for (i++; i < len; i++) {
-        if (p[i] == '\\')
-            i++;
-        else if (p[i] == '"')
-            return i + 1;
+        if (c == '\\') {
+            escaped = 1;
+            if (++s->p >= s->end)
+                return -1;
+            if (*s->p == 'u') {
+                if (s->end - s->p < 5 || !hex_digit(s->p[1]) || !hex_digit(s->p[2]) ||
+                    !hex_digit(s->p[3]) || !hex_digit(s->p[4]))
+                    return -1;
+                s->p += 4;
+            } else if (strchr("\"\\/bfnrt", *s->p) == NULL || *s->p == '\0') {
+                return -1;
+            }
+        }
+        s->p++;
     }
-    return len;
+    return -1;
 }
 
-/* Finds the req_id of the top-level object in P without parsing the rest:
- * used for a body too big to parse. Returns 0 with ID set, or -1. */
-static int sniff_id(const char *p, size_t len, char id[REQUEST_ID_MAX + 1]) {
-    size_t i = skip_space(p, len, 0);
-    if (i >= len || p[i] != '{')
+static int digits(scanner *s) {
+    const char *from = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+        s->p++;
+    return s->p > from ? 0 : -1;
+}
+
+/* A number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int scan_number(scanner *s, span *out) {
+    const char *start = s->p;
+    if (*s->p == '-')
+        s->p++;
+    if (s->p < s->end && *s->p == '0')
+        s->p++;
+    else if (digits(s) != 0)
+        return -1;
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        if (digits(s) != 0)
+            return -1;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        s->p++;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+            s->p++;
+        if (digits(s) != 0)
+            return -1;
+    }
+    if (out != NULL)
+        *out = (span){SPAN_NUMBER, start, (size_t)(s->p - start), 0};
+    return 0;
+}
+
+static int scan_literal(scanner *s, const char *word) {
+    size_t n = strlen(word);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+        return -1;
+    s->p += n;
+    return 0;
+}
+
+/* Decodes the string content RAW (N bytes, escapes checked by the scan)
+ * into OUT (CAP bytes, NUL-terminated, cut to fit). A \u escape beyond
+ * ASCII becomes '?': what is decoded here are field names and handler
+ * names, which are ASCII when they are valid. Returns the decoded length,
+ * which is more than CAP - 1 when it was cut. */
+static size_t decode_string(const char *raw, size_t n, char *out, size_t cap) {
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++, w++) {
+        char c = raw[i];
+        if (c == '\\') {
+            char e = raw[++i];
+            if (e == 'u') {
+                char hex[5] = {raw[i + 1], raw[i + 2], raw[i + 3], raw[i + 4], '\0'};
+                unsigned long cp = strtoul(hex, NULL, 16);
+                c = cp < 0x80 ? (char)cp : '?';
+                i += 4;
+            } else {
+                static const char from[] = "bfnrt", to[] = "\b\f\n\r\t";
+                const char *at = strchr(from, e);
+                c = at != NULL ? to[at - from] : e;
+            }
+        }
+        if (w + 1 < cap)
+            out[w] = c;
+    }
+    out[w + 1 < cap ? w : cap - 1] = '\0';
+    return w;
+}
+
+/* 1 if the key RAW (N bytes of string content) is NAME. */
+static int key_is(const char *raw, size_t n, int escaped, const char *name) {
+    size_t len = strlen(name);
+    if (!escaped)
+        return n == len && memcmp(raw, name, len) == 0;
+    char decoded[16];
+    return n <= 6 * sizeof decoded && decode_string(raw, n, decoded, sizeof decoded) == len &&
+           memcmp(decoded, name, len) == 0;
+}
+
+static int scan_value(scanner *s, int depth, span *out);
+
+/* An object at s->p == '{'; TOP: the request itself, whose fields are
+ * picked out (the first of each name, as cJSON would find it). */
+static int scan_object(scanner *s, int depth, int top) {
+    s->p++;
+    skip_space(s);
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        return 0;
+    }
+    for (;;) {
+        span key;
+        skip_space(s);
+        if (s->p >= s->end || *s->p != '"' || scan_string(s, &key) != 0)
+            return -1;
+        skip_space(s);
+        if (s->p >= s->end || *s->p++ != ':')
+            return -1;
+        span *field = NULL;
+        if (top) {
+            if (s->req_id.kind == SPAN_NONE && key_is(key.p, key.n, key.escaped, PROTOCOL_FIELD_REQ_ID))
+                field = &s->req_id;
+            else if (s->handler.kind == SPAN_NONE &&
+                     key_is(key.p, key.n, key.escaped, PROTOCOL_FIELD_HANDLER))
+                field = &s->handler;
+            else if (s->timeout.kind == SPAN_NONE &&
+                     key_is(key.p, key.n, key.escaped, PROTOCOL_FIELD_TIMEOUT_MS))
+                field = &s->timeout;
+        }
+        if (scan_value(s, depth, field) != 0)
+            return -1;
+        skip_space(s);
+        if (s->p >= s->end)
+            return -1;
+        if (*s->p == '}') {
+            s->p++;
+            return 0;
+        }
+        if (*s->p++ != ',')
+            return -1;
+    }
+}
+
+static int scan_array(scanner *s, int depth) {
+    s->p++;
+    skip_space(s);
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        return 0;
+    }
+    for (;;) {
+        if (scan_value(s, depth, NULL) != 0)
+            return -1;
+        skip_space(s);
+        if (s->p >= s->end)
+            return -1;
+        if (*s->p == ']') {
+            s->p++;
+            return 0;
+        }
+        if (*s->p++ != ',')
+            return -1;
+    }
+}
+
+/* One value at DEPTH (the containers around it); OUT, if not NULL, gets
+ * where it is. */
+static int scan_value(scanner *s, int depth, span *out) {
+    skip_space(s);
+    if (s->p >= s->end)
+        return -1;
+    span other = {SPAN_OTHER, s->p, 0, 0};
+    int status;
+    switch (*s->p) {
+    case '{':
+    case '[':
+        if (depth + 1 > REQUEST_DEPTH_MAX) {
+            s->too_deep = 1;
+            return -1;
+        }
+        status = *s->p == '{' ? scan_object(s, depth + 1, 0) : scan_array(s, depth + 1);
+        break;
+    case '"':
+        return scan_string(s, out);
+    case 't':
+        status = scan_literal(s, "true");
+        break;
+    case 'f':
+        status = scan_literal(s, "false");
+        break;
+    case 'n':
+        status = scan_literal(s, "null");
+        break;
+    default:
+        if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
+            return scan_number(s, out);
+        return -1;
+    }
+    if (status == 0 && out != NULL)
+        *out = other;
+    return status;
+}
+
+/* Reads an integer 0..PROTOCOL_INT_MAX from a JSON number's text, the way
+ * strtod (and so cJSON) reads it: 1e3 is 1000. Returns 0, or -1. */
+static int whole_number(const char *p, size_t n, long long *out) {
+    char text[64];
+    if (n == 0 || n >= sizeof text)
+        return -1;
+    memcpy(text, p, n);
+    text[n] = '\0';
+    char *rest;
+    double d = strtod(text, &rest);
+    if (*rest != '\0' || !(d >= 0 && d <= (double)PROTOCOL_INT_MAX) || floor(d) != d)
+        return -1;
+    *out = (long long)d;
+    return 0;
+}
+
+/* Writes the req_id that the value at SPAN gives into ID. Returns 0, or
+ * -1 if it is not a usable one. */
+static int id_of(const span *v, char id[PROTOCOL_ID_MAX + 1]) {
+    long long n;
+    if (v->kind == SPAN_STRING && !v->escaped && protocol_id_valid(v->p, v->n)) {
+        memcpy(id, v->p, v->n);
+        id[v->n] = '\0';
+        return 0;
+    }
+    if (v->kind == SPAN_NUMBER && whole_number(v->p, v->n, &n) == 0) {
+        id[redwork_ll_text(n, id)] = '\0';
+        return 0;
+    }
+    return -1;
+}
+
+/* Finds the req_id of the top-level object in P without checking the
+ * rest: for a body too big or too deep to scan. Returns 0 with ID set, or
+ * -1. */
+static int sniff_id(const char *p, size_t len, char id[PROTOCOL_ID_MAX + 1]) {
+    scanner s = {.p = p, .end = p + len, .start = p};
+    skip_space(&s);
+    if (s.p >= s.end || *s.p != '{')
         return -1;
     int depth = 0, expect_key = 0;
-    while (i < len) {
-        char c = p[i];
+    while (s.p < s.end) {
+        char c = *s.p;
         if (c == '"') {
-            size_t end = skip_string(p, len, i);
-            int is_id = depth == 1 && expect_key && end - i == 8 &&
-                        memcmp(p + i, "\"req_id\"", 8) == 0;
+            span key = {0};
+            int is_key = depth == 1 && expect_key;
+            if (scan_string(&s, &key) != 0)
+                return -1;
             expect_key = 0;
-            i = end;
-            if (!is_id)
+            if (!is_key || !key_is(key.p, key.n, key.escaped, PROTOCOL_FIELD_REQ_ID))
                 continue;
-            i = skip_space(p, len, i);
-            if (i >= len || p[i] != ':')
+            skip_space(&s);
+            if (s.p >= s.end || *s.p++ != ':')
                 return -1;
-            i = skip_space(p, len, i + 1);
-            if (i < len && p[i] == '"') {
-                end = skip_string(p, len, i);
-                return id_from_chars(p + i + 1, end - i - 2, id);
-            }
-            /* A number: the same strtod reading cJSON gives it. */
-            size_t n = strspn(p + i, "0123456789+-.eE");
-            char number[32];
-            if (n == 0 || n >= sizeof number || i + n > len)
+            skip_space(&s);
+            span v = {0};
+            if (s.p < s.end && *s.p == '"' ? scan_string(&s, &v) != 0
+                                           : scan_number(&s, &v) != 0)
                 return -1;
-            memcpy(number, p + i, n);
-            number[n] = '\0';
-            char *rest;
-            double d = strtod(number, &rest);
-            return *rest == '\0' ? id_from_number(d, id) : -1;
+            return id_of(&v, id);
         }
         if (c == '{' || c == '[') {
             depth++;
@@ -101,134 +336,176 @@ static int sniff_id(const char *p, size_t len, char id[REQUEST_ID_MAX + 1]) {
         } else if (c == ',' && depth == 1) {
             expect_key = 1;
         }
-        i++;
+        s.p++;
     }
     return -1;
 }
 
-/* 1 if the JSON text P nests objects and arrays deeper than MAX: checked
- * by a scan before parsing, so a hostile body costs one pass, not a
- * recursion per level. */
-static int nests_deeper(const char *p, size_t len, int max) {
-    int depth = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] == '"') {
-            i = skip_string(p, len, i) - 1;
-        } else if (p[i] == '{' || p[i] == '[') {
-            if (++depth > max)
-                return 1;
-        } else if (p[i] == '}' || p[i] == ']') {
-            depth--;
-        }
-    }
-    return 0;
+/* The verdict for a body that could not be scanned whole. */
+static int refuse(request *req, const char *body, size_t len) {
+    return sniff_id(body, len, req->id) == 0 ? REQUEST_BAD : REQUEST_UNANSWERABLE;
 }
 
-int request_parse(const char *body, size_t len, const char *channel,
-                  size_t max_bytes, uint64_t received_us, request **out,
-                  char id[REQUEST_ID_MAX + 1], char *err, size_t errlen) {
-    *out = NULL;
-    id[0] = '\0';
+int request_scan(request *req, const char *body, size_t len, const char *channel,
+                 size_t channel_len, size_t max_bytes, uint64_t received_us,
+                 char *err, size_t errlen) {
+    req->id[0] = '\0';
     if (len > max_bytes) {
         snprintf(err, errlen, "request is %zu bytes, over max_request_bytes (%zu)",
                  len, max_bytes);
-        return sniff_id(body, len, id) == 0 ? REQUEST_BAD : REQUEST_UNANSWERABLE;
+        return refuse(req, body, len);
     }
     if (memchr(body, '\0', len) != NULL) {
         snprintf(err, errlen, "not JSON: contains a NUL byte");
         return REQUEST_UNANSWERABLE;
     }
-    if (nests_deeper(body, len, REQUEST_DEPTH_MAX)) {
+    scanner s = {.p = body, .end = body + len, .start = body};
+    skip_space(&s);
+    int is_object = s.p < s.end && *s.p == '{';
+    int status = is_object ? scan_object(&s, 1, 1) : scan_value(&s, 0, NULL);
+    skip_space(&s);
+    if (s.too_deep) {
         snprintf(err, errlen, "JSON nested deeper than %d levels", REQUEST_DEPTH_MAX);
-        return sniff_id(body, len, id) == 0 ? REQUEST_BAD : REQUEST_UNANSWERABLE;
+        return refuse(req, body, len);
     }
-
-    const char *end = NULL;
-    cJSON *json = cJSON_ParseWithLengthOpts(body, len, &end, 0);
-    if (json == NULL || skip_space(body, len, (size_t)(end - body)) != len) {
-        snprintf(err, errlen, "not JSON (at byte %zu)",
-                 end != NULL ? (size_t)(end - body) : (size_t)0);
-        cJSON_Delete(json);
+    if (status != 0 || s.p != s.end) {
+        snprintf(err, errlen, "not JSON (at byte %zu)", (size_t)(s.p - body));
         return REQUEST_UNANSWERABLE;
     }
-    if (!cJSON_IsObject(json)) {
+    if (!is_object) {
         snprintf(err, errlen, "not a JSON object");
-        goto unanswerable;
+        return REQUEST_UNANSWERABLE;
     }
-
-    const cJSON *rid = cJSON_GetObjectItemCaseSensitive(json, "req_id");
-    if (rid == NULL) {
+    if (s.req_id.kind == SPAN_NONE) {
         snprintf(err, errlen, "no req_id");
-        goto unanswerable;
+        return REQUEST_UNANSWERABLE;
     }
-    /* A string id is read from the raw text too: cJSON decodes escapes
-     * such as \u0000, which would cut the id short and name another
-     * caller's reply channel. The raw text has no escapes in a valid id. */
-    char raw[REQUEST_ID_MAX + 1];
-    if (cJSON_IsString(rid) ? sniff_id(body, len, raw) != 0 ||
-                                  id_from_chars(rid->valuestring,
-                                                strlen(rid->valuestring), id) != 0 ||
-                                  strcmp(raw, id) != 0
-        : cJSON_IsNumber(rid) ? id_from_number(rid->valuedouble, id) != 0
-                              : 1) {
-        snprintf(err, errlen,
-                 "req_id must be 1..128 of [A-Za-z0-9_.:-] or an integer 0..2^53-1");
-        goto unanswerable;
+    if (id_of(&s.req_id, req->id) != 0) {
+        snprintf(err, errlen, "req_id must be 1..128 of [A-Za-z0-9_.:-] or an integer 0..2^53-1");
+        return REQUEST_UNANSWERABLE;
     }
-
-    const cJSON *handler = cJSON_GetObjectItemCaseSensitive(json, "handler");
-    if (handler != NULL && (!cJSON_IsString(handler) || *handler->valuestring == '\0')) {
+    if (s.handler.kind != SPAN_NONE && (s.handler.kind != SPAN_STRING || s.handler.n == 0)) {
         snprintf(err, errlen, "handler must be a non-empty string");
-        goto bad;
+        return REQUEST_BAD;
     }
-    const cJSON *timeout = cJSON_GetObjectItemCaseSensitive(json, "timeout_ms");
     long long timeout_ms = -1;
-    if (timeout != NULL) {
-        double d = cJSON_IsNumber(timeout) ? timeout->valuedouble : -1;
-        if (!(d >= 0 && d <= MAX_EXACT_INT) || floor(d) != d) {
-            snprintf(err, errlen, "timeout_ms must be an integer 0..2^53-1");
-            goto bad;
-        }
-        timeout_ms = (long long)d;
+    if (s.timeout.kind != SPAN_NONE &&
+        (s.timeout.kind != SPAN_NUMBER || whole_number(s.timeout.p, s.timeout.n, &timeout_ms) != 0)) {
+        snprintf(err, errlen, "timeout_ms must be an integer 0..2^53-1");
+        return REQUEST_BAD;
     }
 
-    request *req = calloc(1, sizeof *req);
-    if (req == NULL || (req->channel = strdup(channel)) == NULL) {
-        free(req);
+    buffer_reset(&req->text);
+    buffer_append(&req->text, body, len);
+    buffer_append(&req->text, "", 1);
+    buffer_append(&req->text, channel, channel_len);
+    if (req->text.failed) {
         snprintf(err, errlen, "out of memory");
-        goto bad;
+        return REQUEST_BAD;
     }
-    memcpy(req->id, id, sizeof req->id);
-    req->json = json;
-    req->handler_field = handler != NULL ? handler->valuestring : NULL;
+    req->body_len = len;
+    req->channel = req->text.data + len + 1;
+    req->handler_field = NULL;
+    if (s.handler.kind == SPAN_STRING) {
+        if (s.handler.escaped) {
+            decode_string(s.handler.p, s.handler.n, req->handler_text, sizeof req->handler_text);
+        } else {
+            size_t n = s.handler.n < sizeof req->handler_text - 1 ? s.handler.n
+                                                                   : sizeof req->handler_text - 1;
+            memcpy(req->handler_text, s.handler.p, n);
+            req->handler_text[n] = '\0';
+        }
+        req->handler_field = req->handler_text;
+    }
     req->timeout_ms = timeout_ms;
     req->received_us = received_us;
-    *out = req;
     return REQUEST_OK;
-
-bad:
-    cJSON_Delete(json);
-    return REQUEST_BAD;
-unanswerable:
-    id[0] = '\0';
-    cJSON_Delete(json);
-    return REQUEST_UNANSWERABLE;
 }
 
-void request_free(request *req) {
-    if (req == NULL)
-        return;
-    plugin_release(req->handler);
-    if (req->holds != NULL)
-        stream_holds_remove(req->holds, req->channel, req->entry_id);
+int request_parse_tree(request *req, char *err, size_t errlen) {
+    const char *end = NULL;
+    req->json = cJSON_ParseWithLengthOpts(req->text.data, req->body_len, &end, 0);
+    if (req->json == NULL) {
+        snprintf(err, errlen, "the request could not be parsed (at byte %zu)",
+                 end != NULL ? (size_t)(end - req->text.data) : (size_t)0);
+        return -1;
+    }
+    return 0;
+}
+
+void request_drop_tree(request *req) {
     cJSON_Delete(req->json);
-    free(req->channel);
-    free(req);
+    req->json = NULL;
 }
 
 int request_expired(const request *req, uint64_t now_us) {
     return req->timeout_ms >= 0 &&
            now_us - req->received_us > (uint64_t)req->timeout_ms * 1000u;
+}
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+request *request_new(void) {
+    request *req = calloc(1, sizeof *req);
+    if (req != NULL)
+        req->timeout_ms = -1;
+    return req;
+}
+
+/* Makes REQ empty for reuse, keeping its buffers unless they grew large. */
+static void request_clear(request *req) {
+    plugin_release(req->handler);
+    request_drop_tree(req);
+    buffer text = req->text, out = req->out;
+    buffer_reset(&text);
+    buffer_reset(&out);
+    redwork_buffer_shrink(&text, KEEP_BYTES);
+    redwork_buffer_shrink(&out, KEEP_BYTES);
+    memset(req, 0, sizeof *req);
+    req->text = text;
+    req->out = out;
+    req->timeout_ms = -1;
+}
+
+void request_free(request *req) {
+    if (req == NULL)
+        return;
+    hold_release(&req->hold);
+    plugin_release(req->handler);
+    request_drop_tree(req);
+    redwork_buffer_free(&req->text);
+    redwork_buffer_free(&req->out);
+    free(req);
+}
+
+request *request_get(request_cache *cache) {
+    request *req = cache->free;
+    if (req == NULL)
+        return request_new();
+    cache->free = req->next;
+    cache->count--;
+    req->next = NULL;
+    return req;
+}
+
+void request_put(request_cache *cache, request *req) {
+    if (cache->count >= cache->max) {
+        request_free(req);
+        return;
+    }
+    request_clear(req);
+    req->next = cache->free;
+    cache->free = req;
+    cache->count++;
+}
+
+void request_cache_clear(request_cache *cache) {
+    while (cache->free != NULL) {
+        request *next = cache->free->next;
+        request_free(cache->free);
+        cache->free = next;
+    }
+    cache->count = 0;
 }
 
 /* ---- the SDK's accessors ---------------------------------------------- */

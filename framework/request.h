@@ -1,10 +1,20 @@
-/* request.h -- one request of protocol v1: parsing and validation.
+/* request.h -- one request on its way from a source to its reply.
  *
- * request_parse() turns a message body into a request, or says why it
- * cannot, in one of two ways: the message has a usable req_id (so the caller
- * can answer 'bad_request' on its reply channel), or it has none (the caller
- * can only log it). The struct is the SDK's redwork_request: handlers read it
- * through the accessors of redwork/handler.h, implemented in request.c. */
+ * The struct is the SDK's redwork_request and the unit of work of the
+ * whole path: the dispatcher fills it from a message (request_scan), a
+ * pool thread parses it for the handler (request_parse_tree) and writes
+ * its reply commands into `out`, and the publisher keeps it until Redis
+ * has answered them. Requests are recycled through a request_cache, which
+ * keeps their buffers, so the path allocates nothing per request once
+ * warm. Every field belongs to one thread at a time: the loop's, or the
+ * pool thread's that popped it.
+ *
+ * request_scan() checks the protocol envelope in one pass over the bytes,
+ * without building a tree: the JSON syntax, the nesting depth, req_id,
+ * handler and timeout_ms. Its verdict is one of two kinds of failure, or
+ * success: the message has a usable req_id (so it can be answered
+ * 'bad_request' on its reply channel), or it has none (it can only be
+ * logged). */
 #ifndef REDWORK_REQUEST_H
 #define REDWORK_REQUEST_H
 
@@ -13,49 +23,106 @@
 
 #include <cjson/cJSON.h>
 
+#include "buffer.h"
+#include "handback.h"
+#include "holds.h"
+#include "protocol.h"
 #include "redwork/handler.h"
 
-#define REQUEST_ID_MAX 128 /* characters in a req_id */
-#define REQUEST_HANDLER_MAX 64
 #define REQUEST_DEPTH_MAX 64 /* nesting of objects and arrays in a request */
 
 struct plugin;
 
 struct redwork_request {
-    char id[REQUEST_ID_MAX + 1];
-    char *channel;               /* owned */
-    cJSON *json;                 /* owned: the whole object */
-    const char *handler_field;   /* the request's "handler", in json; or NULL */
-    const struct plugin *handler; /* routed: a reference, released by request_free */
+    handback_node back;          /* pool -> loop */
+    struct redwork_request *prev, *next; /* the list its owner keeps it in */
+    void *owner;                 /* that owner, for callbacks given only the request */
+
+    /* The message, as the dispatcher found it. */
+    buffer text;                    /* the body, a NUL, the channel, a NUL */
+    size_t body_len;
+    const char *channel;         /* in text */
+    char id[PROTOCOL_ID_MAX + 1];
+    const char *handler_field;   /* the "handler" field (decoded), or NULL */
+    char handler_text[PROTOCOL_HANDLER_MAX + 2]; /* its storage; cut past 64 */
     long long timeout_ms;        /* -1: none */
-    char entry_id[48];           /* transport = stream: its entry; else "" */
-    struct stream_holds *holds;  /* stream: where the entry is held, until freed */
     uint64_t received_us;        /* clock_now_us() at receipt */
+    const struct plugin *handler; /* routed: a reference, given back on reuse */
+    hold hold;                   /* transport = stream: the entry */
+    long long deliveries;        /* stream: how often the group delivered it */
+
+    /* The pool thread's. */
+    cJSON *json;                 /* the whole object, while the handler runs */
+
+    /* The reply: whole commands, ready to write. */
+    buffer out;
+    unsigned commands;           /* in out */
+    int has_reply;               /* out publishes a reply (not only a dead letter) */
+    int is_error;                /* that reply is an error */
+    int lost;                    /* no reply could be made (out of memory) */
+
+    /* The claimer's, then the publisher's: answers still to come, and
+     * what came. */
+    unsigned answers;
+    int refused;                 /* Redis refused a command */
+    int claim_retry;             /* a claim sent again after a lost connection */
+    int claim_won;
+    uint64_t made_us;
 };
 typedef struct redwork_request request;
 
 enum request_status {
     REQUEST_OK = 0,
-    REQUEST_BAD = -1,          /* invalid, but ID holds a usable req_id */
+    REQUEST_BAD = -1,          /* invalid, but the req_id is usable */
     REQUEST_UNANSWERABLE = -2, /* no usable req_id */
 };
 
-/* Parses BODY (LEN bytes, need not be NUL-terminated) that arrived on
- * CHANNEL at RECEIVED_US. A body over MAX_BYTES, or nested deeper than
- * REQUEST_DEPTH_MAX, is refused before it is parsed, though its req_id is
- * still looked for so it can be answered.
- * Returns REQUEST_OK with a new request in *OUT (the caller frees it with
- * request_free), or REQUEST_BAD with the req_id in ID, or
- * REQUEST_UNANSWERABLE; on either failure ERR says why. */
-int request_parse(const char *body, size_t len, const char *channel,
-                  size_t max_bytes, uint64_t received_us, request **out,
-                  char id[REQUEST_ID_MAX + 1], char *err, size_t errlen);
+/* Checks BODY (LEN bytes, need not be NUL-terminated) that arrived on
+ * CHANNEL (CHANNEL_LEN bytes) at RECEIVED_US, and fills REQ from it: its
+ * id always when there is a usable one, the rest (a copy of body and
+ * channel included) on success. A body over MAX_BYTES, or nested deeper
+ * than REQUEST_DEPTH_MAX, is refused without being checked whole, though
+ * its top-level req_id is still looked for so it can be answered.
+ * Returns REQUEST_OK, REQUEST_BAD or REQUEST_UNANSWERABLE; on either
+ * failure ERR says why (and on REQUEST_BAD, REQ->id is set). */
+int request_scan(request *req, const char *body, size_t len, const char *channel,
+                 size_t channel_len, size_t max_bytes, uint64_t received_us,
+                 char *err, size_t errlen);
 
-/* Frees a request and everything it owns, its handler reference included.
- * Accepts NULL. */
-void request_free(request *req);
+/* Builds REQ->json from the body for the handler (on the pool thread).
+ * Returns 0, or -1 with ERR (out of memory, or JSON that the scan let
+ * through and cJSON refuses). */
+int request_parse_tree(request *req, char *err, size_t errlen);
+
+/* Frees REQ->json (on the thread that built it). */
+void request_drop_tree(request *req);
 
 /* 1 if the request's timeout_ms has run out at NOW_US, else 0. */
 int request_expired(const request *req, uint64_t now_us);
+
+/* A new empty request, or NULL out of memory. */
+request *request_new(void);
+
+/* Frees REQ and everything it owns (its handler reference included).
+ * Accepts NULL. */
+void request_free(request *req);
+
+/* Requests to reuse, owned by one thread (the event loop's). */
+typedef struct request_cache {
+    request *free;
+    size_t count;
+    size_t max;    /* kept at most; the rest are freed */
+} request_cache;
+
+/* An empty request: a reused one, or a new one. NULL out of memory. */
+request *request_get(request_cache *cache);
+
+/* Empties REQ (gives its handler reference back, keeps its buffers unless
+ * they grew large) and keeps it for reuse, or frees it if the cache holds
+ * MAX already. REQ must not be held. */
+void request_put(request_cache *cache, request *req);
+
+/* Frees every request the cache keeps. */
+void request_cache_clear(request_cache *cache);
 
 #endif

@@ -1,7 +1,8 @@
-/* fuzz_request.c -- libFuzzer target: request parsing and validation
- * (request_parse), the SDK's request accessors on what it accepts, and the
- * error envelope built from what it refuses (which must stay valid JSON).
- * Run by `make fuzz`; seeds in tests/fuzz/request/. */
+/* fuzz_request.c -- libFuzzer target: the request scan (request_scan), the
+ * cJSON tree a handler gets of what it accepts (which cJSON must always
+ * build), the SDK's request accessors, and the reply commands made for
+ * what it refuses (whose envelope must stay valid JSON). Run by
+ * `make fuzz`; seeds in tests/fuzz/request/. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,13 +16,17 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    request *req = NULL;
-    char id[REQUEST_ID_MAX + 1], err[256];
-    int status = request_parse((const char *)data, size, "request", 4096, 0, &req,
-                               id, err, sizeof err);
+    request *req = request_new();
+    char err[256];
+    if (req == NULL)
+        return 0;
+    int status = request_scan(req, (const char *)data, size, "request", 7, 4096, 0, err,
+                              sizeof err);
     if (status == REQUEST_OK) {
-        if (strlen(redwork_request_id(req)) == 0 || strcmp(req->id, id) != 0)
+        if (strlen(redwork_request_id(req)) == 0)
             abort(); /* an accepted request always has its id */
+        if (request_parse_tree(req, err, sizeof err) != 0)
+            abort(); /* what the scan accepts, cJSON parses */
         long long n;
         double d;
         int b;
@@ -33,17 +38,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         request_free(req);
         return 0;
     }
-    if (status == REQUEST_BAD && id[0] == '\0')
+    if (status == REQUEST_BAD && req->id[0] == '\0')
         abort(); /* BAD promises a usable id */
     reply r;
     reply_init(&r);
     redwork_reply_error(&r, "bad_request", "%s", err);
-    char *json = reply_encode(&r, id[0] ? id : "x", NULL, "fuzz", 0);
-    cJSON *back = json != NULL ? cJSON_Parse(json) : NULL;
-    if (json != NULL && back == NULL)
+    buffer json = BUFFER_INIT;
+    reply_envelope(&json, &r, req->id[0] ? req->id : "x", NULL, "fuzz", 0);
+    cJSON *back = json.failed ? NULL : cJSON_Parse(json.data);
+    if (!json.failed && back == NULL)
         abort(); /* the envelope must parse */
     cJSON_Delete(back);
-    free(json);
+    redwork_buffer_free(&json);
     reply_clear(&r);
+    request_free(req);
     return 0;
 }

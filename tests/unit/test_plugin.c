@@ -72,10 +72,10 @@ static const char *copy_fixture(const char *name, const char *dest,
     FILE *in = fopen(fixture(name), "rb");
     FILE *out = fopen(path, "wb");
     cr_assert(in != NULL && out != NULL, "cannot copy to %s", path);
-    char buf[8192];
+    char bytes[8192];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        cr_assert_eq(fwrite(buf, 1, n, out), n);
+    while ((n = fread(bytes, 1, sizeof bytes, in)) > 0)
+        cr_assert_eq(fwrite(bytes, 1, n, out), n);
     fclose(in);
     fclose(out);
     cr_assert_eq(chmod(path, mode), 0);
@@ -143,11 +143,13 @@ static const plugin *find_handler(plugin_set *set, const char *name) {
 /* Runs handler P on BODY and returns its reply's result (caller deletes);
  * *RC gets handle()'s return value. */
 static cJSON *call(const plugin *p, const char *body, int *rc) {
-    request *req = NULL;
-    char id[REQUEST_ID_MAX + 1], perr[256];
-    cr_assert_eq(request_parse(body, strlen(body), "news_sports", 1 << 20,
-                               clock_now_us(), &req, id, perr, sizeof perr),
+    request *req = request_new();
+    char perr[256];
+    cr_assert_not_null(req);
+    cr_assert_eq(request_scan(req, body, strlen(body), "news_sports", 11, 1 << 20,
+                              clock_now_us(), perr, sizeof perr),
                  REQUEST_OK, "%s", perr);
+    cr_assert_eq(request_parse_tree(req, perr, sizeof perr), 0, "%s", perr);
     reply rep;
     reply_init(&rep);
     *rc = plugin_handle(p, req, &rep);

@@ -4,8 +4,8 @@
  * Covers: reply_init/reply_clear, redwork_reply_json (ownership, NULL),
  * redwork_reply_string, redwork_reply_error (return value, code checking,
  * printf formatting, truncation), each call replacing the previous one, and
- * reply_encode's envelope parsed back with cJSON. Publishing (reply_sink)
- * needs Redis and is left to the integration tests. Run under valgrind or
+ * reply_envelope's envelope parsed back with cJSON. Publishing needs
+ * Redis and is left to the integration tests. Run under valgrind or
  * ASan to check the ownership rules leak nothing. */
 #include <criterion/criterion.h>
 
@@ -14,6 +14,14 @@
 #include <string.h>
 
 #include "reply.h"
+
+/* The envelope of R as a malloc'd string (the caller frees it). */
+static char *reply_encode(const reply *r, const char *req_id, const char *handler,
+                          const char *worker, long long duration_us) {
+    buffer out = BUFFER_INIT;
+    cr_assert_eq(reply_envelope(&out, r, req_id, handler, worker, duration_us), 0);
+    return out.data;
+}
 
 /* Encodes R and parses the envelope back; the caller deletes it. */
 static cJSON *encode_parse(const reply *r, const char *req_id,

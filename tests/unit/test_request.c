@@ -1,4 +1,4 @@
-/* test_request.c -- parsing and validating requests (framework/request.h)
+/* test_request.c -- scanning and validating requests (framework/request.h)
  * and the SDK's request accessors (include/redwork/handler.h).
  *
  * Covers: a table of good messages, of unanswerable ones (no usable req_id)
@@ -17,21 +17,40 @@
 
 #define MAX_BYTES 4096
 
-/* Parses BODY (LEN bytes) copied into a buffer of exactly LEN bytes, so
- * that a read past the end is caught by ASan or valgrind. */
-static int parse_len(const char *body, size_t len, size_t max_bytes,
-                     request **out, char id[REQUEST_ID_MAX + 1], char *err,
-                     size_t errlen) {
+/* Scans BODY (LEN bytes) copied into a buffer of exactly LEN bytes, so
+ * that a read past the end is caught by ASan or valgrind, as received on
+ * CHANNEL at RECEIVED_US. On REQUEST_OK *OUT gets the request with its
+ * tree built for the accessors (the caller frees it); else NULL. ID gets
+ * the req_id found, if any. */
+static int scan_as(const char *body, size_t len, const char *channel, size_t max_bytes,
+                   uint64_t received_us, request **out, char id[PROTOCOL_ID_MAX + 1],
+                   char *err, size_t errlen) {
     char *copy = malloc(len ? len : 1);
     cr_assert_not_null(copy);
     memcpy(copy, body, len);
-    int rc = request_parse(copy, len, "request", max_bytes, 1000000, out, id,
-                           err, errlen);
+    request *req = request_new();
+    cr_assert_not_null(req);
+    int rc = request_scan(req, copy, len, channel, strlen(channel), max_bytes, received_us,
+                          err, errlen);
     free(copy);
+    strcpy(id, req->id);
+    *out = NULL;
+    if (rc == REQUEST_OK) {
+        cr_assert_eq(request_parse_tree(req, err, errlen), 0, "cJSON refused what the scan took: %s", err);
+        *out = req;
+    } else {
+        request_free(req);
+    }
     return rc;
 }
 
-static int parse(const char *body, request **out, char id[REQUEST_ID_MAX + 1],
+static int parse_len(const char *body, size_t len, size_t max_bytes,
+                     request **out, char id[PROTOCOL_ID_MAX + 1], char *err,
+                     size_t errlen) {
+    return scan_as(body, len, "request", max_bytes, 1000000, out, id, err, errlen);
+}
+
+static int parse(const char *body, request **out, char id[PROTOCOL_ID_MAX + 1],
                  char *err, size_t errlen) {
     return parse_len(body, strlen(body), MAX_BYTES, out, id, err, errlen);
 }
@@ -39,7 +58,7 @@ static int parse(const char *body, request **out, char id[REQUEST_ID_MAX + 1],
 /* Parses BODY, which must be good, and returns the request. */
 static request *parse_ok(const char *body) {
     request *req = NULL;
-    char id[REQUEST_ID_MAX + 1], err[256] = "";
+    char id[PROTOCOL_ID_MAX + 1], err[256] = "";
     int rc = parse(body, &req, id, err, sizeof err);
     cr_assert_eq(rc, REQUEST_OK, "refused %s: %s", body, err);
     cr_assert_not_null(req);
@@ -111,7 +130,7 @@ Test(request, handler_and_timeout_fields) {
 Test(request, max_bytes_is_inclusive) {
     const char *body = "{\"req_id\":\"edge\"}";
     request *req = NULL;
-    char id[REQUEST_ID_MAX + 1], err[256];
+    char id[PROTOCOL_ID_MAX + 1], err[256];
     int rc = parse_len(body, strlen(body), strlen(body), &req, id, err,
                        sizeof err);
     cr_assert_eq(rc, REQUEST_OK, "a body of exactly max_bytes: %s", err);
@@ -122,9 +141,8 @@ Test(request, body_need_not_be_nul_terminated) {
     /* The parse sees 16 bytes of a longer buffer: the rest is not JSON. */
     const char *buf = "{\"req_id\":\"abc\"}GARBAGE";
     request *req = NULL;
-    char id[REQUEST_ID_MAX + 1], err[256];
-    int rc = request_parse(buf, 16, "request", MAX_BYTES, 0, &req, id, err,
-                           sizeof err);
+    char id[PROTOCOL_ID_MAX + 1], err[256];
+    int rc = scan_as(buf, 16, "request", MAX_BYTES, 0, &req, id, err, sizeof err);
     cr_assert_eq(rc, REQUEST_OK, "%s", err);
     cr_assert_str_eq(req->id, "abc");
     request_free(req);
@@ -166,7 +184,7 @@ static const char *const unanswerable[] = {
 Test(request, unanswerable_messages) {
     for (size_t i = 0; i < sizeof unanswerable / sizeof unanswerable[0]; i++) {
         request *req = NULL;
-        char id[REQUEST_ID_MAX + 1], err[256] = "";
+        char id[PROTOCOL_ID_MAX + 1], err[256] = "";
         int rc = parse(unanswerable[i], &req, id, err, sizeof err);
         cr_expect_eq(rc, REQUEST_UNANSWERABLE, "'%s' gave %d (id '%s')",
                      unanswerable[i], rc, rc == REQUEST_OK ? req->id : id);
@@ -180,7 +198,7 @@ Test(request, id_of_129_chars_is_unanswerable) {
     char body[256];
     snprintf(body, sizeof body, "{\"req_id\":\"%s\"}", repeat('k', 129));
     request *req = NULL;
-    char id[REQUEST_ID_MAX + 1], err[256];
+    char id[PROTOCOL_ID_MAX + 1], err[256];
     cr_assert_eq(parse(body, &req, id, err, sizeof err), REQUEST_UNANSWERABLE);
     cr_assert_null(req);
 }
@@ -206,7 +224,7 @@ static const struct {
 Test(request, bad_messages_keep_their_id) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         request *req = NULL;
-        char id[REQUEST_ID_MAX + 1] = "", err[256] = "";
+        char id[PROTOCOL_ID_MAX + 1] = "", err[256] = "";
         int rc = parse(bad[i].body, &req, id, err, sizeof err);
         cr_expect_eq(rc, REQUEST_BAD, "'%s' gave %d", bad[i].body, rc);
         cr_expect_str_eq(id, bad[i].id, "'%s': id", bad[i].body);
@@ -222,7 +240,7 @@ Test(request, bad_messages_keep_their_id) {
 /* Parses TEXT padded with a long "pad" field so it is over 200 bytes, with
  * max_bytes 100. Returns the status, with the id in ID. */
 static int parse_oversize(const char *head, const char *tail,
-                          char id[REQUEST_ID_MAX + 1]) {
+                          char id[PROTOCOL_ID_MAX + 1]) {
     char body[1024];
     snprintf(body, sizeof body, "%s\"pad\":\"%s\"%s", head, repeat('p', 200),
              tail);
@@ -235,7 +253,7 @@ static int parse_oversize(const char *head, const char *tail,
 }
 
 Test(request, oversize_with_top_level_id_is_bad) {
-    char id[REQUEST_ID_MAX + 1];
+    char id[PROTOCOL_ID_MAX + 1];
     cr_assert_eq(parse_oversize("{\"req_id\":\"big1\",", "}", id), REQUEST_BAD);
     cr_assert_str_eq(id, "big1");
 
@@ -262,14 +280,14 @@ Test(request, oversize_integer_id_same_as_parsed) {
     request *req = parse_ok("{\"req_id\":1234567890123456}");
     cr_assert_str_eq(req->id, "1234567890123456");
     request_free(req);
-    char id[REQUEST_ID_MAX + 1] = "";
+    char id[PROTOCOL_ID_MAX + 1] = "";
     cr_assert_eq(parse_oversize("{\"req_id\":1234567890123456,", "}", id),
                  REQUEST_BAD, "oversize body with a 16-digit integer id");
     cr_assert_str_eq(id, "1234567890123456");
 }
 
 Test(request, oversize_without_findable_id_is_unanswerable) {
-    char id[REQUEST_ID_MAX + 1];
+    char id[PROTOCOL_ID_MAX + 1];
     cr_assert_eq(parse_oversize("{", "}", id), REQUEST_UNANSWERABLE);
     /* Nested only: not the request's id. */
     cr_assert_eq(parse_oversize("{\"meta\":{\"req_id\":\"inner\"},", "}", id),
@@ -307,7 +325,7 @@ Test(request, nul_bytes_never_crash) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         request *req = NULL;
-        char id[REQUEST_ID_MAX + 1] = "", err[256] = "";
+        char id[PROTOCOL_ID_MAX + 1] = "", err[256] = "";
         int rc = parse_len(cases[i].body, cases[i].len, MAX_BYTES, &req, id,
                            err, sizeof err);
         cr_expect(rc == REQUEST_UNANSWERABLE || rc == REQUEST_BAD,
@@ -323,7 +341,7 @@ Test(request, nul_bytes_never_crash) {
     memset(big, 0, sizeof big);
     memcpy(big, "{\"req_id\":\"abc\",\"x\":\"", 21);
     request *req = NULL;
-    char id[REQUEST_ID_MAX + 1], err[256];
+    char id[PROTOCOL_ID_MAX + 1], err[256];
     int rc = parse_len(big, sizeof big, 100, &req, id, err, sizeof err);
     cr_assert(rc == REQUEST_UNANSWERABLE || rc == REQUEST_BAD);
     cr_assert_null(req);
@@ -366,9 +384,9 @@ Test(request, accessors) {
                        "\"f\":2.5,\"t\":true,\"no\":false,\"nil\":null,"
                        "\"big\":1e300,\"obj\":{\"name\":\"inner\"}}";
     request *req = NULL;
-    char id[REQUEST_ID_MAX + 1], err[256];
-    cr_assert_eq(request_parse(body, strlen(body), "news_sports", MAX_BYTES,
-                               clock_now_us(), &req, id, err, sizeof err),
+    char id[PROTOCOL_ID_MAX + 1], err[256];
+    cr_assert_eq(scan_as(body, strlen(body), "news_sports", MAX_BYTES, clock_now_us(), &req,
+                         id, err, sizeof err),
                  REQUEST_OK, "%s", err);
 
     cr_assert_str_eq(redwork_request_id(req), "acc");
@@ -421,9 +439,9 @@ Test(request, accessors) {
 Test(request, time_left_ms) {
     const char *body = "{\"req_id\":\"tl\",\"timeout_ms\":10000}";
     request *req = NULL;
-    char id[REQUEST_ID_MAX + 1], err[256];
-    cr_assert_eq(request_parse(body, strlen(body), "request", MAX_BYTES,
-                               clock_now_us(), &req, id, err, sizeof err),
+    char id[PROTOCOL_ID_MAX + 1], err[256];
+    cr_assert_eq(scan_as(body, strlen(body), "request", MAX_BYTES, clock_now_us(), &req, id,
+                         err, sizeof err),
                  REQUEST_OK);
     long long left = redwork_request_time_left_ms(req);
     cr_assert_leq(left, 10000);
@@ -432,9 +450,8 @@ Test(request, time_left_ms) {
 
     /* Received 20 s ago with a 10 s timeout: nothing left. */
     uint64_t now = clock_now_us();
-    cr_assert_eq(request_parse(body, strlen(body), "request", MAX_BYTES,
-                               now > 20000000u ? now - 20000000u : 0, &req, id,
-                               err, sizeof err),
+    cr_assert_eq(scan_as(body, strlen(body), "request", MAX_BYTES,
+                         now > 20000000u ? now - 20000000u : 0, &req, id, err, sizeof err),
                  REQUEST_OK);
     if (now > 20000000u)
         cr_assert_eq(redwork_request_time_left_ms(req), 0);
@@ -468,7 +485,7 @@ Test(request, nesting_up_to_the_limit_is_parsed) {
 }
 
 Test(request, nesting_past_the_limit_is_refused_before_parsing) {
-    char id[REQUEST_ID_MAX + 1], err[256];
+    char id[PROTOCOL_ID_MAX + 1], err[256];
     request *req = NULL;
     char *body = nested(REQUEST_DEPTH_MAX + 1, 1);
     cr_assert_eq(parse(body, &req, id, err, sizeof err), REQUEST_BAD);

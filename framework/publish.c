@@ -1,0 +1,159 @@
+/* publish.c -- the publisher: the one writer of results to Redis.
+ *
+ * DESIGN. Every request taken is on one list, oldest first, until Redis
+ * has answered all its commands. Each command's answer comes back through
+ * the wire in order; `answers` counts down what is still to come. When the
+ * wire is lost every awaited answer arrives as NULL: the request stays on
+ * the list, unsent, and publisher_wire_up() writes the whole list again.
+ * A request partly answered is written again whole: Pub/Sub and the
+ * stream commands here are idempotent but for a repeated PUBLISH, which
+ * at worst delivers a reply twice, never loses it. */
+#include "publish.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "resp.h"
+
+struct publisher {
+    const config *cfg;
+    wire *w;
+    stats *st;
+    request_cache *cache;
+    request head;        /* the list's anchor: head.next is the oldest */
+    size_t waiting;
+    log_limit lost_limit;
+};
+
+publisher *publisher_create(const config *cfg, wire *w, stats *st, request_cache *cache) {
+    publisher *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->cfg = cfg;
+    p->w = w;
+    p->st = st;
+    p->cache = cache;
+    p->head.prev = p->head.next = &p->head;
+    p->lost_limit = (log_limit)LOG_LIMIT_INIT;
+    return p;
+}
+
+size_t publisher_waiting(const publisher *p) { return p->waiting; }
+
+static void unlink_request(publisher *p, request *req) {
+    req->prev->next = req->next;
+    req->next->prev = req->prev;
+    req->prev = req->next = NULL;
+    p->waiting--;
+}
+
+/* Ends REQ: its hold released, recycled. */
+static void finish(publisher *p, request *req) {
+    unlink_request(p, req);
+    hold_release(&req->hold);
+    request_put(p->cache, req);
+}
+
+static void lose(publisher *p, request *req, const char *why) {
+    stats_add(p->st->lost);
+    log_limited(&p->lost_limit, LOG_LEVEL_WARN, "publish", "reply on %s%s lost: %s",
+                p->cfg->reply_prefix, req->id, why);
+}
+
+static void on_answer(void *ctx, const resp_value *v);
+
+/* Appends REQ's commands, and its entry's XACK and XDEL, to the wire. */
+static void write_request(publisher *p, request *req) {
+    buffer *out = wire_out(p->w);
+    unsigned commands = req->commands;
+    buffer_append(out, req->out.data, req->out.len);
+    if (hold_is_held(&req->hold)) {
+        resp_args(out, "XACK", req->hold.stream, p->cfg->group, req->hold.id);
+        resp_args(out, "XDEL", req->hold.stream, req->hold.id);
+        commands += 2;
+    }
+    req->answers = commands;
+    req->refused = 0;
+    for (unsigned i = 0; i < commands; i++)
+        if (wire_expect(p->w, on_answer, req) != 0)
+            return; /* the wire was dropped: the answers came back as NULL */
+}
+
+static void on_answer(void *ctx, const resp_value *v) {
+    request *req = ctx;
+    publisher *p = req->owner;
+    if (v == NULL) { /* the wire was lost: written again when it is back */
+        req->answers = 0;
+        return;
+    }
+    if (v->type == RESP_ERROR && !req->refused) {
+        req->refused = 1;
+        lose(p, req, v->str);
+    }
+    if (req->answers > 0 && --req->answers == 0)
+        finish(p, req);
+}
+
+void publisher_send(publisher *p, request *req) {
+    req->owner = p;
+    req->next = &p->head;
+    req->prev = p->head.prev;
+    p->head.prev->next = req;
+    p->head.prev = req;
+    p->waiting++;
+    if (req->made_us == 0)
+        req->made_us = clock_now_us();
+    if (req->has_reply) {
+        stats_add(p->st->requests);
+        if (req->is_error)
+            stats_add(p->st->errors);
+    }
+    if (req->lost) {
+        lose(p, req, "out of memory");
+        unlink_request(p, req);
+        hold_release(&req->hold); /* unacknowledged: taken over later */
+        request_put(p->cache, req);
+        return;
+    }
+    if (wire_is_up(p->w))
+        write_request(p, req);
+}
+
+void publisher_wire_up(publisher *p) {
+    size_t again = 0;
+    for (request *req = p->head.next; req != &p->head && wire_is_up(p->w); req = req->next)
+        if (req->answers == 0) {
+            write_request(p, req);
+            again++;
+        }
+    if (again > 0)
+        log_info("publish", "sending %zu waiting replies again", again);
+}
+
+void publisher_expire(publisher *p) {
+    if (wire_is_up(p->w))
+        return; /* what is written is answered, or the wire is dropped */
+    uint64_t cutoff = clock_now_us() - (uint64_t)PUBLISH_RETRY_MAX_MS * 1000u;
+    while (p->head.next != &p->head && p->head.next->made_us < cutoff) {
+        request *req = p->head.next;
+        lose(p, req, "redis was away too long");
+        finish(p, req);
+    }
+}
+
+void publisher_free(publisher *p) {
+    if (p == NULL)
+        return;
+    if (p->waiting > 0)
+        log_warn("publish", "%zu replies lost: the daemon stopped before redis took them",
+                 p->waiting);
+    while (p->head.next != &p->head) {
+        request *req = p->head.next;
+        if (req->has_reply)
+            stats_add(p->st->lost);
+        finish(p, req);
+    }
+    free(p);
+}

@@ -1,0 +1,520 @@
+/* source_stream.c -- transport = stream: requests read from Redis streams
+ * with a consumer group.
+ *
+ * DESIGN. At-least-once is the point, so an entry leaves the group's
+ * pending list only when its reply is out: the publisher writes XACK and
+ * XDEL after the reply and releases the entry's hold when Redis has
+ * answered them. Until then the entry is held here, and touched (XCLAIM
+ * JUSTID) three times per claim_idle_ms, so a slow handler is never taken
+ * for a dead one.
+ *
+ * The reading wire runs one step at a time, each chosen when the last
+ * one's answer is in: trim (every second), look for orphans (entries idle
+ * past claim_idle_ms: a dead consumer's), take one orphan over, or read
+ * new entries -- no more than the dispatcher has room for, so a busy pool
+ * pushes back on Redis instead of overflowing. Having seen orphans, the
+ * source stops reading, waits until it holds nothing (at most
+ * claim_idle_ms: a stuck handler must not stop the worker), and takes the
+ * orphans over one at a time, each run alone: an entry whose handler
+ * kills its worker takes no other entry with it, and an innocent entry's
+ * delivery count grows only when it really ran. An entry delivered more
+ * than max_deliveries times, one without a msg field, and one with no
+ * usable req_id move to <stream>:dead with the reason (and the caller of
+ * a poison entry gets handler_failed). */
+#include "source.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "holds.h"
+#include "log.h"
+#include "protocol.h"
+#include "reply.h"
+#include "resp.h"
+
+#define READ_BATCH 256
+#define READ_BLOCK_MS 200  /* how long one read waits: the stop latency */
+#define TRIM_EVERY_US 1000000u
+#define QUIET_POLL_US 5000u
+
+enum step { STEP_NONE = 0, STEP_GROUPS, STEP_TRIM, STEP_ORPHANS, STEP_CLAIM, STEP_READ };
+
+struct source {
+    const config *cfg;
+    loop *lp;
+    stats *st;
+    source_sink sink;
+    wire *rd;              /* reads: one step at a time */
+    wire *cmd;             /* touches */
+    holds held;
+    enum step step;        /* in flight on rd */
+    unsigned outstanding;  /* answers of the step still to come */
+    int groups_ready;      /* the groups exist (checked on each connection) */
+    int stopping, stopped;
+    int recovering;        /* orphans seen: take them over when quiet */
+    int orphan_found;      /* this step's answers showed one */
+    uint64_t quiet_by, next_orphan_check, next_trim;
+    uint64_t touch_every, orphan_check_every;
+    size_t orphan_stream;  /* where the orphan of the last XPENDING is */
+    char orphan_id[HOLD_ID_MAX];
+    long long orphan_deliveries;
+    loop_timer touch_timer, wake_timer;
+    char start_err[512];
+    buffer scratch;
+    log_limit error_limit;
+};
+
+static void next_step(source *s);
+
+/* ---- taking entries ---------------------------------------------------- */
+
+/* The configured stream named V (for a pointer that outlives replies). */
+static const char *stream_named(const source *s, const resp_value *v) {
+    for (size_t i = 0; i < s->cfg->channel_count; i++)
+        if (resp_is(v, s->cfg->channel_list[i]))
+            return s->cfg->channel_list[i];
+    return NULL;
+}
+
+/* Moves REQ's entry to <stream>:dead with WHY: XADD appended to REQ->out
+ * (after the caller's error reply, if one was written), then sent through
+ * the publisher, which acknowledges the entry after it. */
+static void dead_letter(source *s, request *req, const char *body, size_t len,
+                        const char *why) {
+    char dead[512], maxlen[24], deliveries[24];
+    snprintf(dead, sizeof dead, "%s%s", req->hold.stream, PROTOCOL_DEAD_SUFFIX);
+    snprintf(maxlen, sizeof maxlen, "%lld", s->cfg->stream_maxlen);
+    snprintf(deliveries, sizeof deliveries, "%lld", req->deliveries);
+    const char *argv[16];
+    size_t lens[16], n = 0;
+#define ARG(p, l) (argv[n] = (p), lens[n++] = (l))
+#define STR(p) ARG((p), strlen(p))
+    STR("XADD");
+    STR(dead);
+    if (s->cfg->stream_maxlen > 0) {
+        STR("MAXLEN");
+        STR("~");
+        STR(maxlen);
+    }
+    STR("*");
+    STR(PROTOCOL_STREAM_FIELD);
+    ARG(body != NULL ? body : "", body != NULL ? len : 0);
+    STR("error");
+    STR(why);
+    STR("deliveries");
+    STR(deliveries);
+    STR("stream");
+    STR(req->hold.stream);
+    STR("id");
+    STR(req->hold.id);
+#undef STR
+#undef ARG
+    resp_command(&req->out, (int)n, argv, lens);
+    req->commands++;
+    req->lost = req->lost || req->out.failed;
+    log_warn("streams", "moving entry %s of %s to %s after %lld deliveries: %s",
+             req->hold.id, req->hold.stream, dead, req->deliveries, why);
+    s->sink.send(s->sink.ctx, req);
+}
+
+/* Takes one entry [id, [field, value, ...]] of STREAM, delivered
+ * DELIVERIES times: held from now on, then queued, answered or
+ * dead-lettered. */
+static void take_entry(source *s, const char *stream, const resp_value *root,
+                       const resp_value *e, long long deliveries) {
+    if (e->type != RESP_ARRAY || e->integer != 2 || e[1].type != RESP_STRING ||
+        e[1].len >= HOLD_ID_MAX)
+        return;
+    const resp_value *id = &e[1], *fields = resp_next(root, id);
+    request *req = s->sink.get(s->sink.ctx);
+    if (req == NULL) { /* left pending: taken over and run later */
+        log_limited(&s->error_limit, LOG_LEVEL_ERROR, "streams",
+                    "out of memory: entry %s of %s left pending", id->str, stream);
+        return;
+    }
+    stats_add(s->st->received);
+    req->hold.stream = stream;
+    memcpy(req->hold.id, id->str, id->len + 1);
+    req->deliveries = deliveries;
+    holds_add(&s->held, &req->hold);
+
+    const resp_value *body = NULL;
+    if (fields->type == RESP_ARRAY)
+        for (const resp_value *f = fields + 1; f < root + fields->end;) {
+            const resp_value *v = resp_next(root, f);
+            if (v >= root + fields->end)
+                break;
+            if (body == NULL && resp_is(f, PROTOCOL_STREAM_FIELD) && v->type == RESP_STRING)
+                body = v;
+            f = resp_next(root, v);
+        }
+    char why[512];
+    /* timeout_ms counts from the entry's creation, not from its reading. */
+    uint64_t now_us = clock_now_us(), now_ms = clock_wall_ms();
+    uint64_t entry_ms = strtoull(req->hold.id, NULL, 10);
+    uint64_t age_us = now_ms > entry_ms ? (now_ms - entry_ms) * 1000u : 0;
+    uint64_t received_us = now_us > age_us ? now_us - age_us : 0;
+    if (body == NULL) {
+        stats_add(s->st->rejected);
+        dead_letter(s, req, NULL, 0, "the entry has no " PROTOCOL_STREAM_FIELD " field");
+        return;
+    }
+    if (deliveries > s->cfg->max_deliveries) {
+        snprintf(why, sizeof why, "delivered %lld times without an answer "
+                 "(its handler crashed or stalled its worker)", deliveries);
+        char err[256];
+        if (request_scan(req, body->str, body->len, stream, strlen(stream),
+                         (size_t)s->cfg->max_request_bytes, received_us, err, sizeof err) !=
+            REQUEST_UNANSWERABLE)
+            reply_write_error(s->cfg, req, &s->scratch, PROTOCOL_HANDLER_FAILED,
+                              "%s; moved to %s%s", why, stream, PROTOCOL_DEAD_SUFFIX);
+        dead_letter(s, req, body->str, body->len, why);
+        return;
+    }
+    if (s->sink.take(s->sink.ctx, req, body->str, body->len, stream, strlen(stream),
+                     received_us, why, sizeof why) != 0)
+        dead_letter(s, req, body->str, body->len, why);
+}
+
+/* ---- the steps --------------------------------------------------------- */
+
+static void on_answer(void *ctx, const resp_value *v);
+
+/* Starts STEP with the N commands just appended to the reading wire. */
+static void begin(source *s, enum step step, unsigned n) {
+    s->step = step;
+    s->outstanding = n;
+    s->orphan_found = 0;
+    for (unsigned i = 0; i < n; i++)
+        if (wire_expect(s->rd, on_answer, s) != 0)
+            return;
+}
+
+static void send_groups(source *s) {
+    buffer *out = wire_out(s->rd);
+    for (size_t i = 0; i < s->cfg->channel_count; i++)
+        resp_args(out, "XGROUP", "CREATE", s->cfg->channel_list[i], s->cfg->group, "0",
+                  "MKSTREAM");
+    begin(s, STEP_GROUPS, (unsigned)s->cfg->channel_count);
+}
+
+static void send_trim(source *s) {
+    buffer *out = wire_out(s->rd);
+    char maxlen[24];
+    snprintf(maxlen, sizeof maxlen, "%lld", s->cfg->stream_maxlen);
+    for (size_t i = 0; i < s->cfg->channel_count; i++) {
+        char dead[512];
+        snprintf(dead, sizeof dead, "%s%s", s->cfg->channel_list[i], PROTOCOL_DEAD_SUFFIX);
+        resp_args(out, "XTRIM", s->cfg->channel_list[i], "MAXLEN", "~", maxlen);
+        resp_args(out, "XTRIM", dead, "MAXLEN", "~", maxlen);
+    }
+    begin(s, STEP_TRIM, 2 * (unsigned)s->cfg->channel_count);
+}
+
+/* XPENDING <stream> <group> IDLE <claim_idle_ms> - + 1 on every stream:
+ * the oldest entry idle too long, if any. */
+static void send_orphan_query(source *s) {
+    char idle[24];
+    snprintf(idle, sizeof idle, "%lld", s->cfg->claim_idle_ms);
+    for (size_t i = 0; i < s->cfg->channel_count; i++)
+        resp_args(wire_out(s->rd), "XPENDING", s->cfg->channel_list[i], s->cfg->group, "IDLE",
+                  idle, "-", "+", "1");
+    begin(s, STEP_ORPHANS, (unsigned)s->cfg->channel_count);
+}
+
+/* XCLAIM the orphan found, if it is still idle: it is ours then. */
+static void send_claim(source *s) {
+    char idle[24];
+    snprintf(idle, sizeof idle, "%lld", s->cfg->claim_idle_ms);
+    resp_args(wire_out(s->rd), "XCLAIM", s->cfg->channel_list[s->orphan_stream], s->cfg->group,
+              s->cfg->id, idle, s->orphan_id);
+    begin(s, STEP_CLAIM, 1);
+}
+
+static void send_read(source *s, size_t room) {
+    buffer *out = wire_out(s->rd);
+    size_t n = s->cfg->channel_count;
+    resp_array(out, 9 + 2 * n);
+    resp_bulk_str(out, "XREADGROUP");
+    resp_bulk_str(out, "GROUP");
+    resp_bulk_str(out, s->cfg->group);
+    resp_bulk_str(out, s->cfg->id);
+    resp_bulk_str(out, "COUNT");
+    resp_bulk_ll(out, (long long)(room < READ_BATCH ? room : READ_BATCH));
+    resp_bulk_str(out, "BLOCK");
+    resp_bulk_ll(out, READ_BLOCK_MS);
+    resp_bulk_str(out, "STREAMS");
+    for (size_t i = 0; i < n; i++)
+        resp_bulk_str(out, s->cfg->channel_list[i]);
+    for (size_t i = 0; i < n; i++)
+        resp_bulk_str(out, ">"); /* entries never delivered to this group */
+    begin(s, STEP_READ, 1);
+}
+
+static void finish_stop(source *s) {
+    if (s->stopped)
+        return;
+    s->stopped = 1;
+    s->sink.stopped(s->sink.ctx);
+}
+
+/* The answer to XREADGROUP: [[stream, [entry, ...]], ...], or nil. */
+static void take_read(source *s, const resp_value *v) {
+    if (v->type != RESP_ARRAY)
+        return;
+    for (const resp_value *st = v + 1; st < v + v->end; st = resp_next(v, st)) {
+        if (st->type != RESP_ARRAY || st->integer != 2)
+            continue;
+        const char *stream = stream_named(s, &st[1]);
+        const resp_value *entries = resp_next(v, &st[1]);
+        if (stream == NULL || entries->type != RESP_ARRAY)
+            continue;
+        for (const resp_value *e = entries + 1; e < v + entries->end; e = resp_next(v, e))
+            take_entry(s, stream, v, e, 1);
+    }
+}
+
+/* One answer of an XPENDING ... IDLE: [[id, consumer, idle, deliveries]]. */
+static void note_orphan(source *s, const resp_value *v, size_t stream) {
+    if (s->orphan_found || v->type != RESP_ARRAY || v->integer < 1)
+        return;
+    const resp_value *e = v + 1;
+    if (e->type != RESP_ARRAY || e->integer != 4 || e[1].type != RESP_STRING ||
+        e[1].len >= HOLD_ID_MAX)
+        return;
+    const resp_value *consumer = resp_next(v, &e[1]), *idle = resp_next(v, consumer),
+                     *count = resp_next(v, idle);
+    s->orphan_found = 1;
+    s->orphan_stream = stream;
+    memcpy(s->orphan_id, e[1].str, e[1].len + 1);
+    s->orphan_deliveries = count->type == RESP_INTEGER ? count->integer : 1;
+}
+
+static void on_answer(void *ctx, const resp_value *v) {
+    source *s = ctx;
+    if (v == NULL) { /* the wire was lost: on_rd_down follows */
+        s->outstanding = 0;
+        s->step = STEP_NONE;
+        return;
+    }
+    unsigned index = 0;
+    switch (s->step) {
+    case STEP_GROUPS:
+        if (v->type == RESP_ERROR && strncmp(v->str, "BUSYGROUP", 9) != 0) {
+            snprintf(s->start_err, sizeof s->start_err, "cannot create group %s on stream %s: %s",
+                     s->cfg->group, s->cfg->channel_list[s->cfg->channel_count - s->outstanding],
+                     v->str);
+            log_limited(&s->error_limit, LOG_LEVEL_ERROR, "streams", "%s", s->start_err);
+        }
+        break;
+    case STEP_ORPHANS:
+        index = (unsigned)s->cfg->channel_count - s->outstanding;
+        if (v->type == RESP_ERROR)
+            log_limited(&s->error_limit, LOG_LEVEL_WARN, "streams", "XPENDING on %s: %s",
+                        s->cfg->channel_list[index], v->str);
+        note_orphan(s, v, index);
+        break;
+    case STEP_CLAIM:
+        if (v->type == RESP_ARRAY && v->integer > 0) {
+            log_info("streams", "took over entry %s of %s left pending by another consumer",
+                     s->orphan_id, s->cfg->channel_list[s->orphan_stream]);
+            take_entry(s, s->cfg->channel_list[s->orphan_stream], v, v + 1,
+                       s->orphan_deliveries + 1);
+            s->quiet_by = clock_now_us() + (uint64_t)s->cfg->claim_idle_ms * 1000u;
+        }
+        break;
+    case STEP_READ:
+        if (v->type == RESP_ERROR)
+            log_limited(&s->error_limit, LOG_LEVEL_WARN, "streams", "XREADGROUP: %s", v->str);
+        else
+            take_read(s, v);
+        break;
+    case STEP_TRIM:
+        if (v->type == RESP_ERROR)
+            log_limited(&s->error_limit, LOG_LEVEL_WARN, "streams", "XTRIM: %s", v->str);
+        break;
+    case STEP_NONE:
+        break;
+    }
+    if (s->outstanding > 0 && --s->outstanding > 0)
+        return;
+    enum step done = s->step;
+    s->step = STEP_NONE;
+    if (done == STEP_GROUPS)
+        s->groups_ready = s->start_err[0] == '\0';
+    if (done == STEP_ORPHANS) {
+        if (s->orphan_found && !s->recovering) {
+            s->recovering = 1;
+            s->quiet_by = clock_now_us() + (uint64_t)s->cfg->claim_idle_ms * 1000u;
+        } else if (s->orphan_found && s->recovering && s->held.count == 0) {
+            send_claim(s);
+            return;
+        } else if (!s->orphan_found) {
+            s->recovering = 0;
+        }
+    }
+    next_step(s);
+}
+
+/* Chooses what the reading wire does next, when it is idle. */
+static void next_step(source *s) {
+    if (s->step != STEP_NONE || !wire_is_up(s->rd))
+        return;
+    if (s->stopping) {
+        finish_stop(s);
+        return;
+    }
+    if (!s->groups_ready) {
+        if (s->start_err[0] == '\0')
+            send_groups(s);
+        return;
+    }
+    uint64_t now = clock_now_us();
+    if (now >= s->next_trim && s->cfg->stream_maxlen > 0) {
+        s->next_trim = now + TRIM_EVERY_US;
+        send_trim(s);
+    } else if (s->recovering) {
+        if (s->held.count == 0) {
+            send_orphan_query(s); /* the oldest orphan now, then claim it */
+        } else if (now < s->quiet_by) {
+            loop_timer_start(s->lp, &s->wake_timer, QUIET_POLL_US); /* let it finish */
+        } else { /* a stuck handler: read on */
+            log_warn("streams", "orphaned entries wait: this worker's handlers did not "
+                     "finish within claim_idle_ms (%lld ms)", s->cfg->claim_idle_ms);
+            s->recovering = 0;
+            s->next_orphan_check = now + (uint64_t)s->cfg->claim_idle_ms * 1000u;
+            next_step(s);
+        }
+    } else if (now >= s->next_orphan_check) {
+        s->next_orphan_check = now + s->orphan_check_every;
+        send_orphan_query(s);
+    } else {
+        size_t room = s->sink.room(s->sink.ctx);
+        if (room > 0)
+            send_read(s, room);
+        else /* the dispatcher calls read() when room comes; this is a backstop */
+            loop_timer_start(s->lp, &s->wake_timer, 10000);
+    }
+}
+
+static void on_wake(void *ctx) { next_step(ctx); }
+
+/* ---- touching what is held --------------------------------------------- */
+
+static void touch(source *s) {
+    if (s->held.count == 0 || !wire_is_up(s->cmd))
+        return;
+    int n = holds_touch(&s->held, (const char *const *)s->cfg->channel_list,
+                        s->cfg->channel_count, s->cfg->group, s->cfg->id, wire_out(s->cmd));
+    for (int i = 0; i < n; i++)
+        if (wire_expect(s->cmd, NULL, NULL) != 0)
+            return;
+}
+
+static void on_touch(void *ctx) {
+    source *s = ctx;
+    touch(s);
+    loop_timer_start(s->lp, &s->touch_timer, s->touch_every);
+}
+
+/* ---- the reading wire -------------------------------------------------- */
+
+static void on_rd_up(void *ctx) {
+    source *s = ctx;
+    s->groups_ready = 0;
+    s->step = STEP_NONE;
+    next_step(s);
+}
+
+static void on_rd_down(void *ctx, const char *why) {
+    (void)why;
+    source *s = ctx;
+    s->step = STEP_NONE;
+    s->outstanding = 0;
+    if (s->stopping)
+        finish_stop(s);
+}
+
+/* An interval of 1/FRACTION of claim_idle_ms, in us, within MIN_MS..MAX_MS. */
+static uint64_t idle_fraction_us(const config *cfg, long long fraction, long long min_ms,
+                                 long long max_ms) {
+    long long ms = cfg->claim_idle_ms / fraction;
+    ms = ms < min_ms ? min_ms : ms > max_ms ? max_ms : ms;
+    return (uint64_t)ms * 1000u;
+}
+
+static source *stream_create(const config *cfg, loop *lp, wire *cmd, stats *st,
+                             const source_sink *sink) {
+    source *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->cfg = cfg;
+    s->lp = lp;
+    s->st = st;
+    s->sink = *sink;
+    s->cmd = cmd;
+    s->scratch = (buffer)BUFFER_INIT;
+    s->error_limit = (log_limit)LOG_LIMIT_INIT;
+    holds_init(&s->held);
+    s->touch_every = idle_fraction_us(cfg, 3, 20, 10000);
+    s->orphan_check_every = idle_fraction_us(cfg, 2, 100, 1000);
+    loop_timer_init(&s->touch_timer, on_touch, s);
+    loop_timer_init(&s->wake_timer, on_wake, s);
+    static const wire_handlers handlers = {.up = on_rd_up, .down = on_rd_down};
+    s->rd = wire_create(lp, cfg, "streams", &handlers, s, 0);
+    if (s->rd == NULL) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static int stream_start(source *s, char *err, size_t errlen) {
+    if (wire_connect(s->rd, err, errlen) != 0)
+        return -1;
+    uint64_t deadline = clock_now_us() + (uint64_t)s->cfg->connect_timeout_ms * 1000u;
+    while (!s->groups_ready && s->start_err[0] == '\0' && wire_is_up(s->rd) &&
+           clock_now_us() < deadline)
+        loop_run_once(s->lp, 10);
+    if (s->start_err[0] != '\0' || !s->groups_ready) {
+        snprintf(err, errlen, "redis %s:%lld: %s", s->cfg->redis_host, s->cfg->redis_port,
+                 s->start_err[0] != '\0' ? s->start_err : "no answer to XGROUP CREATE");
+        return -1;
+    }
+    loop_timer_start(s->lp, &s->touch_timer, s->touch_every);
+    return 0;
+}
+
+static void stream_read(source *s) { next_step(s); }
+
+static void stream_stop(source *s) {
+    s->stopping = 1;
+    if (s->step == STEP_NONE || !wire_is_up(s->rd))
+        finish_stop(s); /* else when the read in flight is answered */
+}
+
+static void stream_cmd_up(source *s) { touch(s); }
+
+static void stream_close(source *s) {
+    if (s == NULL)
+        return;
+    loop_timer_stop(s->lp, &s->touch_timer);
+    loop_timer_stop(s->lp, &s->wake_timer);
+    wire_free(s->rd);
+    while (s->held.count > 0) /* left pending: another worker takes them over */
+        hold_release(s->held.head.next);
+    redwork_buffer_free(&s->scratch);
+    free(s);
+}
+
+const source_ops source_stream = {
+    .name = "stream",
+    .create = stream_create,
+    .start = stream_start,
+    .read = stream_read,
+    .stop = stream_stop,
+    .cmd_up = stream_cmd_up,
+    .close = stream_close,
+};

@@ -1,0 +1,77 @@
+/* wire.h -- one Redis connection owned by the event loop: a wire.
+ *
+ * A wire writes commands that its users append in RESP to its output
+ * buffer, once per loop round, and reads what Redis answers. A command
+ * wire hands each answer, in order, to the function registered for it with
+ * wire_expect(); a push wire (a subscriber connection) hands every reply
+ * to its push handler. When the connection fails, or answers stop coming
+ * for WIRE_STALL_MS, every answer still awaited is given as NULL, the
+ * down handler runs, and the wire reconnects in the background with capped
+ * backoff (the blocking connect runs on a short-lived thread, so the loop
+ * never waits for it); the up handler runs once it is back. Losses, failed
+ * attempts (once per new reason) and returns are logged.
+ *
+ * A wire and its callbacks belong to the loop's thread. */
+#ifndef REDWORK_WIRE_H
+#define REDWORK_WIRE_H
+
+#include <stddef.h>
+
+#include "buffer.h"
+#include "config.h"
+#include "loop.h"
+#include "resp.h"
+
+#define WIRE_STALL_MS 5000
+
+typedef struct wire wire;
+
+/* The answer to one command: REPLY (its values in preorder, valid during
+ * the call), or NULL if the connection was lost before it came. */
+typedef void wire_answer_fn(void *ctx, const resp_value *reply);
+
+typedef struct wire_handlers {
+    void (*up)(void *ctx);                        /* connected again */
+    void (*down)(void *ctx, const char *why);     /* lost, answers given NULL */
+    void (*push)(void *ctx, const resp_value *v); /* push wires: each reply */
+} wire_handlers;
+
+/* A wire to the [redis] of CFG named NAME in logs ("commands",
+ * "subscriber", ...). PUSH: a subscriber connection. H's functions may be
+ * NULL. Not connected yet. Returns NULL out of memory. */
+wire *wire_create(loop *lp, const config *cfg, const char *name,
+                  const wire_handlers *h, void *ctx, int push);
+
+/* Closes the connection (answers awaited are given NULL; the down handler
+ * does not run), abandons a reconnect under way, frees. Accepts NULL. */
+void wire_free(wire *w);
+
+/* Connects now, blocking for at most the connect timeout: for start-up,
+ * where a failure ends the daemon. Runs the up handler. Returns 0, or -1
+ * with ERR naming the server and the reason. */
+int wire_connect(wire *w, char *err, size_t errlen);
+
+/* 1 while connected. */
+int wire_is_up(const wire *w);
+
+/* The output buffer: append whole commands (resp.h), then one
+ * wire_expect() per command, in order. Only while the wire is up. */
+buffer *wire_out(wire *w);
+
+/* Registers FN(CTX) for the answer to the next command appended. Returns
+ * 0, or -1 out of memory (the wire is then dropped and reconnected: the
+ * command's answer could not be told from the next one's). */
+int wire_expect(wire *w, wire_answer_fn *fn, void *ctx);
+
+/* Answers still awaited. */
+size_t wire_waiting(const wire *w);
+
+/* Writes what the output buffer holds, as far as the socket takes it (the
+ * rest when it is writable). The loop does this before every wait; call
+ * it to write earlier. */
+void wire_flush(wire *w);
+
+/* Drops the connection as failed (WHY is logged) and reconnects. */
+void wire_drop(wire *w, const char *why);
+
+#endif
