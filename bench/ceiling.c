@@ -1,19 +1,24 @@
 /* ceiling.c -- the physical limit of redwork's design on one Redis: the
  * same protocol with no framework at all, to measure redworkd against.
  *
- *   ceiling serve [-h HOST] [-p PORT] [-C CHANNEL]
+ *   ceiling serve [-h HOST] [-p PORT] [-C CHANNEL] [-S]
  *       A raw hiredis echo responder: SUBSCRIBE CHANNEL; for each message,
  *       PUBLISH callback:<req_id> {"req_id":..,"ok":true,"result":<body>},
- *       everything pipelined on one thread. Stops on SIGTERM/SIGINT.
+ *       everything pipelined on one thread. -S: CHANNEL is a stream read
+ *       with XREADGROUP GROUP ceiling (COUNT 256, BLOCK), and each entry's
+ *       PUBLISH is followed by its XACK and XDEL, pipelined, as redworkd
+ *       acknowledges entries. Stops on SIGTERM/SIGINT.
  *   ceiling load [-h HOST] [-p PORT] [-C CHANNEL] [-c CONCURRENCY]
- *                [-n REQUESTS | -d SECONDS] [-b PAYLOAD_BYTES] [-s] [-j]
+ *                [-n REQUESTS | -d SECONDS] [-b PAYLOAD_BYTES] [-s] [-S] [-j]
  *       A raw hiredis load client: PSUBSCRIBE callback:<tag>.* first, then
- *       keeps CONCURRENCY requests in flight with pipelined PUBLISHes, and
- *       prints throughput and latency percentiles (-j: one JSON object with
- *       the keys of `redwork bench --json`). -s: the other client design,
- *       one SUBSCRIBE callback:<req_id> per request, published once Redis
- *       confirms it, and UNSUBSCRIBEd after its reply; run it against
- *       redworkd to compare the two designs.
+ *       keeps CONCURRENCY requests in flight with pipelined PUBLISHes (-S:
+ *       XADD CHANNEL * msg <json>), and prints throughput and latency
+ *       percentiles (-j: one JSON object with the keys of `redwork bench
+ *       --json`). It is the one load client of `make bench`, against
+ *       redworkd and against `ceiling serve` alike. -s: the other client
+ *       design, one SUBSCRIBE callback:<req_id> per request, published once
+ *       Redis confirms it, and UNSUBSCRIBEd after its reply; run it
+ *       against redworkd to compare the two designs.
  *
  * Both loop on poll(2) over their two connections; neither validates more
  * than it must: that is the point of a ceiling. */
@@ -39,6 +44,7 @@ typedef struct args {
     double seconds;
     int json;
     int subscribe_each;
+    int stream;
 } args;
 
 static volatile sig_atomic_t stop;
@@ -112,12 +118,16 @@ static int find_req_id(const char *body, char *id, size_t size) {
     return 0;
 }
 
-static int serve(const args *a) {
+/* Appends the echo reply to BODY for ID on PUB. */
+static void reply_to(redisContext *pub, const char *id, const char *body) {
+    redisAppendCommand(pub, "PUBLISH callback:%s {\"req_id\":\"%s\",\"ok\":true,\"result\":%s}",
+                       id, id, body);
+}
+
+static int serve_pubsub(const args *a) {
     redisContext *sub = connect_or_die(a), *pub = connect_or_die(a);
     redisReply *r = redisCommand(sub, "SUBSCRIBE %s", a->channel);
     freeReplyObject(r);
-    signal(SIGTERM, on_signal);
-    signal(SIGINT, on_signal);
     long served = 0;
     while (!stop) {
         if (!wait_sub(sub, pub, 200))
@@ -127,9 +137,7 @@ static int serve(const args *a) {
             if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
                 r->element[2]->type == REDIS_REPLY_STRING &&
                 find_req_id(r->element[2]->str, id, sizeof id) == 0) {
-                redisAppendCommand(pub, "PUBLISH callback:%s {\"req_id\":\"%s\","
-                                   "\"ok\":true,\"result\":%s}", id, id,
-                                   r->element[2]->str);
+                reply_to(pub, id, r->element[2]->str);
                 served++;
             }
             freeReplyObject(r);
@@ -142,10 +150,60 @@ static int serve(const args *a) {
     return 0;
 }
 
+/* The stream worker: XREADGROUP on one connection (blocking), the
+ * replies and acknowledgements pipelined on the other. */
+static int serve_stream(const args *a) {
+    redisContext *rd = connect_or_die(a), *pub = connect_or_die(a);
+    redisReply *r = redisCommand(rd, "XGROUP CREATE %s ceiling $ MKSTREAM", a->channel);
+    freeReplyObject(r);
+    long served = 0;
+    while (!stop) {
+        r = redisCommand(rd, "XREADGROUP GROUP ceiling c1 COUNT 256 BLOCK 200 STREAMS %s >",
+                         a->channel);
+        if (r == NULL) {
+            fprintf(stderr, "ceiling: XREADGROUP: %s\n", rd->errstr);
+            return 1;
+        }
+        for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+            redisReply *entries = r->element[i]->element[1];
+            for (size_t j = 0; j < entries->elements; j++) {
+                redisReply *e = entries->element[j], *fields = e->element[1];
+                char id[160];
+                if (fields->elements < 2 ||
+                    find_req_id(fields->element[1]->str, id, sizeof id) != 0)
+                    continue;
+                reply_to(pub, id, fields->element[1]->str);
+                redisAppendCommand(pub, "XACK %s ceiling %s", a->channel, e->element[0]->str);
+                redisAppendCommand(pub, "XDEL %s %s", a->channel, e->element[0]->str);
+                served++;
+            }
+        }
+        freeReplyObject(r);
+        flush(pub);
+        struct pollfd fd = {.fd = pub->fd, .events = POLLIN};
+        if (poll(&fd, 1, 0) > 0)
+            discard_replies(pub);
+    }
+    fprintf(stderr, "ceiling: served %ld\n", served);
+    redisFree(rd);
+    redisFree(pub);
+    return 0;
+}
+
+static int serve(const args *a) {
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    return a->stream ? serve_stream(a) : serve_pubsub(a);
+}
+
 static void publish(redisContext *pub, const args *a, const char *tag, long seq,
                     const char *data) {
-    redisAppendCommand(pub, "PUBLISH %s {\"req_id\":\"%s.%ld\",\"handler\":\"echo\",\"data\":\"%s\"}",
-                       a->channel, tag, seq, data);
+    if (a->stream)
+        redisAppendCommand(pub, "XADD %s * msg {\"req_id\":\"%s.%ld\",\"handler\":\"echo\","
+                           "\"data\":\"%s\"}", a->channel, tag, seq, data);
+    else
+        redisAppendCommand(pub, "PUBLISH %s {\"req_id\":\"%s.%ld\",\"handler\":\"echo\","
+                           "\"data\":\"%s\"}", a->channel, tag, seq, data);
 }
 
 static int load(const args *a) {
@@ -247,12 +305,12 @@ int main(int argc, char **argv) {
               .concurrency = 64, .payload = 16};
     if (argc < 2 || (strcmp(argv[1], "serve") != 0 && strcmp(argv[1], "load") != 0)) {
         fprintf(stderr, "usage: ceiling serve|load [-h HOST] [-p PORT] [-C CHANNEL] "
-                "[-c CONCURRENCY] [-n REQUESTS | -d SECONDS] [-b PAYLOAD] [-s] [-j]\n");
+                "[-c CONCURRENCY] [-n REQUESTS | -d SECONDS] [-b PAYLOAD] [-s] [-S] [-j]\n");
         return 64;
     }
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "h:p:C:c:n:d:b:js")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:C:c:n:d:b:jsS")) != -1) {
         switch (opt) {
         case 'h': a.host = optarg; break;
         case 'p': a.port = atoi(optarg); break;
@@ -263,10 +321,12 @@ int main(int argc, char **argv) {
         case 'b': a.payload = atol(optarg); break;
         case 'j': a.json = 1; break;
         case 's': a.subscribe_each = 1; break;
+        case 'S': a.stream = 1; break;
         default: return 64;
         }
     }
-    if (a.concurrency < 1 || a.concurrency > (long)RING || a.payload < 0)
+    if (a.concurrency < 1 || a.concurrency > (long)RING || a.payload < 0 ||
+        (a.stream && a.subscribe_each))
         return 64;
     if (a.requests == 0 && a.seconds == 0)
         a.requests = 10000;

@@ -21,6 +21,11 @@
 /* How long a daemon with claim = on and a full queue leaves a request to
  * the other daemons before it claims it to answer 'overloaded'. */
 #define DISPATCH_OVERLOAD_GRACE_MS 50
+/* A pool thread that goes straight on to its next request does not wake
+ * the loop for the reply it just made; the loop looks for such replies at
+ * least this often while requests are at the pool, so a reply waits at
+ * most this long behind a slow neighbour. */
+#define DISPATCH_DEFER_MAX_MS 1
 /* After shutdown_timeout_ms: how long the replies already made still get
  * to reach Redis. */
 #define DISPATCH_FLUSH_GRACE_MS 500
@@ -38,7 +43,7 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, st
 
 /* The pool's hand-back (a pool_done_fn, with the dispatcher as CTX): a
  * finished request, or NULL when a pool thread exits. Any thread. */
-void dispatch_handback(void *ctx, request *req);
+void dispatch_handback(void *ctx, request *req, int more);
 
 /* Starts the loop's thread. Returns 0, or -1 if it could not start. */
 int dispatch_start(dispatcher *d);

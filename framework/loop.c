@@ -45,6 +45,7 @@ struct loop {
     loop_async *asyncs;
     hook *hooks;
     size_t hook_count;
+    unsigned spin_us;
 };
 
 loop *loop_create(char *err, size_t errlen) {
@@ -215,10 +216,37 @@ static void run_timers(loop *l) {
     }
 }
 
+void loop_set_spin(loop *l, unsigned spin_us) { l->spin_us = spin_us; }
+
+/* A pause in a spin loop: it frees the core's resources for the other
+ * hardware thread and saves power. */
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+/* Watches the asyncs for up to SPIN_US. Returns 1 if one was signalled. */
+static int spin(const loop *l, unsigned spin_us) {
+    uint64_t until = clock_now_us() + spin_us;
+    do {
+        for (int i = 0; i < 64; i++) {
+            if (any_pending(l))
+                return 1;
+            cpu_relax();
+        }
+    } while (clock_now_us() < until);
+    return 0;
+}
+
 int loop_run_once(loop *l, int max_wait_ms) {
     for (size_t i = 0; i < l->hook_count; i++)
         l->hooks[i].fn(l->hooks[i].ctx);
     int timeout = wait_ms(l, max_wait_ms);
+    if (timeout != 0 && l->spin_us > 0 && spin(l, l->spin_us))
+        timeout = 0;
     atomic_store(&l->sleeping, 1);
     if (timeout != 0 && any_pending(l))
         timeout = 0;

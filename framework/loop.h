@@ -81,6 +81,11 @@ int loop_before_wait(loop *l, loop_fn *fn, void *ctx);
 /* Removes the hook FN(CTX). */
 void loop_before_wait_remove(loop *l, loop_fn *fn, void *ctx);
 
+/* Sets how long the loop watches its asyncs before it sleeps, from the
+ * next round on: a wake-up that comes within SPIN_US then costs no system
+ * call on either side, and no sleep and wake of this thread. 0: none. */
+void loop_set_spin(loop *l, unsigned spin_us);
+
 /* Runs one round: the before-wait hooks, then a wait of at most
  * MAX_WAIT_MS (-1: until something happens) for fds, timers and asyncs,
  * then their callbacks. Returns 0, or -1 if epoll failed. */

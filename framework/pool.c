@@ -5,7 +5,8 @@
  * request, answer 'timeout' if it waited past its timeout_ms, else parse
  * it and run its handler, write the reply commands into the request with
  * the worker's own scratch buffer, and hand it back at once (pool_done_fn:
- * a lock-free push and a wake-up that is free while the loop is awake).
+ * a lock-free push), saying whether the next request is already in hand:
+ * the last reply of a burst wakes the loop for all of them.
  * queue_pop() returning NULL -- the queue closed and drained -- is the
  * only way a worker ends, so a stop never abandons a queued request.
  * pool_wait() bounds the wait for the drain: each worker counts itself out
@@ -55,6 +56,7 @@ static void run_request(const config *cfg, request *req, buffer *scratch) {
     reply_init(&r);
     int rc = plugin_handle(req->handler, req, &r);
     long long duration = (long long)(clock_now_us() - start);
+    req->duration_us = duration;
     if (rc != 0 && !reply_is_error(&r))
         redwork_reply_error(&r, PROTOCOL_HANDLER_FAILED, "handler '%s' failed (returned %d)",
                             plugin_name(req->handler), rc);
@@ -66,17 +68,19 @@ static void run_request(const config *cfg, request *req, buffer *scratch) {
 static void *worker_main(void *arg) {
     pool *p = arg;
     buffer scratch = BUFFER_INIT;
-    request *req;
-    while ((req = queue_pop(p->q)) != NULL) {
+    request *req = queue_pop(p->q);
+    while (req != NULL) {
         run_request(p->cfg, req, &scratch);
-        p->done(p->ctx, req);
+        request *next = queue_trypop(p->q);
+        p->done(p->ctx, req, next != NULL);
+        req = next != NULL ? next : queue_pop(p->q);
     }
     redwork_buffer_free(&scratch);
     pthread_mutex_lock(&p->lock);
     p->running--;
     pthread_cond_signal(&p->exited);
     pthread_mutex_unlock(&p->lock);
-    p->done(p->ctx, NULL);
+    p->done(p->ctx, NULL, 0);
     return NULL;
 }
 

@@ -3,8 +3,9 @@
  * Each thread pops a request from the queue, answers 'timeout' if it waited
  * longer than its timeout_ms, else builds its JSON tree and runs its
  * handler, writes the reply commands into the request, and hands the
- * request straight back through DONE: a finished reply never waits for
- * the thread's next request. The pool stops when the queue is closed and
+ * request straight back through DONE, saying whether it goes straight on
+ * to another request (so the dispatcher may leave a burst's replies to be
+ * written together, at most DISPATCH_DEFER_MAX_MS later). The pool stops when the queue is closed and
  * empty: closing the queue is the only way to stop it. Pool threads block
  * every signal and never touch Redis. */
 #ifndef REDWORK_POOL_H
@@ -19,8 +20,9 @@
 typedef struct pool pool;
 
 /* Called on a pool thread with each request whose reply is written
- * (REQ->out), and with NULL when the thread exits. */
-typedef void pool_done_fn(void *ctx, request *req);
+ * (REQ->out), MORE 1 if the thread has already taken its next request;
+ * and with NULL when the thread exits. */
+typedef void pool_done_fn(void *ctx, request *req, int more);
 
 /* Starts THREADS threads on Q. Arguments are borrowed and must outlive the
  * pool. Returns NULL with ERR if a thread could not start (those started

@@ -53,34 +53,34 @@ static int hex_digit(char c) {
 
 /* A string at s->p == '"'. Fills OUT (may be NULL). */
 static int scan_string(scanner *s, span *out) {
-    const char *start = ++s->p;
+    const char *start = ++s->p, *p = start, *end = s->end;
     int escaped = 0;
-    while (s->p < s->end) {
-        unsigned char c = (unsigned char)*s->p;
-        if (c == '"') {
-            if (out != NULL)
-                *out = (span){SPAN_STRING, start, (size_t)(s->p - start), escaped};
-            s->p++;
-            return 0;
-        }
-        if (c < 0x20)
+    for (;;) {
+        while (p < end && (unsigned char)*p >= 0x20 && *p != '"' && *p != '\\')
+            p++;
+        if (p >= end || (unsigned char)*p < 0x20)
             return -1;
-        if (c == '\\') {
-            escaped = 1;
-            if (++s->p >= s->end)
+        if (*p == '"')
+            break;
+        escaped = 1; /* a backslash: one escape */
+        if (++p >= end)
+            return -1;
+        if (*p == 'u') {
+            if (end - p < 5 || !hex_digit(p[1]) || !hex_digit(p[2]) || !hex_digit(p[3]) ||
+                !hex_digit(p[4]))
                 return -1;
-            if (*s->p == 'u') {
-                if (s->end - s->p < 5 || !hex_digit(s->p[1]) || !hex_digit(s->p[2]) ||
-                    !hex_digit(s->p[3]) || !hex_digit(s->p[4]))
-                    return -1;
-                s->p += 4;
-            } else if (strchr("\"\\/bfnrt", *s->p) == NULL || *s->p == '\0') {
-                return -1;
-            }
+            p += 5;
+        } else if (*p == '"' || *p == '\\' || *p == '/' || *p == 'b' || *p == 'f' ||
+                   *p == 'n' || *p == 'r' || *p == 't') {
+            p++;
+        } else {
+            return -1;
         }
-        s->p++;
     }
-    return -1;
+    if (out != NULL)
+        *out = (span){SPAN_STRING, start, (size_t)(p - start), escaped};
+    s->p = p + 1;
+    return 0;
 }
 
 static int digits(scanner *s) {

@@ -60,6 +60,7 @@ struct redwork_request {
     int has_reply;               /* out publishes a reply (not only a dead letter) */
     int is_error;                /* that reply is an error */
     int lost;                    /* no reply could be made (out of memory) */
+    long long duration_us;       /* how long its handler ran */
 
     /* The claimer's, then the publisher's: answers still to come, and
      * what came. */

@@ -94,10 +94,11 @@ static int subscription_index(const source *s, const resp_value *name) {
     return -1;
 }
 
-/* 1 if this delivery is another copy of the previous message. */
+/* 1 if this delivery is another copy of the previous message (only with
+ * patterns: plain channels never overlap). */
 static int is_copy(source *s, int sub, const resp_value *channel, const resp_value *body) {
-    if (!s->has_patterns || sub < 0)
-        return 0; /* plain channels never overlap */
+    if (sub < 0)
+        return 0;
     if (!s->delivered[sub] && body->len == s->last_body.len &&
         channel->len == s->last_channel.len && s->last_channel.data != NULL &&
         memcmp(channel->str, s->last_channel.data, channel->len) == 0 &&
@@ -122,7 +123,7 @@ static int is_copy(source *s, int sub, const resp_value *channel, const resp_val
 static void take_message(source *s, const resp_value *through, const resp_value *channel,
                          const resp_value *body) {
     stats_add(s->st->received);
-    if (is_copy(s, subscription_index(s, through), channel, body)) {
+    if (s->has_patterns && is_copy(s, subscription_index(s, through), channel, body)) {
         stats_add(s->st->duplicates);
         return;
     }
@@ -135,7 +136,7 @@ static void take_message(source *s, const resp_value *through, const resp_value 
     }
     char why[256];
     if (s->sink.take(s->sink.ctx, req, body->str, body->len, channel->str, channel->len,
-                     clock_now_us(), why, sizeof why) != 0)
+                     wire_read_us(s->sub), why, sizeof why) != 0)
         s->sink.put(s->sink.ctx, req);
 }
 

@@ -1,6 +1,8 @@
-/* stats.h -- the daemon's counters, shared by the event loop's modules and
- * the heartbeat. Owned by main; every field is atomic, so any thread may
- * bump or read them without a lock. */
+/* stats.h -- the daemon's counters. Owned by main; counted by the modules
+ * of the event loop's thread, the one writer; read by the heartbeat on that
+ * thread and by anyone else at any time: every field is atomic. With one
+ * writer an increment needs no locked instruction, only a load and a
+ * store that no reader sees torn. */
 #ifndef REDWORK_STATS_H
 #define REDWORK_STATS_H
 
@@ -18,7 +20,9 @@ typedef struct stats {
                                 * within claim_ttl_ms) */
 } stats;
 
-#define stats_add(field) atomic_fetch_add_explicit(&(field), 1, memory_order_relaxed)
+#define stats_add(field)                                                          \
+    atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + 1, \
+                          memory_order_relaxed)
 #define stats_get(field) atomic_load_explicit(&(field), memory_order_relaxed)
 
 #endif

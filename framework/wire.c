@@ -70,6 +70,7 @@ struct wire {
     int backoff_ms;
     unsigned seed;
     int lost;       /* logged as lost: log the return */
+    uint64_t read_us;
     char last_err[256];
 };
 
@@ -113,6 +114,8 @@ int wire_is_up(const wire *w) { return w->fd >= 0; }
 buffer *wire_out(wire *w) { return &w->out; }
 
 size_t wire_waiting(const wire *w) { return w->count; }
+
+uint64_t wire_read_us(const wire *w) { return w->read_us; }
 
 /* ---- the connection ---------------------------------------------------- */
 
@@ -400,6 +403,7 @@ static void read_replies(wire *w) {
         wire_drop(w, why);
         return;
     }
+    w->read_us = clock_now_us();
     const resp_value *v;
     int status;
     int answered = 0;

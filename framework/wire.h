@@ -63,6 +63,10 @@ buffer *wire_out(wire *w);
  * command's answer could not be told from the next one's). */
 int wire_expect(wire *w, wire_answer_fn *fn, void *ctx);
 
+/* When the wire last read from its socket (clock_now_us()): the time of
+ * receipt of everything parsed from that read. */
+uint64_t wire_read_us(const wire *w);
+
 /* Answers still awaited. */
 size_t wire_waiting(const wire *w);
 

@@ -1,16 +1,28 @@
 /* echo -- replies with the request object minus the envelope fields
  * (req_id, handler, timeout_ms): what the caller sent is what it gets. */
+#include <string.h>
+
 #include <redwork/handler.h>
+
+static int is_envelope(const char *key) {
+    return strcmp(key, "req_id") == 0 || strcmp(key, "handler") == 0 ||
+           strcmp(key, "timeout_ms") == 0;
+}
 
 static int echo_handle(void *state, const redwork_request *req,
                        redwork_reply *rep) {
     (void)state;
-    cJSON *copy = cJSON_Duplicate(redwork_request_json(req), 1);
+    cJSON *copy = cJSON_CreateObject();
     if (copy == NULL)
         return redwork_reply_error(rep, "internal", "out of memory");
-    cJSON_DeleteItemFromObjectCaseSensitive(copy, "req_id");
-    cJSON_DeleteItemFromObjectCaseSensitive(copy, "handler");
-    cJSON_DeleteItemFromObjectCaseSensitive(copy, "timeout_ms");
+    /* References, not copies: a reply set by handle() is written before
+     * the request is freed (see redwork_request_json()). */
+    for (cJSON *field = redwork_request_json(req)->child; field != NULL; field = field->next)
+        if (!is_envelope(field->string) &&
+            !cJSON_AddItemReferenceToObject(copy, field->string, field)) {
+            cJSON_Delete(copy);
+            return redwork_reply_error(rep, "internal", "out of memory");
+        }
     return redwork_reply_json(rep, copy);
 }
 

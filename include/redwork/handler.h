@@ -109,7 +109,9 @@ const char *redwork_request_channel(const redwork_request *req);
 
 /* The whole request object, envelope fields (req_id, handler, timeout_ms)
  * included. Read-only: do not modify or free it. To put part of it in the
- * reply, copy it with cJSON_Duplicate(). */
+ * reply, copy it with cJSON_Duplicate(), or, cheaper, refer to it with
+ * cJSON_AddItemReferenceToObject() / cJSON_CreateObjectReference(): the
+ * reply that handle() sets is written before the request is freed. */
 const cJSON *redwork_request_json(const redwork_request *req);
 
 /* The string value of top-level field KEY, or NULL if it is absent or not
