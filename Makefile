@@ -56,7 +56,7 @@ HANDLER_SOS := $(HANDLERS:%=handlers/%.so)
 
 # Test suites: unit tests link the modules; integration tests drive the
 # real daemon against a real redis-server; fixture plugins feed the loader.
-UNIT_TESTS := queue config request reply plugin
+UNIT_TESTS := queue config request reply plugin resp handback holds
 INTEGRATION_TESTS := daemon client cli scale stream
 TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails bad_name no_name echo_v2
 HARNESS_OBJS := $(B)/tests/integration/harness.o
@@ -73,7 +73,7 @@ $(B)/bench/ceiling: $(B)/bench/ceiling.o $(B)/client/histogram.o
 # for coverage; each target runs FUZZ_SECONDS from the seeds in tests/fuzz/.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := request config
+FUZZ_TARGETS := request config resp
 FUZZ_SAN := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_OBJS := $(MODULE_SRCS:%.c=$(B)/fuzz/obj/%.o)
 

@@ -56,6 +56,7 @@
 #define SPIN_US 50              /* see spin_for_replies() */
 #define WAKE_US 50              /* see wake_pool() */
 #define CACHE_MAX 1024          /* requests kept for reuse */
+#define PARK_MIN 1024           /* parked requests allowed, at least */
 #define BEAT_EVERY_US 1000000u
 
 enum state { RUNNING, STOPPING, DRAINING, FLUSHING, DONE };
@@ -95,6 +96,7 @@ struct dispatcher {
     int source_stopped;
     int timed_out;
     loop_timer beat_timer, park_timer, deadline_timer, flush_timer;
+    loop_timer pool_timer;      /* a round at least every DEFER_MAX_MS */
     pthread_t thread;
     int started;
     log_limit reject_limit;
@@ -183,9 +185,12 @@ static void claim_to_run(dispatcher *d, request *req) {
     claims_send(d->claims, req);
 }
 
-/* Parks REQ until room comes or its grace ends (claim = on only). */
+/* Parks REQ until room comes or its grace ends (claim = on only). At most
+ * queue_size requests (PARK_MIN at least) wait so: past that, under a
+ * flood, a request is claimed at once to be answered 'overloaded'. */
 static void park(dispatcher *d, request *req) {
-    if (d->parked_count >= (size_t)d->cfg->queue_size) { /* no more waiting room */
+    size_t most = (size_t)d->cfg->queue_size > PARK_MIN ? (size_t)d->cfg->queue_size : PARK_MIN;
+    if (d->parked_count >= most) {
         reply_write_error(d->cfg, req, &d->scratch, PROTOCOL_OVERLOADED,
                           "the work queue is full (queue_size %lld)", d->cfg->queue_size);
         answer(d, req);
@@ -443,11 +448,11 @@ static void on_deadline(void *ctx) {
         refused++;
     }
     int running = atomic_load(&d->exited) < (int)d->cfg->threads;
-    d->timed_out = refused > 0 || running;
-    if (d->timed_out)
-        log_error("dispatch", "shutdown timed out after %lld ms: %zu queued requests answered "
-                  "shutting_down%s", d->cfg->shutdown_timeout_ms, refused,
-                  running ? "; handlers still running are abandoned" : "");
+    d->timed_out = 1;
+    log_error("dispatch", "shutdown timed out after %lld ms: %zu queued requests answered "
+              "shutting_down, %zu replies still wait for redis%s", d->cfg->shutdown_timeout_ms,
+              refused, publisher_waiting(d->pub),
+              running ? "; handlers still running are abandoned" : "");
     d->state = FLUSHING;
     loop_timer_start(d->lp, &d->flush_timer, (uint64_t)DISPATCH_FLUSH_GRACE_MS * 1000u);
 }
@@ -455,8 +460,7 @@ static void on_deadline(void *ctx) {
 static void *dispatch_main(void *arg) {
     dispatcher *d = arg;
     while (d->state != DONE) {
-        int wait = d->at_pool > 0 ? DISPATCH_DEFER_MAX_MS : -1;
-        if (loop_run_once(d->lp, wait) != 0) {
+        if (loop_run_once(d->lp, -1) != 0) {
             log_error("dispatch", "the event loop failed; stopping");
             break;
         }
@@ -505,6 +509,12 @@ static void spin_for_replies(dispatcher *d) {
     loop_set_spin(d->lp, soon ? SPIN_US : 0);
 }
 
+/* While requests are at the pool, the loop runs a round at least every
+ * DISPATCH_DEFER_MAX_MS: it takes the replies a busy thread did not wake
+ * it for, and wakes threads for requests that wait. The round is the
+ * work; the timer only ends the wait. */
+static void on_pool_timer(void *ctx) { (void)ctx; }
+
 /* The first hook of every round, before the wires write. */
 static void before_wait(void *ctx) {
     dispatcher *d = ctx;
@@ -512,6 +522,10 @@ static void before_wait(void *ctx) {
     flush_runnable(d);
     wake_pool(d);
     spin_for_replies(d);
+    if (d->at_pool == 0)
+        loop_timer_stop(d->lp, &d->pool_timer);
+    else if (!d->pool_timer.armed)
+        loop_timer_start(d->lp, &d->pool_timer, (uint64_t)DISPATCH_DEFER_MAX_MS * 1000u);
 }
 
 dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, stats *st,
@@ -548,6 +562,7 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, st
     loop_timer_init(&d->park_timer, on_park_timer, d);
     loop_timer_init(&d->deadline_timer, on_deadline, d);
     loop_timer_init(&d->flush_timer, on_flush_end, d);
+    loop_timer_init(&d->pool_timer, on_pool_timer, d);
 
     static const wire_handlers cmd_handlers = {.up = on_cmd_up};
     static const source_sink sink_fns = {

@@ -639,6 +639,167 @@ Test(daemon, json_log_lines)
     cr_assert_geq(lines, 2, "only %d log lines", lines);
 }
 
+/* ---- the request path: replies out at once, drains, bounded stops ------- */
+
+/* Publishes requests FIRST..FIRST+N-1 of B in one pipeline, one write:
+ * they reach the daemon together. FMT[i] is the body of request FIRST+i,
+ * a printf format taking its req_id. */
+static void send_pipelined(rw_bulk *b, int first, int n, const char *const *fmt)
+{
+    for (int i = 0; i < n; i++) {
+        char id[96], body[256];
+        rw_bulk_req_id(b, first + i, id, sizeof id);
+        snprintf(body, sizeof body, fmt[i], id);
+        redisAppendCommand(b->pub, "PUBLISH request %s", body);
+    }
+    for (int i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        cr_assert_eq(redisGetReply(b->pub, (void **)&r), REDIS_OK);
+        cr_assert(r->type == REDIS_REPLY_INTEGER && r->integer == 1, "PUBLISH %d", first + i);
+        freeReplyObject(r);
+    }
+}
+
+#define FAST "{\"handler\":\"echo\",\"req_id\":\"%s\"}"
+#define SLOW "{\"handler\":\"sleep\",\"ms\":1500,\"req_id\":\"%s\"}"
+
+/* One thread, a fast request and a slow one in one pipeline: the fast
+ * one's reply must not wait for the slow handler. */
+Test(daemon, fast_reply_does_not_wait_behind_a_slow_handler)
+{
+    start("behind", (rw_opts){.threads = 1});
+    rw_bulk b;
+    cr_assert_eq(rw_bulk_open(&b, env.redis.port, "bh", 2), 0);
+    long long t0 = rw_now_ms();
+    send_pipelined(&b, 0, 2, (const char *[]){FAST, SLOW});
+    cr_assert_eq(rw_bulk_wait_one(&b, 0, CALL_TIMEOUT_MS), 0, "the fast request went unanswered");
+    long long took = rw_now_ms() - t0;
+    cr_assert_lt(took, 100, "the fast reply took %lld ms: it waited for the slow handler", took);
+    cr_assert_eq(rw_bulk_wait_one(&b, 1, CALL_TIMEOUT_MS), 0);
+    assert_ok(b.reply[0]);
+    assert_ok(b.reply[1]);
+    rw_bulk_close(&b);
+}
+
+/* Two threads, bursts of one slow request and seven fast ones in one
+ * pipeline: the fast ones are answered at once, whichever thread ran them
+ * (each burst once the last one's slow request is done). */
+Test(daemon, fast_requests_do_not_queue_behind_a_busy_thread)
+{
+    enum { BURSTS = 5, FASTS = 7 };
+    start("bursts", (rw_opts){.threads = 2});
+    rw_bulk b;
+    cr_assert_eq(rw_bulk_open(&b, env.redis.port, "bu", BURSTS * (FASTS + 1)), 0);
+    const char *burst[FASTS + 1] = {"{\"handler\":\"sleep\",\"ms\":300,\"req_id\":\"%s\"}"};
+    for (int i = 1; i <= FASTS; i++)
+        burst[i] = FAST;
+    long long worst = 0;
+    for (int k = 0; k < BURSTS; k++) {
+        int first = k * (FASTS + 1);
+        long long t0 = rw_now_ms();
+        send_pipelined(&b, first, FASTS + 1, burst);
+        for (int i = 1; i <= FASTS; i++) {
+            cr_assert_eq(rw_bulk_wait_one(&b, first + i, CALL_TIMEOUT_MS), 0,
+                         "burst %d: fast request %d unanswered", k, i);
+            long long took = rw_now_ms() - t0;
+            worst = took > worst ? took : worst;
+        }
+        cr_assert_eq(rw_bulk_wait_one(&b, first, CALL_TIMEOUT_MS), 0, "burst %d: slow", k);
+    }
+    fprintf(stderr, "bursts: the slowest fast reply came %lld ms after its burst\n", worst);
+    cr_assert_lt(worst, 100, "a fast reply took %lld ms", worst);
+    rw_bulk_close(&b);
+}
+
+/* A stop that runs out of time still writes every reply already made:
+ * two threads each make a fast reply and then start a handler that
+ * outlives shutdown_timeout_ms. */
+Test(daemon, timed_out_drain_still_writes_replies_made)
+{
+    start("made", (rw_opts){.threads = 2, .worker_extra = "shutdown_timeout_ms = 500\n"});
+    rw_bulk b;
+    cr_assert_eq(rw_bulk_open(&b, env.redis.port, "md", 4), 0);
+    const char *slow = "{\"handler\":\"sleep\",\"ms\":5000,\"req_id\":\"%s\"}";
+    send_pipelined(&b, 0, 4, (const char *[]){FAST, slow, FAST, slow});
+    cr_assert_eq(rw_bulk_wait_one(&b, 0, CALL_TIMEOUT_MS), 0);
+    cr_assert_eq(kill(env.daemon.pid, SIGTERM), 0);
+    int st = rw_daemon_wait(&env.daemon, 10000);
+    cr_assert_eq(st, 1, "the handlers outlive the timeout: exit 1, not %d", st);
+    cr_assert_eq(rw_bulk_wait_one(&b, 2, 2000), 0, "a reply made before the stop was lost");
+    assert_ok(b.reply[0]);
+    assert_ok(b.reply[2]);
+    rw_bulk_close(&b);
+}
+
+/* SIGTERM while replies are being made: every request received is
+ * answered, exactly once, and the daemon exits 0; three rounds. */
+Test(daemon, drain_answers_every_request_once, .timeout = 120)
+{
+    enum { ROUNDS = 3, N = 400 };
+    for (int round = 0; round < ROUNDS; round++) {
+        start("drain5", (rw_opts){.threads = 2,
+                                  .worker_extra = "shutdown_timeout_ms = 20000\n"});
+        rw_bulk b;
+        cr_assert_eq(rw_bulk_open(&b, env.redis.port, "dl", N), 0);
+        /* Mostly echo, with a sleep now and then so that some replies are
+         * made after the signal. */
+        cr_assert_eq(rw_bulk_publish(&b, "request", 2, echo_body, NULL), N);
+        cr_assert_eq(rw_bulk_send(&b, "request", "{\"handler\":\"sleep\",\"req_id\":\"dl-last\","
+                                                 "\"ms\":200}"), 1);
+        cr_assert_eq(kill(env.daemon.pid, SIGTERM), 0);
+        cr_assert_eq(rw_bulk_collect(&b, 15000), 0, "round %d: %d of %d answered", round,
+                     b.seen, N);
+        cr_assert_eq(rw_daemon_wait(&env.daemon, 20000), 0, "round %d: exit status", round);
+        cr_assert_eq(rw_bulk_exactly_once(&b), N, "round %d", round);
+        cr_assert_eq(count_code(&b, ""), N, "round %d: not every reply is ok", round);
+        rw_bulk_close(&b);
+        rw_env_stop(&env);
+    }
+}
+
+/* Redis stopped (SIGSTOP): it takes connections and never answers. The
+ * stop must still end within shutdown_timeout_ms and a second. */
+Test(daemon, sigterm_with_redis_stopped_is_bounded)
+{
+    start("frozen", (rw_opts){.threads = 1, .worker_extra = "shutdown_timeout_ms = 2000\n"});
+    redisContext *c = rw_connect(env.redis.port);
+    cr_assert_not_null(c);
+    cr_assert_eq(rw_command_int(c, "PUBLISH request %s",
+                                "{\"handler\":\"sleep\",\"ms\":300,\"req_id\":\"frozen\"}"), 1);
+    redisFree(c);
+    cr_assert_geq(rw_wait_hash_at_least(env.redis.port, env.daemon.hb_key, "received", 1,
+                                        3000), 1);
+    cr_assert_eq(kill(env.redis.pid, SIGSTOP), 0);
+    long long t0 = rw_now_ms();
+    cr_assert_eq(kill(env.daemon.pid, SIGTERM), 0);
+    int st = rw_daemon_wait(&env.daemon, 15000);
+    long long took = rw_now_ms() - t0;
+    kill(env.redis.pid, SIGCONT);
+    fprintf(stderr, "frozen: SIGTERM with Redis stopped ended in %lld ms, status %d\n", took,
+            st);
+    cr_assert_leq(took, 3000, "took %lld ms for shutdown_timeout_ms 2000", took);
+    cr_assert_eq(st, 1, "a stop that could not deliver its reply exits 1, not %d", st);
+}
+
+/* A req_id used again within claim_ttl_ms is dropped, counted and logged. */
+Test(daemon, reused_req_id_is_counted_and_logged)
+{
+    start("reuse", (rw_opts){.threads = 1, .claim_on = 1, .extra = "[log]\nlevel = debug\n"});
+    cJSON *reply = call("{\"handler\":\"echo\",\"req_id\":\"again\"}", "again");
+    assert_ok(reply);
+    cJSON_Delete(reply);
+    rw_bulk b;
+    cr_assert_eq(rw_bulk_open(&b, env.redis.port, "again", 1), 0);
+    cr_assert_eq(rw_bulk_send(&b, "request", "{\"handler\":\"echo\",\"req_id\":\"again\"}"), 1);
+    cr_assert_eq(rw_wait_hash_at_least(env.redis.port, env.daemon.hb_key, "claims_lost", 1,
+                                       5000), 1);
+    cr_assert_eq(rw_bulk_fence(&b, "request", CALL_TIMEOUT_MS), 0);
+    cr_assert_eq(b.stray, 0, "the reused id was answered again");
+    cr_assert(rw_wait_file_contains(env.daemon.log, "req_id again dropped", 3000),
+              "no debug line names the dropped req_id");
+    rw_bulk_close(&b);
+}
+
 /* ---- the command line and config errors ------------------------------------------------ */
 
 TestSuite(cli, .timeout = 30);

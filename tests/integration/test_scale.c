@@ -643,6 +643,97 @@ Test(scale, claims_hold_after_redis_closes_the_command_connections)
     rw_bulk_close(&b);
 }
 
+/* Starts daemon K with claim = on, one pool thread, queue_size 1 and the
+ * channels "request" and "only-<k>", and fills it: two sleeps of 4 s on
+ * its own channel, one running and one queued (the test is over long
+ * before they end; shutdown_timeout_ms 200 abandons them). Returns when
+ * its heartbeat shows the queued one. */
+static void start_full_daemon(int k, rw_bulk *b, int first)
+{
+    char tag[16], channels[64], own[16];
+    snprintf(tag, sizeof tag, "full%d", k + 1);
+    snprintf(own, sizeof own, "only-%d", k + 1);
+    snprintf(channels, sizeof channels, "request, %s", own);
+    configure(k, tag, (rw_opts){.channels = channels, .threads = 1, .claim_on = 1,
+                                .worker_extra = "queue_size = 1\nshutdown_timeout_ms = 200\n"});
+    start_daemon(k);
+    for (int i = first; i < first + 2; i++) {
+        char id[96], body[192];
+        rw_bulk_req_id(b, i, id, sizeof id);
+        snprintf(body, sizeof body, "{\"handler\":\"sleep\",\"ms\":4000,\"req_id\":\"%s\"}", id);
+        cr_assert_eq(rw_bulk_send(b, own, body), 1, "PUBLISH on %s", own);
+    }
+    cr_assert_eq(rw_wait_hash_at_least(fx.redis.port, fx.d[k].hb_key, "queue_depth", 1, 5000),
+                 1, "daemon %d did not fill up", k + 1);
+}
+
+/* Two daemons with claim = on, one of them full: every request is
+ * answered once, by the one with room, and none 'overloaded'. The full
+ * one claims a request only after DISPATCH_OVERLOAD_GRACE_MS, and loses:
+ * once its heartbeat counts N claims lost, it has given up all of them. */
+Test(scale, a_full_daemon_leaves_requests_to_one_with_room)
+{
+    enum { N = 20 };
+    start_redis();
+    rw_bulk b;
+    cr_assert_eq(rw_bulk_open(&b, fx.redis.port, "room", N + 3), 0);
+    start_full_daemon(0, &b, N);
+    configure(1, "room", (rw_opts){.channels = "request, fence-room", .threads = 1,
+                                   .claim_on = 1});
+    start_daemon(1);
+
+    cr_assert_eq(rw_bulk_publish_range(&b, "request", 0, N, 1, echo_body, NULL), N);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(rw_bulk_wait_one(&b, i, CALL_TIMEOUT_MS), 0, "request %d unanswered", i);
+    cr_assert_eq(rw_wait_hash_at_least(fx.redis.port, fx.d[0].hb_key, "claims_lost", N, 5000),
+                 N, "the full daemon did not give up every request (claims lost %lld)",
+                 rw_wait_hash_at_least(fx.redis.port, fx.d[0].hb_key, "claims_lost", 0, 100));
+    char id[96], body[192];
+    rw_bulk_req_id(&b, N + 2, id, sizeof id);
+    echo_body(N + 2, id, body, sizeof body, NULL);
+    cr_assert_eq(rw_bulk_send(&b, "fence-room", body), 1);
+    cr_assert_eq(rw_bulk_wait_one(&b, N + 2, CALL_TIMEOUT_MS), 0);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(b.count[i], 1, "request %d answered %d times", i, b.count[i]);
+        cr_assert(echoes(b.reply[i], i), "request %d: %s", i, rw_error_code(b.reply[i]));
+        cr_assert_str_eq(rw_str(b.reply[i], "worker"), fx.d[1].id,
+                         "request %d answered by the full daemon", i);
+    }
+    rw_bulk_close(&b);
+}
+
+/* Two daemons with claim = on, both full: each request is answered
+ * 'overloaded' once, by whichever claimed it after its grace. */
+Test(scale, when_every_daemon_is_full_one_answers_overloaded)
+{
+    enum { N = 5 };
+    start_redis();
+    rw_bulk b;
+    cr_assert_eq(rw_bulk_open(&b, fx.redis.port, "over", N + 4), 0);
+    start_full_daemon(0, &b, N);
+    start_full_daemon(1, &b, N + 2);
+
+    long long t0 = rw_now_ms();
+    cr_assert_eq(rw_bulk_publish_range(&b, "request", 0, N, 1, echo_body, NULL), N);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(rw_bulk_wait_one(&b, i, CALL_TIMEOUT_MS), 0, "request %d unanswered", i);
+    long long took = rw_now_ms() - t0;
+    long long lost = 0;
+    for (long long deadline = rw_now_ms() + 5000; rw_now_ms() < deadline; usleep(50 * 1000)) {
+        lost = rw_wait_hash_at_least(fx.redis.port, fx.d[0].hb_key, "claims_lost", 0, 100) +
+               rw_wait_hash_at_least(fx.redis.port, fx.d[1].hb_key, "claims_lost", 0, 100);
+        if (lost >= N)
+            break;
+    }
+    cr_assert_eq(lost, N, "claims lost %lld: one daemon should lose each request", lost);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(b.count[i], 1, "request %d answered %d times", i, b.count[i]);
+        cr_assert_str_eq(rw_error_code(b.reply[i]), "overloaded");
+    }
+    cr_assert_lt(took, 1000, "'overloaded' took %lld ms", took);
+    rw_bulk_close(&b);
+}
+
 /* ---- 2. Redis restart during a steady load -------------------------------- */
 
 /* For every request FIRST+k (k < COUNT) of B whose PUBLISH got through

@@ -1280,3 +1280,70 @@ Test(stream, slow_handler_is_not_taken_over_and_does_not_block_reading)
     cr_assert_lt(at[1], at[0], "the fresh request was not served before the slow one ended");
     cr_assert_eq(xlen(DEAD), 0, "something was dead-lettered");
 }
+
+/* Counts the replies on subscriber S per id of IDS (N of them) until a
+ * PING sent now is answered: Redis delivers in order, so every reply
+ * published before the PING has arrived by then. Returns 0, or -1 if the
+ * PONG did not come within TIMEOUT_MS. */
+static int count_until_barrier(redisContext *s, const char *const *ids, int n, int *count,
+                               int timeout_ms)
+{
+    if (redisAppendCommand(s, "PING") != REDIS_OK)
+        return -1;
+    int done = 0;
+    while (redisBufferWrite(s, &done) == REDIS_OK && !done)
+        ;
+    long long deadline = rw_now_ms() + timeout_ms;
+    for (;;) {
+        redisReply *r = rw_read_reply(s, deadline);
+        if (!r)
+            return -1;
+        int pong = r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+                   r->element[0]->type == REDIS_REPLY_STRING &&
+                   strcmp(r->element[0]->str, "pong") == 0;
+        if (!pong && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+            strcmp(r->element[0]->str, "message") == 0) {
+            cJSON *j = cJSON_ParseWithLength(r->element[2]->str, r->element[2]->len);
+            for (int i = 0; j && i < n; i++)
+                count[i] += strcmp(rw_str(j, "req_id"), ids[i]) == 0;
+            cJSON_Delete(j);
+        }
+        freeReplyObject(r);
+        if (pong)
+            return 0;
+    }
+}
+
+/* Two live daemons, claim_idle_ms 500, one pool thread each, and handlers
+ * slower than that: no entry may be taken over and answered twice -- a
+ * held entry is touched until the XACK for it has been answered. */
+Test(stream, two_live_daemons_never_answer_an_entry_twice)
+{
+    enum { PAIRS = 3 };
+    start_redis(0);
+    const char *ids[2 * PAIRS];
+    char names[2 * PAIRS][32];
+    for (int k = 0; k < 2 * PAIRS; k++) {
+        snprintf(names[k], sizeof names[k], "%s-%d", k % 2 ? "slow" : "fast", k / 2);
+        ids[k] = names[k];
+    }
+    redisContext *s = subscribe_replies(ids, 2 * PAIRS);
+    for (int k = 0; k < 2; k++) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "live%d", k + 1);
+        start_daemon(daemon_config(k, tag, 1, "claim_idle_ms = 500\n"));
+    }
+    for (int k = 0; k < 2 * PAIRS; k++) {
+        char body[160];
+        snprintf(body, sizeof body, "{\"req_id\":\"%s\",\"handler\":\"sleep\",\"ms\":%d}",
+                 ids[k], k % 2 ? 1200 : 10);
+        cr_assert(*xadd(body).s);
+    }
+    cr_assert(wait_stream_empty(15000), "XLEN %lld, XPENDING %lld: not all answered",
+              xlen(STREAM), xpending());
+    int count[2 * PAIRS] = {0};
+    cr_assert_eq(count_until_barrier(s, ids, 2 * PAIRS, count, 5000), 0);
+    for (int k = 0; k < 2 * PAIRS; k++)
+        cr_assert_eq(count[k], 1, "%s answered %d times", ids[k], count[k]);
+    cr_assert_eq(xlen(DEAD), 0, "something was dead-lettered");
+}
