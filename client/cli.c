@@ -319,7 +319,7 @@ static int cmd_bench(globals *g, int argc, char **argv) {
 
 static const char *const stat_fields[] = {
     "id", "host", "pid", "handlers", "started", "requests", "errors",
-    "queue_depth", "received", "rejected", "lost", "channels", "threads",
+    "queue_depth", "received", "rejected", "lost", "claims_lost", "channels", "threads",
     "version",
 };
 #define STAT_FIELDS (sizeof stat_fields / sizeof stat_fields[0])

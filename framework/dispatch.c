@@ -93,6 +93,7 @@ struct dispatcher {
     char *names;                /* new handler names for the heartbeat */
 
     enum state state;
+    int ready;                  /* subscribed: the heartbeat may say so */
     int source_stopped;
     int timed_out;
     loop_timer beat_timer, park_timer, deadline_timer, flush_timer;
@@ -370,7 +371,7 @@ static void on_cmd_up(void *ctx) {
         claims_wire_up(d->claims);
     if (d->src != NULL)
         d->source->cmd_up(d->src);
-    if (d->hb != NULL)
+    if (d->ready) /* not before the first subscription: it means ready */
         heartbeat_beat(d->hb, queue_depth(d->q));
 }
 
@@ -584,6 +585,7 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, st
     }
     if (wire_connect(d->cmd, err, errlen) != 0 || d->source->start(d->src, err, errlen) != 0)
         goto err;
+    d->ready = 1;
     heartbeat_beat(d->hb, 0);
     loop_timer_start(d->lp, &d->beat_timer, BEAT_EVERY_US);
     return d;

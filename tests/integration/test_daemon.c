@@ -733,7 +733,7 @@ Test(daemon, timed_out_drain_still_writes_replies_made)
 
 /* SIGTERM while replies are being made: every request received is
  * answered, exactly once, and the daemon exits 0; three rounds. */
-Test(daemon, drain_answers_every_request_once, .timeout = 120)
+Test(daemon, drain_answers_every_request_once)
 {
     enum { ROUNDS = 3, N = 400 };
     for (int round = 0; round < ROUNDS; round++) {
