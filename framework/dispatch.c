@@ -80,6 +80,8 @@ struct dispatcher {
     size_t runnable_count;
     size_t reserved;            /* queue places promised to claims in flight */
     size_t at_pool;             /* queued or running: pushed, not handed back */
+    size_t taken;               /* requests taken from the source this round */
+    size_t burst;               /* requests per round lately (moving average) */
     long long handler_us;       /* handlers' recent run time (moving average) */
     request parked;             /* claim = on, queue full: oldest first */
     size_t parked_count;
@@ -298,6 +300,7 @@ static int sink_take(void *ctx, request *req, const char *body, size_t len,
                      const char *channel, size_t channel_len, uint64_t received_us,
                      char *why, size_t whylen) {
     dispatcher *d = ctx;
+    d->taken++;
     int status = request_scan(req, body, len, channel, channel_len,
                               (size_t)d->cfg->max_request_bytes, received_us, why, whylen);
     if (status == REQUEST_UNANSWERABLE) {
@@ -498,14 +501,20 @@ static void wake_pool(dispatcher *d) {
         queue_wake(d->q, want - awake);
 }
 
-/* Whether the loop spins a little before it sleeps: when every request at
- * the pool is running now (no more than one per thread) and handlers have
- * been quick, the next reply is due within microseconds, and waiting for
- * it awake saves a sleep and a wake-up on both sides -- a tenth of the
- * latency of a lone request. With more requests than threads the replies
- * come back in bursts, which the loop takes as they are. */
+/* Whether the loop spins a little before it sleeps: when requests come
+ * one or two at a time, every request at the pool is running now (no more
+ * than one per thread) and handlers have been quick, the next reply is
+ * due within microseconds, and waiting for it awake saves a sleep and a
+ * wake-up on both sides -- a tenth of the latency of a lone request.
+ * Under load requests and replies come in bursts, which the loop takes as
+ * they are: spinning then would only cost CPU. */
 static void spin_for_replies(dispatcher *d) {
-    int soon = d->at_pool > 0 && d->at_pool <= (size_t)d->cfg->threads &&
+    if (d->taken > 0) {
+        d->burst = (d->burst * 7 + d->taken * 16) / 8; /* in 16ths */
+        d->taken = 0;
+    }
+    size_t threads = (size_t)d->cfg->threads;
+    int soon = d->at_pool > 0 && d->at_pool <= threads && d->burst <= 16 * threads &&
                d->handler_us < SPIN_US;
     loop_set_spin(d->lp, soon ? SPIN_US : 0);
 }
