@@ -13,6 +13,7 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "clock.h"
 
 #define MAX_EVENTS 64
+#define SPIN_POLL_US 10
 
 typedef struct watch {
     loop_io_fn *fn;
@@ -228,16 +230,26 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* Watches the asyncs for up to SPIN_US. Returns 1 if one was signalled. */
+/* Watches the asyncs for up to SPIN_US, and the fds every
+ * SPIN_POLL_US (a system call, so not at every turn): input that comes
+ * during a spin is not left waiting for it. Returns 1 if something is
+ * ready. */
 static int spin(const loop *l, unsigned spin_us) {
-    uint64_t until = clock_now_us() + spin_us;
+    uint64_t now = clock_now_us(), until = now + spin_us, next_poll = now + SPIN_POLL_US;
     do {
         for (int i = 0; i < 64; i++) {
             if (any_pending(l))
                 return 1;
             cpu_relax();
         }
-    } while (clock_now_us() < until);
+        now = clock_now_us();
+        if (now >= next_poll) {
+            struct pollfd fd = {.fd = l->epfd, .events = POLLIN};
+            if (poll(&fd, 1, 0) > 0)
+                return 1;
+            next_poll = now + SPIN_POLL_US;
+        }
+    } while (now < until);
     return 0;
 }
 

@@ -79,37 +79,53 @@ static void add_locked(queue *q, void *item, uint64_t now) {
     atomic_store_explicit(&q->depth, q->count, memory_order_relaxed);
 }
 
+/* How many of N wake-ups would find a sleeper and an item; the caller
+ * holds the lock. */
+static size_t wakeable_locked(const queue *q, size_t n) {
+    size_t k = n < q->count ? n : q->count;
+    return k < q->waiting ? k : q->waiting;
+}
+
+/* Wakes N sleepers. Called after the lock is released: a sleeper woken
+ * while it is held would wake only to block on it (two more system calls).
+ * No wake-up is lost: each of the N was counted in `waiting` under the
+ * lock, so it is inside pthread_cond_wait before this signal. */
+static void wake(queue *q, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        pthread_cond_signal(&q->nonempty);
+}
+
 int queue_push(queue *q, void *item) {
+    size_t woken = 0;
     pthread_mutex_lock(&q->lock);
     int status = q->closed ? QUEUE_CLOSED
                  : q->count == q->capacity ? QUEUE_FULL : QUEUE_OK;
     if (status == QUEUE_OK) {
         add_locked(q, item, clock_now_us());
-        if (q->waiting > 0)
-            pthread_cond_signal(&q->nonempty);
+        woken = wakeable_locked(q, 1);
     }
     pthread_mutex_unlock(&q->lock);
+    wake(q, woken);
     return status;
 }
 
-size_t queue_push_many(queue *q, void *const *items, size_t n, size_t wake) {
+size_t queue_push_many(queue *q, void *const *items, size_t n, size_t wakes) {
     size_t pushed = 0;
     uint64_t now = clock_now_us();
     pthread_mutex_lock(&q->lock);
     while (!q->closed && pushed < n && q->count < q->capacity)
         add_locked(q, items[pushed++], now);
-    for (size_t i = 0; i < wake && i < pushed && i < q->waiting; i++)
-        pthread_cond_signal(&q->nonempty);
+    size_t woken = wakeable_locked(q, wakes < pushed ? wakes : pushed);
     pthread_mutex_unlock(&q->lock);
+    wake(q, woken);
     return pushed;
 }
 
 size_t queue_wake(queue *q, size_t n) {
-    size_t woken = 0;
     pthread_mutex_lock(&q->lock);
-    for (; woken < n && woken < q->count && woken < q->waiting; woken++)
-        pthread_cond_signal(&q->nonempty);
+    size_t woken = wakeable_locked(q, n);
     pthread_mutex_unlock(&q->lock);
+    wake(q, woken);
     return woken;
 }
 
