@@ -32,7 +32,7 @@ claims *claims_create(const config *cfg, wire *w, claim_done_fn *done, void *ctx
     c->w = w;
     c->done = done;
     c->ctx = ctx;
-    c->head.prev = c->head.next = &c->head;
+    request_list_init(&c->head);
     c->refused_limit = (log_limit)LOG_LIMIT_INIT;
     return c;
 }
@@ -40,22 +40,9 @@ claims *claims_create(const config *cfg, wire *w, claim_done_fn *done, void *ctx
 size_t claims_waiting(const claims *c) { return c->waiting; }
 
 static void unlink_claim(claims *c, request *req) {
-    req->prev->next = req->next;
-    req->next->prev = req->prev;
-    req->prev = req->next = NULL;
+    request_list_remove(req);
     req->owner = NULL;
     c->waiting--;
-}
-
-/* Appends the claim key of REQ as one argument. */
-static void key_arg(buffer *out, const config *cfg, const request *req) {
-    size_t prefix = strlen(cfg->claim_prefix), id = strlen(req->id);
-    buffer_append(out, "$", 1);
-    buffer_append_ll(out, (long long)(prefix + id));
-    buffer_append(out, "\r\n", 2);
-    buffer_append(out, cfg->claim_prefix, prefix);
-    buffer_append(out, req->id, id);
-    buffer_append(out, "\r\n", 2);
 }
 
 static void on_answer(void *ctx, const resp_value *v);
@@ -64,7 +51,7 @@ static void write_claim(claims *c, request *req) {
     buffer *out = wire_out(c->w);
     resp_array(out, 6);
     resp_bulk_str(out, "SET");
-    key_arg(out, c->cfg, req);
+    resp_bulk_pair(out, c->cfg->claim_prefix, req->id);
     resp_bulk_str(out, c->cfg->id);
     resp_bulk_str(out, "NX");
     resp_bulk_str(out, "PX");
@@ -73,7 +60,7 @@ static void write_claim(claims *c, request *req) {
     if (req->claim_retry) {
         resp_array(out, 2);
         resp_bulk_str(out, "GET");
-        key_arg(out, c->cfg, req);
+        resp_bulk_pair(out, c->cfg->claim_prefix, req->id);
         req->answers = 2;
     }
     req->claim_won = 0;
@@ -109,10 +96,7 @@ static void on_answer(void *ctx, const resp_value *v) {
 
 void claims_send(claims *c, request *req) {
     req->owner = c;
-    req->next = &c->head;
-    req->prev = c->head.prev;
-    c->head.prev->next = req;
-    c->head.prev = req;
+    request_list_append(&c->head, req);
     c->waiting++;
     req->claim_retry = 0;
     req->answers = 0;
@@ -131,7 +115,7 @@ void claims_wire_up(claims *c) {
 void claims_free(claims *c) {
     if (c == NULL)
         return;
-    while (c->head.next != &c->head) {
+    while (!request_list_empty(&c->head)) {
         request *req = c->head.next;
         unlink_claim(c, req);
         c->done(c->ctx, req, -1);

@@ -74,7 +74,7 @@ struct dispatcher {
     claims *claims;             /* NULL: no claims (claim = off, or streams) */
     heartbeat *hb;
     request_cache cache;
-    buffer scratch;                /* for the answers made on this thread */
+    buffer scratch;             /* for the answers made on this thread */
 
     request *runnable[RUNNABLE_MAX]; /* to push on the queue this round */
     size_t runnable_count;
@@ -200,19 +200,14 @@ static void park(dispatcher *d, request *req) {
         answer(d, req);
         return;
     }
-    req->next = &d->parked;
-    req->prev = d->parked.prev;
-    d->parked.prev->next = req;
-    d->parked.prev = req;
+    request_list_append(&d->parked, req);
     if (d->parked_count++ == 0)
         loop_timer_start(d->lp, &d->park_timer, (uint64_t)DISPATCH_OVERLOAD_GRACE_MS * 1000u);
 }
 
 static request *unpark_first(dispatcher *d) {
     request *req = d->parked.next;
-    req->prev->next = req->next;
-    req->next->prev = req->prev;
-    req->prev = req->next = NULL;
+    request_list_remove(req);
     d->parked_count--;
     return req;
 }
@@ -546,7 +541,7 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, st
     d->source = cfg->transport == TRANSPORT_STREAM ? &source_stream : &source_pubsub;
     d->cache.max = CACHE_MAX;
     d->scratch = (buffer)BUFFER_INIT;
-    d->parked.prev = d->parked.next = &d->parked;
+    request_list_init(&d->parked);
     d->reject_limit = (log_limit)LOG_LIMIT_INIT;
     handback_init(&d->back);
     atomic_init(&d->exited, 0);

@@ -35,7 +35,7 @@ publisher *publisher_create(const config *cfg, wire *w, stats *st, request_cache
     p->w = w;
     p->st = st;
     p->cache = cache;
-    p->head.prev = p->head.next = &p->head;
+    request_list_init(&p->head);
     p->lost_limit = (log_limit)LOG_LIMIT_INIT;
     return p;
 }
@@ -43,9 +43,7 @@ publisher *publisher_create(const config *cfg, wire *w, stats *st, request_cache
 size_t publisher_waiting(const publisher *p) { return p->waiting; }
 
 static void unlink_request(publisher *p, request *req) {
-    req->prev->next = req->next;
-    req->next->prev = req->prev;
-    req->prev = req->next = NULL;
+    request_list_remove(req);
     p->waiting--;
 }
 
@@ -98,10 +96,7 @@ static void on_answer(void *ctx, const resp_value *v) {
 
 void publisher_send(publisher *p, request *req) {
     req->owner = p;
-    req->next = &p->head;
-    req->prev = p->head.prev;
-    p->head.prev->next = req;
-    p->head.prev = req;
+    request_list_append(&p->head, req);
     p->waiting++;
     if (req->made_us == 0)
         req->made_us = clock_now_us();
@@ -136,7 +131,7 @@ void publisher_expire(publisher *p) {
     if (wire_is_up(p->w))
         return; /* what is written is answered, or the wire is dropped */
     uint64_t cutoff = clock_now_us() - (uint64_t)PUBLISH_RETRY_MAX_MS * 1000u;
-    while (p->head.next != &p->head && p->head.next->made_us < cutoff) {
+    while (!request_list_empty(&p->head) && p->head.next->made_us < cutoff) {
         request *req = p->head.next;
         lose(p, req, "redis was away too long");
         finish(p, req);
@@ -149,7 +144,7 @@ void publisher_free(publisher *p) {
     if (p->waiting > 0)
         log_warn("publish", "%zu replies lost: the daemon stopped before redis took them",
                  p->waiting);
-    while (p->head.next != &p->head) {
+    while (!request_list_empty(&p->head)) {
         request *req = p->head.next;
         if (req->has_reply)
             stats_add(p->st->lost);

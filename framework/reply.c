@@ -132,17 +132,6 @@ int reply_envelope(buffer *out, const reply *r, const char *req_id, const char *
     return out->failed ? -1 : 0;
 }
 
-/* Appends the reply channel (and list key) of REQ as one argument. */
-static void key_arg(buffer *out, const config *cfg, const request *req) {
-    size_t prefix = strlen(cfg->reply_prefix), id = strlen(req->id);
-    buffer_append(out, "$", 1);
-    buffer_append_ll(out, (long long)(prefix + id));
-    buffer_append(out, "\r\n", 2);
-    buffer_append(out, cfg->reply_prefix, prefix);
-    buffer_append(out, req->id, id);
-    buffer_append(out, "\r\n", 2);
-}
-
 int reply_write(const config *cfg, request *req, const reply *r,
                 long long duration_us, buffer *scratch) {
     buffer_reset(scratch);
@@ -157,17 +146,17 @@ int reply_write(const config *cfg, request *req, const reply *r,
     if (cfg->reply_store == REPLY_STORE_LIST) {
         resp_array(out, 3);
         resp_bulk_str(out, "RPUSH");
-        key_arg(out, cfg, req);
+        resp_bulk_pair(out, cfg->reply_prefix, req->id);
         resp_bulk(out, scratch->data, scratch->len);
         resp_array(out, 3);
         resp_bulk_str(out, "PEXPIRE");
-        key_arg(out, cfg, req);
+        resp_bulk_pair(out, cfg->reply_prefix, req->id);
         resp_bulk_ll(out, cfg->reply_ttl_ms);
         req->commands = 3;
     }
     resp_array(out, 3);
     resp_bulk_str(out, "PUBLISH");
-    key_arg(out, cfg, req);
+    resp_bulk_pair(out, cfg->reply_prefix, req->id);
     resp_bulk(out, scratch->data, scratch->len);
     req->lost = scratch->failed || out->failed;
     return req->lost ? -1 : 0;

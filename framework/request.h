@@ -39,7 +39,7 @@ struct redwork_request {
     void *owner;                 /* that owner, for callbacks given only the request */
 
     /* The message, as the dispatcher found it. */
-    buffer text;                    /* the body, a NUL, the channel, a NUL */
+    buffer text;                 /* the body, a NUL, the channel, a NUL */
     size_t body_len;
     const char *channel;         /* in text */
     char id[PROTOCOL_ID_MAX + 1];
@@ -71,6 +71,28 @@ struct redwork_request {
     uint64_t made_us;
 };
 typedef struct redwork_request request;
+
+/* A list of requests kept by their owner (the claims in flight, the
+ * replies awaiting Redis, the parked requests), oldest first, through
+ * their prev/next fields: HEAD is an unused request, the list's anchor. */
+static inline void request_list_init(request *head) { head->prev = head->next = head; }
+
+static inline int request_list_empty(const request *head) { return head->next == head; }
+
+/* Appends REQ (in no list) at the end of HEAD's list. */
+static inline void request_list_append(request *head, request *req) {
+    req->next = head;
+    req->prev = head->prev;
+    head->prev->next = req;
+    head->prev = req;
+}
+
+/* Takes REQ out of the list it is in. */
+static inline void request_list_remove(request *req) {
+    req->prev->next = req->next;
+    req->next->prev = req->prev;
+    req->prev = req->next = NULL;
+}
 
 enum request_status {
     REQUEST_OK = 0,

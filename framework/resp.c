@@ -47,6 +47,16 @@ int resp_bulk(buffer *out, const void *p, size_t n) {
 
 int resp_bulk_str(buffer *out, const char *s) { return resp_bulk(out, s, strlen(s)); }
 
+int resp_bulk_pair(buffer *out, const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    if (buffer_reserve(out, na + nb + 24) != 0)
+        return -1;
+    header(out, '$', (long long)(na + nb));
+    buffer_append(out, a, na);
+    buffer_append(out, b, nb);
+    return buffer_append(out, "\r\n", 2);
+}
+
 int resp_bulk_ll(buffer *out, long long v) {
     char text[20];
     return resp_bulk(out, text, redwork_ll_text(v, text));

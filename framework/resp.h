@@ -25,6 +25,10 @@ int resp_bulk(buffer *out, const void *p, size_t n);
 /* Appends one argument: a NUL-terminated string. */
 int resp_bulk_str(buffer *out, const char *s);
 
+/* Appends one argument made of two strings, A then B: a key such as
+ * <prefix><req_id>, with no copy to build it first. */
+int resp_bulk_pair(buffer *out, const char *a, const char *b);
+
 /* Appends one argument: V in decimal. */
 int resp_bulk_ll(buffer *out, long long v);
 
@@ -64,7 +68,7 @@ typedef struct resp_value {
 #define RESP_LIMIT_DEPTH 16
 
 typedef struct resp_reader {
-    buffer in;           /* bytes read and not yet consumed, from pos */
+    buffer in;        /* bytes read and not yet consumed, from pos */
     size_t pos;
     size_t need;      /* bytes from pos the reply being read needs, if known */
     resp_value *values;

@@ -667,6 +667,15 @@ static void start_full_daemon(int k, rw_bulk *b, int first)
                  1, "daemon %d did not fill up", k + 1);
 }
 
+/* Publishes echo requests 0..N-1 of B on "request" and waits for a reply
+ * to each. */
+static void publish_and_wait(rw_bulk *b, int n)
+{
+    cr_assert_eq(rw_bulk_publish_range(b, "request", 0, n, 1, echo_body, NULL), n);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(rw_bulk_wait_one(b, i, CALL_TIMEOUT_MS), 0, "request %d unanswered", i);
+}
+
 /* Two daemons with claim = on, one of them full: every request is
  * answered once, by the one with room, and none 'overloaded'. The full
  * one claims a request only after DISPATCH_OVERLOAD_GRACE_MS, and loses:
@@ -682,9 +691,7 @@ Test(scale, a_full_daemon_leaves_requests_to_one_with_room)
                                    .claim_on = 1});
     start_daemon(1);
 
-    cr_assert_eq(rw_bulk_publish_range(&b, "request", 0, N, 1, echo_body, NULL), N);
-    for (int i = 0; i < N; i++)
-        cr_assert_eq(rw_bulk_wait_one(&b, i, CALL_TIMEOUT_MS), 0, "request %d unanswered", i);
+    publish_and_wait(&b, N);
     cr_assert_eq(rw_wait_hash_at_least(fx.redis.port, fx.d[0].hb_key, "claims_lost", N, 5000),
                  N, "the full daemon did not give up every request (claims lost %lld)",
                  rw_wait_hash_at_least(fx.redis.port, fx.d[0].hb_key, "claims_lost", 0, 100));
@@ -714,9 +721,7 @@ Test(scale, when_every_daemon_is_full_one_answers_overloaded)
     start_full_daemon(1, &b, N + 2);
 
     long long t0 = rw_now_ms();
-    cr_assert_eq(rw_bulk_publish_range(&b, "request", 0, N, 1, echo_body, NULL), N);
-    for (int i = 0; i < N; i++)
-        cr_assert_eq(rw_bulk_wait_one(&b, i, CALL_TIMEOUT_MS), 0, "request %d unanswered", i);
+    publish_and_wait(&b, N);
     long long took = rw_now_ms() - t0;
     long long lost = 0;
     for (long long deadline = rw_now_ms() + 5000; rw_now_ms() < deadline; usleep(50 * 1000)) {
