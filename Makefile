@@ -97,7 +97,7 @@ fuzz: deps $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
 
 .PRECIOUS: $(B)/%.o # keep the objects of pattern rules: no rebuild on every make
 
-.PHONY: all deps test test-unit test-integration test-python test-node demo bench fuzz valgrind tsan install uninstall clean
+.PHONY: all deps test test-symbols test-unit test-integration test-python test-node demo bench fuzz valgrind tsan install uninstall clean
 .DEFAULT_GOAL := all
 
 all: bin/redworkd bin/redwork lib/libredwork.a lib/libredwork.so $(HANDLER_SOS)
@@ -160,7 +160,15 @@ deps:
 # redis-servers on a 2-core machine.
 test: deps
 	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(INTEGRATION_BINS) $(TEST_PLUGIN_SOS)
-	$(Q)$(MAKE) --no-print-directory test-unit test-integration test-python test-node
+	$(Q)$(MAKE) --no-print-directory test-symbols test-unit test-integration test-python test-node
+
+# Every symbol the library exports carries its prefix: programs that link
+# libredwork.a must not meet our config_load or log_write.
+test-symbols: lib/libredwork.a lib/libredwork.so
+	$(Q)echo "== symbols of lib/libredwork.a and .so"; \
+	    bad=$$( (nm -g --defined-only lib/libredwork.a; nm -D --defined-only lib/libredwork.so) \
+	        | awk 'NF == 3 && $$3 !~ /^redwork_/ { print $$3 }' | sort -u); \
+	    if [ -n "$$bad" ]; then echo "exported without the redwork_ prefix: $$bad"; exit 1; fi
 
 test-unit:
 	$(Q)set -e; for t in $(UNIT_BINS); do echo "== $$t"; \
