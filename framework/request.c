@@ -47,8 +47,24 @@ static void skip_space(scanner *s) {
         s->p++;
 }
 
-static int hex_digit(char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+static int hex_value(char c) {
+    return c >= '0' && c <= '9' ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The four hex digits at P (before END) as a UTF-16 unit, or -1. */
+static long hex4(const char *p, const char *end) {
+    if (end - p < 4)
+        return -1;
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int d = hex_value(p[i]);
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
 }
 
 /* A string at s->p == '"'. Fills OUT (may be NULL). */
@@ -66,10 +82,16 @@ static int scan_string(scanner *s, span *out) {
         if (++p >= end)
             return -1;
         if (*p == 'u') {
-            if (end - p < 5 || !hex_digit(p[1]) || !hex_digit(p[2]) || !hex_digit(p[3]) ||
-                !hex_digit(p[4]))
-                return -1;
+            long unit = hex4(p + 1, end);
+            if (unit < 0 || (unit >= 0xDC00 && unit <= 0xDFFF))
+                return -1; /* a low surrogate must follow a high one */
             p += 5;
+            if (unit >= 0xD800 && unit <= 0xDBFF) { /* a pair, or not Unicode */
+                long low = end - p >= 2 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2, end) : -1;
+                if (low < 0xDC00 || low > 0xDFFF)
+                    return -1;
+                p += 6;
+            }
         } else if (*p == '"' || *p == '\\' || *p == '/' || *p == 'b' || *p == 'f' ||
                    *p == 'n' || *p == 'r' || *p == 't') {
             p++;

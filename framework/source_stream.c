@@ -38,6 +38,7 @@
 #define READ_BLOCK_MS 200  /* how long one read waits: the stop latency */
 #define TRIM_EVERY_US 1000000u
 #define QUIET_POLL_US 5000u
+#define RETRY_US 1000000u  /* after Redis refused a step: not in a tight loop */
 
 enum step { STEP_NONE = 0, STEP_GROUPS, STEP_TRIM, STEP_ORPHANS, STEP_CLAIM, STEP_READ };
 
@@ -61,7 +62,9 @@ struct source {
     char orphan_id[HOLD_ID_MAX];
     long long orphan_deliveries;
     loop_timer touch_timer, wake_timer;
-    char start_err[512];
+    char group_err[512];   /* XGROUP CREATE refused: fatal at start */
+    int started;           /* start() has succeeded */
+    uint64_t retry_at;     /* no step before this, after a refusal */
     buffer scratch;
     log_limit error_limit;
 };
@@ -303,10 +306,10 @@ static void on_answer(void *ctx, const resp_value *v) {
     switch (s->step) {
     case STEP_GROUPS:
         if (v->type == RESP_ERROR && strncmp(v->str, "BUSYGROUP", 9) != 0) {
-            snprintf(s->start_err, sizeof s->start_err, "cannot create group %s on stream %s: %s",
+            snprintf(s->group_err, sizeof s->group_err, "cannot create group %s on stream %s: %s",
                      s->cfg->group, s->cfg->channel_list[s->cfg->channel_count - s->outstanding],
                      v->str);
-            log_limited(&s->error_limit, LOG_LEVEL_ERROR, "streams", "%s", s->start_err);
+            log_limited(&s->error_limit, LOG_LEVEL_ERROR, "streams", "%s", s->group_err);
         }
         break;
     case STEP_ORPHANS:
@@ -326,10 +329,15 @@ static void on_answer(void *ctx, const resp_value *v) {
         }
         break;
     case STEP_READ:
-        if (v->type == RESP_ERROR)
-            log_limited(&s->error_limit, LOG_LEVEL_WARN, "streams", "XREADGROUP: %s", v->str);
-        else
+        if (v->type != RESP_ERROR) {
             take_read(s, v);
+        } else if (strncmp(v->str, "NOGROUP", 7) == 0) { /* the stream was deleted */
+            log_warn("streams", "XREADGROUP: %s; making the group again", v->str);
+            s->groups_ready = 0;
+        } else {
+            log_limited(&s->error_limit, LOG_LEVEL_WARN, "streams", "XREADGROUP: %s", v->str);
+            s->retry_at = clock_now_us() + RETRY_US;
+        }
         break;
     case STEP_TRIM:
         if (v->type == RESP_ERROR)
@@ -342,8 +350,13 @@ static void on_answer(void *ctx, const resp_value *v) {
         return;
     enum step done = s->step;
     s->step = STEP_NONE;
-    if (done == STEP_GROUPS)
-        s->groups_ready = s->start_err[0] == '\0';
+    if (done == STEP_GROUPS) {
+        s->groups_ready = s->group_err[0] == '\0';
+        if (!s->groups_ready && s->started) { /* after start: try again later */
+            s->group_err[0] = '\0';
+            s->retry_at = clock_now_us() + RETRY_US;
+        }
+    }
     if (done == STEP_ORPHANS) {
         if (s->orphan_found && !s->recovering) {
             s->recovering = 1;
@@ -366,12 +379,16 @@ static void next_step(source *s) {
         finish_stop(s);
         return;
     }
+    uint64_t now = clock_now_us();
+    if (now < s->retry_at) {
+        loop_timer_start(s->lp, &s->wake_timer, s->retry_at - now);
+        return;
+    }
     if (!s->groups_ready) {
-        if (s->start_err[0] == '\0')
+        if (s->group_err[0] == '\0')
             send_groups(s);
         return;
     }
-    uint64_t now = clock_now_us();
     if (now >= s->next_trim && s->cfg->stream_maxlen > 0) {
         s->next_trim = now + TRIM_EVERY_US;
         send_trim(s);
@@ -475,14 +492,15 @@ static int stream_start(source *s, char *err, size_t errlen) {
     if (wire_connect(s->rd, err, errlen) != 0)
         return -1;
     uint64_t deadline = clock_now_us() + (uint64_t)s->cfg->connect_timeout_ms * 1000u;
-    while (!s->groups_ready && s->start_err[0] == '\0' && wire_is_up(s->rd) &&
+    while (!s->groups_ready && s->group_err[0] == '\0' && wire_is_up(s->rd) &&
            clock_now_us() < deadline)
         loop_run_once(s->lp, 10);
-    if (s->start_err[0] != '\0' || !s->groups_ready) {
+    if (s->group_err[0] != '\0' || !s->groups_ready) {
         snprintf(err, errlen, "redis %s:%lld: %s", s->cfg->redis_host, s->cfg->redis_port,
-                 s->start_err[0] != '\0' ? s->start_err : "no answer to XGROUP CREATE");
+                 s->group_err[0] != '\0' ? s->group_err : "no answer to XGROUP CREATE");
         return -1;
     }
+    s->started = 1;
     loop_timer_start(s->lp, &s->touch_timer, s->touch_every);
     return 0;
 }

@@ -1347,3 +1347,22 @@ Test(stream, two_live_daemons_never_answer_an_entry_twice)
         cr_assert_eq(count[k], 1, "%s answered %d times", ids[k], count[k]);
     cr_assert_eq(xlen(DEAD), 0, "something was dead-lettered");
 }
+
+/* The stream deleted under a running daemon (and so its group): the next
+ * XREADGROUP says NOGROUP, the daemon makes the group again and serves
+ * what is added after. */
+Test(stream, deleted_stream_gets_its_group_again)
+{
+    start_redis(0);
+    rw_daemon *d = daemon_config(0, "nogroup", 1, NULL);
+    start_daemon(d);
+    const char *ids[] = {"after-del"};
+    redisContext *s = subscribe_replies(ids, 1);
+    cr_assert_eq(rw_command_int(fx.a, "DEL %s", STREAM), 1);
+    cr_assert(*xadd("{\"req_id\":\"after-del\",\"handler\":\"echo\",\"x\":1}").s);
+    cJSON *got[1] = {NULL};
+    cr_assert_eq(collect_replies(s, ids, 1, got, 5000), 1, "not served after the DEL");
+    fx.got[0] = got[0];
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(got[0], "ok")));
+    cr_assert(rw_wait_file_contains(d->log, "making the group again", 3000));
+}

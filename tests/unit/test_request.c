@@ -505,3 +505,22 @@ Test(request, brackets_inside_strings_do_not_count) {
     request *req = parse_ok(body);
     request_free(req);
 }
+
+/* \u escapes must be Unicode: a surrogate pair is one character, a lone
+ * surrogate is refused (as cJSON refuses it, which builds the handler's
+ * tree from what the scan accepted). */
+Test(request, surrogates_in_pairs_only) {
+    request *req = parse_ok("{\"req_id\":\"s\",\"x\":\"\\uD83D\\uDE00\"}");
+    cr_assert_str_eq(redwork_request_string(req, "x"), "\xF0\x9F\x98\x80");
+    request_free(req);
+    const char *lone[] = {"{\"req_id\":\"s\",\"x\":\"\\uD800\"}",
+                         "{\"req_id\":\"s\",\"x\":\"\\uDC00\"}",
+                         "{\"req_id\":\"s\",\"x\":\"\\uDB00)\"}",
+                         "{\"req_id\":\"s\",\"x\":\"\\uD800\\u0041\"}"};
+    for (size_t i = 0; i < sizeof lone / sizeof lone[0]; i++) {
+        char id[PROTOCOL_ID_MAX + 1], err[256];
+        cr_assert_eq(parse(lone[i], &req, id, err, sizeof err), REQUEST_UNANSWERABLE, "%s",
+                     lone[i]);
+        cr_assert_null(req);
+    }
+}
