@@ -71,6 +71,8 @@ $(B)/bench/ceiling: $(B)/bench/ceiling.o $(B)/client/histogram.o
 
 # Fuzzing: clang's libFuzzer with ASan and UBSan, the modules instrumented
 # for coverage; each target runs FUZZ_SECONDS from the seeds in tests/fuzz/.
+# A crashing input is kept as build/fuzz/<target>-crash-<sha1>: add it to
+# tests/fuzz/<target>/ with the fix, as a seed that keeps it fixed.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := request config resp
@@ -91,7 +93,8 @@ fuzz: deps $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
 	$(Q)set -e; for t in $(FUZZ_TARGETS); do echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
 	    mkdir -p $(B)/fuzz/corpus/$$t; log=$(B)/fuzz/$$t.log; \
 	    if ! $(B)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 \
-	        -print_final_stats=1 $(B)/fuzz/corpus/$$t tests/fuzz/$$t > $$log 2>&1; then \
+	        -artifact_prefix=$(B)/fuzz/$$t- -print_final_stats=1 \
+	        $(B)/fuzz/corpus/$$t tests/fuzz/$$t > $$log 2>&1; then \
 	        tail -40 $$log; exit 1; fi; \
 	    grep -E '^(INFO: seed corpus|stat::number_of_executed_units|stat::peak_rss)' $$log; done
 
