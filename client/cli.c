@@ -31,7 +31,10 @@ static void usage(FILE *out) {
         "Options:\n"
         "  -c, --config FILE   read [redis], reply_prefix, reply_store and the\n"
         "                      first plain channel from the daemons' ini file\n"
-        "      --host HOST     Redis host (default 127.0.0.1)\n"
+        "  -u, --url URL       where Redis is: redis://[user@]host[:port][/db],\n"
+        "                      rediss://... (TLS) or unix:///path/redis.sock[?db=N];\n"
+        "                      with none of -c, -u, --host, --port: $REDIS_URL\n"
+        "      --host HOST     Redis host, or a Unix socket's path (default 127.0.0.1)\n"
         "      --port PORT     Redis port (default 6379)\n"
         "      --channel NAME  request channel (default request)\n"
         "      --timeout MS    per-request timeout (default 5000)\n"
@@ -405,6 +408,7 @@ static int cmd_stats(globals *g, int argc, char **argv) {
 int main(int argc, char **argv) {
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
+        {"url", required_argument, NULL, 'u'},
         {"host", required_argument, NULL, 'h'},
         {"port", required_argument, NULL, 'p'},
         {"channel", required_argument, NULL, 'C'},
@@ -416,14 +420,15 @@ int main(int argc, char **argv) {
     };
     globals g = {.timeout_ms = 5000};
     redwork_client_options_init(&g.opt);
-    const char *ini = NULL, *host = NULL, *channel = NULL, *transport = NULL;
+    const char *ini = NULL, *url = NULL, *host = NULL, *channel = NULL, *transport = NULL;
     long port = 0, timeout = 5000;
     int opt;
     /* "+": stop at the command, whose own options follow it. */
-    while ((opt = getopt_long(argc, argv, "+c:", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+c:u:", options, NULL)) != -1) {
         int bad = 0;
         switch (opt) {
         case 'c': ini = optarg; break;
+        case 'u': url = optarg; break;
         case 'h': host = optarg; break;
         case 'p': bad = parse_long(optarg, 1, 65535, &port); break;
         case 'C': channel = optarg; break;
@@ -445,6 +450,16 @@ int main(int argc, char **argv) {
     char err[1024];
     if (ini != NULL && redwork_client_options_load(&g.opt, ini, err, sizeof err) != 0) {
         fprintf(stderr, "redwork: %s\n", err);
+        return EXIT_USAGE;
+    }
+    const char *url_from = "--url";
+    if (url == NULL && ini == NULL && host == NULL && port == 0) {
+        url = getenv("REDIS_URL"); /* the convention of most Redis tools */
+        url_from = "REDIS_URL";
+    }
+    if (url != NULL && *url != '\0' &&
+        redwork_client_options_set_url(&g.opt, url, err, sizeof err) != 0) {
+        fprintf(stderr, "redwork: %s: %s\n", url_from, err);
         return EXIT_USAGE;
     }
     if ((host != NULL && strlen(host) >= sizeof g.opt.host) ||

@@ -45,6 +45,7 @@
 #include "config.h"
 #include "conn.h"
 #include "protocol.h"
+#include "url.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
@@ -150,6 +151,32 @@ int redwork_client_options_load(redwork_client_options *opt,
     if (status != 0)
         return -1;
     *opt = o;
+    return 0;
+}
+
+int redwork_client_options_set_url(redwork_client_options *opt, const char *url,
+                                   char *err, size_t errlen) {
+    redwork_url u;
+    char why[256];
+    char shown[512];
+    if (url == NULL) {
+        snprintf(err, errlen, "no url given");
+        return -1;
+    }
+    if (redwork_url_parse(url, &u, why, sizeof why) != 0) {
+        snprintf(err, errlen, "url '%s': %s", redwork_url_redacted(url, shown, sizeof shown),
+                 why);
+        return -1;
+    }
+    if (strlen(u.host) >= sizeof opt->host || strlen(u.username) >= sizeof opt->username) {
+        snprintf(err, errlen, "url '%s': the host or user name is too long", url);
+        return -1;
+    }
+    strcpy(opt->host, u.host);
+    opt->port = u.port ? u.port : 6379;
+    opt->db = u.db >= 0 ? u.db : 0;
+    strcpy(opt->username, u.username);
+    opt->tls = u.tls;
     return 0;
 }
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "protocol.h"
+#include "url.h"
 
 enum key_type { KEY_STRING, KEY_INT, KEY_BOOL, KEY_ENUM };
 
@@ -48,6 +49,7 @@ static const char *const log_formats[] = {"text", "json", NULL};
 #define ENUM(s, k, f, c, d) {s, k, KEY_ENUM, offsetof(config, f), 0, 0, c, d}
 
 static const key_spec config_keys[] = {
+    STR("redis", "url", redis_url, ""),
     STR("redis", "host", redis_host, "127.0.0.1"),
     INT("redis", "port", redis_port, 1, 65535, "6379"),
     INT("redis", "db", redis_db, 0, 2147483647LL, "0"),
@@ -374,10 +376,79 @@ static const key_spec *spec_named(const char *section, const char *name,
     return NULL;
 }
 
-/* The line where worker key NAME was set (0 for its default). */
-static int line_of(const parse_state *ps, const char *name) {
+/* The line that set key NAME of SECTION, 0 if it kept its default. */
+static int line_in(const parse_state *ps, const char *section, const char *name) {
     size_t i = 0;
-    return spec_named("worker", name, &i) ? ps->key_line[i] : 0;
+    return spec_named(section, name, &i) ? ps->key_line[i] : 0;
+}
+
+/* The line that set [worker] key NAME, 0 if it kept its default. */
+static int line_of(const parse_state *ps, const char *name) {
+    return line_in(ps, "worker", name);
+}
+
+/* Replaces the string *FIELD with a copy of VALUE. Returns 0, or -1. */
+static int replace(char **field, const char *value) {
+    char *copy = strdup(value);
+    if (copy == NULL)
+        return -1;
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+/* [redis] url: the address it gives, checked against the keys it stands
+ * for (the file may give one or the other, not both); then where Redis
+ * is, for messages. */
+static int apply_url(parse_state *ps) {
+    config *cfg = ps->cfg;
+    int line = line_in(ps, "redis", "url");
+    if (*cfg->redis_url != '\0') {
+        redwork_url u;
+        char why[256];
+        if (redwork_url_parse(cfg->redis_url, &u, why, sizeof why) != 0) {
+            char shown[512];
+            fail(ps, line, "redis", "url", "'%s': %s",
+                 redwork_url_redacted(cfg->redis_url, shown, sizeof shown), why);
+            return -1;
+        }
+        const char *clash = line_in(ps, "redis", "host") ? "host"
+                            : line_in(ps, "redis", "port") ? "port"
+                            : u.db >= 0 && line_in(ps, "redis", "db") ? "db"
+                            : *u.username && line_in(ps, "redis", "username") ? "username"
+                            : u.tls && line_in(ps, "redis", "tls") && !cfg->tls ? "tls"
+                                                                                  : NULL;
+        if (clash != NULL) {
+            fail(ps, line, "redis", "url", "the url and the key %s both say where Redis is: "
+                 "give one of them", clash);
+            return -1;
+        }
+        if (replace(&cfg->redis_host, u.host) != 0 ||
+            (*u.username && replace(&cfg->redis_username, u.username) != 0)) {
+            fail(ps, line, "redis", "url", "out of memory");
+            return -1;
+        }
+        cfg->redis_port = u.port ? u.port : 6379;
+        if (u.db >= 0)
+            cfg->redis_db = u.db;
+        cfg->tls |= u.tls;
+    }
+    if (cfg->redis_host[0] == '/' && cfg->tls) {
+        fail(ps, line ? line : line_in(ps, "redis", "tls"), "redis", line ? "url" : "tls",
+             "TLS is not spoken over a Unix socket (%s)", cfg->redis_host);
+        return -1;
+    }
+    char where[512];
+    if (cfg->redis_host[0] == '/')
+        snprintf(where, sizeof where, "%s", cfg->redis_host);
+    else
+        snprintf(where, sizeof where, strchr(cfg->redis_host, ':') ? "[%s]:%lld" : "%s:%lld",
+                 cfg->redis_host, cfg->redis_port);
+    if (replace(&cfg->redis_where, where) != 0) {
+        fail(ps, 0, NULL, NULL, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 static int split_channels(parse_state *ps) {
@@ -455,7 +526,7 @@ static int resolve_path(parse_state *ps, char **field, const char *section,
 /* Checks and derived values that need the whole file. */
 static int finish(parse_state *ps) {
     config *cfg = ps->cfg;
-    if (split_channels(ps) != 0)
+    if (split_channels(ps) != 0 || apply_url(ps) != 0)
         return -1;
 
     if (cfg->processes > 1 && !cfg->claim && cfg->transport == TRANSPORT_PUBSUB) {
@@ -560,6 +631,7 @@ void redwork_config_free(config *cfg) {
         free(s->name);
     }
     free(cfg->sections);
+    free(cfg->redis_where);
     free(cfg->path);
     free(cfg);
 }

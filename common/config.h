@@ -37,7 +37,8 @@ typedef struct config {
     char *path;
 
     /* [redis] */
-    char *redis_host;
+    char *redis_url;       /* as written; host, port, db, username, tls come from it */
+    char *redis_host;      /* starting with '/': a Unix socket's path */
     long long redis_port;
     long long redis_db;
     char *redis_username;
@@ -48,6 +49,7 @@ typedef struct config {
     char *tls_cert_file;
     char *tls_key_file;
     char *tls_server_name; /* "" means redis_host */
+    char *redis_where;     /* for messages: "host:port", or the socket's path */
 
     /* [worker] */
     char *id;       /* "" in the file means host:pid, filled in by load */

@@ -1,6 +1,6 @@
 /* conn.c -- opening a blocking connection to the configured Redis:
- * connect with a timeout, AUTH with the password named by password_env,
- * SELECT the db. */
+ * connect with a timeout (TCP, TLS, or a Unix socket when the host is a
+ * path), AUTH with the password named by password_env, SELECT the db. */
 #include "conn.h"
 
 #include "tls.h"
@@ -56,6 +56,8 @@ redisContext *redwork_conn_connect(const conn_params *p, char *err, size_t errle
         if (fd < 0)
             return NULL; /* ERR says it all */
         c = redisConnectFd(fd);
+    } else if (p->host[0] == '/') {
+        c = redisConnectUnixWithTimeout(p->host, connect_tv);
     } else {
         c = redisConnectWithTimeout(p->host, p->port, connect_tv);
     }
@@ -65,7 +67,8 @@ redisContext *redwork_conn_connect(const conn_params *p, char *err, size_t errle
     }
     struct timeval command_tv = {.tv_sec = COMMAND_TIMEOUT_S};
     if (redisSetTimeout(c, command_tv) != REDIS_OK ||
-        (!p->tls && redisEnableKeepAlive(c) != REDIS_OK)) { /* TLS: on its socket */
+        (!p->tls && p->host[0] != '/' && redisEnableKeepAlive(c) != REDIS_OK)) {
+        /* TLS: keepalive is set on its own socket; a Unix socket has none */
         snprintf(why, sizeof why, "cannot set socket options: %s", c->errstr);
         goto err;
     }
@@ -85,7 +88,10 @@ redisContext *redwork_conn_connect(const conn_params *p, char *err, size_t errle
     }
     return c;
 err:
-    snprintf(err, errlen, "redis %s:%d: %s", p->host, p->port, why);
+    if (p->host[0] == '/')
+        snprintf(err, errlen, "redis %s: %s", p->host, why);
+    else
+        snprintf(err, errlen, "redis %s:%d: %s", p->host, p->port, why);
     redisFree(c);
     return NULL;
 }

@@ -14,7 +14,7 @@
 /* Where and as whom to connect. Strings are borrowed; "" or NULL username
  * and password mean none. */
 typedef struct conn_params {
-    const char *host;
+    const char *host;            /* starting with '/': a Unix socket's path */
     int port;
     long long db;
     const char *username;

@@ -144,8 +144,8 @@ static void take_message(source *s, const resp_value *through, const resp_value 
 static void on_push(void *ctx, const resp_value *v) {
     source *s = ctx;
     if (v->type == RESP_ERROR) {
-        snprintf(s->refused, sizeof s->refused, "redis %s:%lld: (P)SUBSCRIBE %s refused: %s",
-                 s->cfg->redis_host, s->cfg->redis_port, s->cfg->channels, v->str);
+        snprintf(s->refused, sizeof s->refused, "redis %s: (P)SUBSCRIBE %s refused: %s",
+                 s->cfg->redis_where, s->cfg->channels, v->str);
         if (s->confirmed == s->cfg->channel_count)
             log_error("pubsub", "%s", s->refused);
         return;
@@ -213,8 +213,8 @@ static int pubsub_start(source *s, char *err, size_t errlen) {
         return -1;
     }
     if (s->confirmed < s->cfg->channel_count) {
-        snprintf(err, errlen, "redis %s:%lld: no confirmation of (P)SUBSCRIBE %s",
-                 s->cfg->redis_host, s->cfg->redis_port, s->cfg->channels);
+        snprintf(err, errlen, "redis %s: no confirmation of (P)SUBSCRIBE %s",
+                 s->cfg->redis_where, s->cfg->channels);
         return -1;
     }
     return 0;

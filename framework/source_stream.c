@@ -496,7 +496,7 @@ static int stream_start(source *s, char *err, size_t errlen) {
            clock_now_us() < deadline)
         loop_run_once(s->lp, 10);
     if (s->group_err[0] != '\0' || !s->groups_ready) {
-        snprintf(err, errlen, "redis %s:%lld: %s", s->cfg->redis_host, s->cfg->redis_port,
+        snprintf(err, errlen, "redis %s: %s", s->cfg->redis_where,
                  s->group_err[0] != '\0' ? s->group_err : "no answer to XGROUP CREATE");
         return -1;
     }

@@ -128,8 +128,8 @@ static int connect_fd(const config *cfg, char *err, size_t errlen) {
     int fd = redisFreeKeepFd(c);
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-        snprintf(err, errlen, "redis %s:%lld: cannot make the socket non-blocking: %s",
-                 cfg->redis_host, cfg->redis_port, strerror(errno));
+        snprintf(err, errlen, "redis %s: cannot make the socket non-blocking: %s",
+                 cfg->redis_where, strerror(errno));
         close(fd);
         return -1;
     }
@@ -157,8 +157,7 @@ static void adopt(wire *w, int fd) {
         return;
     }
     if (w->lost)
-        log_info("wire", "reconnected to redis %s:%lld (%s)", w->cfg->redis_host,
-                 w->cfg->redis_port, w->name);
+        log_info("wire", "reconnected to redis %s (%s)", w->cfg->redis_where, w->name);
     w->lost = 0;
     if (w->h.up != NULL)
         w->h.up(w->ctx);
@@ -169,8 +168,8 @@ int wire_connect(wire *w, char *err, size_t errlen) {
     if (fd < 0)
         return -1;
     adopt(w, fd);
-    return wire_is_up(w) ? 0 : (snprintf(err, errlen, "redis %s:%lld: lost at once",
-                                         w->cfg->redis_host, w->cfg->redis_port), -1);
+    return wire_is_up(w) ? 0 : (snprintf(err, errlen, "redis %s: lost at once",
+                                         w->cfg->redis_where), -1);
 }
 
 /* Lets go of an attempt (the wire's side or the thread's). */
@@ -284,8 +283,8 @@ static void close_socket(wire *w) {
 void wire_drop(wire *w, const char *why) {
     if (w->fd < 0)
         return;
-    log_warn("wire", "lost the connection to redis %s:%lld (%s): %s; reconnecting",
-             w->cfg->redis_host, w->cfg->redis_port, w->name, why);
+    log_warn("wire", "lost the connection to redis %s (%s): %s; reconnecting",
+             w->cfg->redis_where, w->name, why);
     w->lost = 1;
     close_socket(w);
     if (w->h.down != NULL)

@@ -58,7 +58,8 @@ typedef struct redwork_client redwork_client;
 /* Everything a client needs to know. Plain arrays, so a struct can be
  * filled, copied and overridden without ownership questions. */
 typedef struct redwork_client_options {
-    char host[256];
+    char host[256];              /* a host name or address; or, starting
+                                  * with '/', a Unix socket's path */
     int port;
     long long db;
     char username[128];          /* "" for the default user */
@@ -108,6 +109,15 @@ REDWORK_API void redwork_client_options_init(redwork_client_options *opt);
 REDWORK_API int redwork_client_options_load(redwork_client_options *opt,
                                             const char *ini_path, char *err,
                                             size_t errlen);
+
+/* Sets where Redis is from URL: redis://[user@]host[:port][/db],
+ * rediss://... (TLS, verified as the tls_* options say), or
+ * unix:///path/to/redis.sock[?db=N]. What the URL leaves out keeps its
+ * default (port 6379, db 0). A password in the URL is refused: set the
+ * password field. Returns 0, or -1 with ERR saying what is wrong; OPT is
+ * unchanged on error. */
+REDWORK_API int redwork_client_options_set_url(redwork_client_options *opt, const char *url,
+                                               char *err, size_t errlen);
 
 /* Connects, subscribes and starts the reader thread. Returns a client, or
  * NULL with ERR naming the server and the reason. */

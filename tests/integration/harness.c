@@ -214,10 +214,9 @@ int rw_free_port(void)
     return port;
 }
 
-redisContext *rw_connect(int port)
+/* Gives C the harness's command timeout, or frees it if it failed. */
+static redisContext *usable(redisContext *c)
 {
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
     if (!c)
         return NULL;
     if (c->err) {
@@ -230,15 +229,27 @@ redisContext *rw_connect(int port)
     return c;
 }
 
-/* Polls PING on PORT until PONG or the deadline, giving up early if child
- * PID exits. Returns 0 when it answers. */
-static int wait_ping(int port, pid_t pid, int timeout_ms)
+redisContext *rw_connect(int port)
+{
+    struct timeval tv = {1, 0};
+    return usable(redisConnectWithTimeout("127.0.0.1", port, tv));
+}
+
+redisContext *rw_connect_redis(const rw_redis *r)
+{
+    struct timeval tv = {1, 0};
+    return r->sock[0] ? usable(redisConnectUnixWithTimeout(r->sock, tv)) : rw_connect(r->port);
+}
+
+/* Polls PING on SERVER until PONG or the deadline, giving up early if
+ * child PID exits. Returns 0 when it answers. */
+static int wait_ping(const rw_redis *server, pid_t pid, int timeout_ms)
 {
     long long deadline = rw_now_ms() + timeout_ms;
     while (rw_now_ms() < deadline) {
         if (child_exited(pid))
             return -1;
-        redisContext *c = rw_connect(port);
+        redisContext *c = rw_connect_redis(server);
         if (c) {
             redisReply *r = redisCommand(c, "PING");
             int ok = r && r->type == REDIS_REPLY_STATUS &&
@@ -254,13 +265,16 @@ static int wait_ping(int port, pid_t pid, int timeout_ms)
     return -1;
 }
 
-/* Forks redis-server on PORT in R's folder and waits until it answers.
- * Returns 0 with R->pid set, or -1 (the child is gone). */
+/* Forks redis-server on PORT (0: only on the Unix socket R->sock) in R's
+ * folder and waits until it answers. Returns 0 with R->pid set, or -1
+ * (the child is gone). */
 static int redis_spawn(rw_redis *r, int port)
 {
     char logpath[RW_PATH_MAX + 16], portstr[16];
     snprintf(logpath, sizeof logpath, "%s/redis.log", r->dir);
     snprintf(portstr, sizeof portstr, "%d", port);
+    rw_redis server = *r;
+    server.port = port;
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
@@ -270,18 +284,39 @@ static int redis_spawn(rw_redis *r, int port)
         int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
             _exit(127);
-        execlp("redis-server", "redis-server", "--port", portstr,
-               "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--dir", r->dir, (char *)NULL);
+        if (port == 0)
+            execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", r->sock,
+                   "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir",
+                   r->dir, (char *)NULL);
+        else
+            execlp("redis-server", "redis-server", "--port", portstr,
+                   "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                   "--dir", r->dir, (char *)NULL);
         _exit(127);
     }
-    if (wait_ping(port, pid, REDIS_READY_MS) == 0) {
+    if (wait_ping(&server, pid, REDIS_READY_MS) == 0) {
         r->pid = pid;
         r->port = port;
         return 0;
     }
     kill(pid, SIGKILL);
     rw_wait_exit(pid, REDIS_STOP_MS);
+    return -1;
+}
+
+int rw_redis_start_unix(rw_redis *r)
+{
+    memset(r, 0, sizeof *r);
+    if (rw_tmpdir(r->dir, sizeof r->dir) != 0)
+        return -1;
+    if (strlen(r->dir) + sizeof "/redis.sock" > sizeof r->sock)
+        return -1;
+    strcpy(r->sock, r->dir);
+    strcat(r->sock, "/redis.sock");
+    if (redis_spawn(r, 0) == 0)
+        return 0;
+    rw_rmdir(r->dir);
+    r->dir[0] = '\0';
     return -1;
 }
 
@@ -434,6 +469,12 @@ int rw_daemon_config(rw_daemon *d, const char *dir, int port, const char *tag,
 {
     memset(d, 0, sizeof *d);
     d->port = port;
+    d->sock[0] = '\0';
+    if (o->redis_url != NULL && strncmp(o->redis_url, "unix://", 7) == 0) {
+        const char *path = o->redis_url + 7, *db = strstr(path, "?db=");
+        snprintf(d->sock, sizeof d->sock, "%.*s", (int)strcspn(path, "?"), path);
+        d->db = db ? atoi(db + 4) : 0;
+    }
     snprintf(d->id, sizeof d->id, "t-%s-%ld", tag, (long)getpid());
     snprintf(d->conf, sizeof d->conf, "%s/redwork.ini", dir);
     snprintf(d->log, sizeof d->log, "%s/daemon.log", dir);
@@ -447,12 +488,16 @@ int rw_daemon_config(rw_daemon *d, const char *dir, int port, const char *tag,
     if (o->default_handler)
         snprintf(dh, sizeof dh, "default_handler = %s\n", o->default_handler);
 
+    char where[RW_PATH_MAX + 64];
+    if (o->redis_url != NULL)
+        snprintf(where, sizeof where, "url = %s\n", o->redis_url);
+    else
+        snprintf(where, sizeof where, "host = 127.0.0.1\nport = %d\n", port);
     char text[8192];
     int n = snprintf(text, sizeof text,
                      "# written by the redwork test harness\n"
                      "[redis]\n"
-                     "host = 127.0.0.1\n"
-                     "port = %d\n"
+                     "%s"
                      "connect_timeout_ms = 1000\n"
                      "\n"
                      "[worker]\n"
@@ -463,7 +508,7 @@ int rw_daemon_config(rw_daemon *d, const char *dir, int port, const char *tag,
                      "claim = %s\n"
                      "%s%s\n"
                      "%s",
-                     port, d->id, o->channels ? o->channels : "request",
+                     where, d->id, o->channels ? o->channels : "request",
                      o->threads ? o->threads : 2,
                      o->handlers_dir ? o->handlers_dir : hdir,
                      o->claim_on ? "on" : "off", dh,
@@ -497,9 +542,28 @@ static void daemon_path(char *buf, size_t len)
     snprintf(buf, len, "%s/bin/redworkd", rw_root());
 }
 
+/* A connection to the Redis (and database) D uses, or NULL. */
+static redisContext *daemon_redis(const rw_daemon *d)
+{
+    rw_redis r = {.port = d->port};
+    snprintf(r.sock, sizeof r.sock, "%s", d->sock);
+    redisContext *c = rw_connect_redis(&r);
+    if (c && d->db != 0) {
+        redisReply *ok = redisCommand(c, "SELECT %d", d->db);
+        int selected = ok && ok->type == REDIS_REPLY_STATUS;
+        freeReplyObject(ok);
+        if (!selected) {
+            redisFree(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
 /* Spawns D's daemon and waits (bounded) until its PROCESSES workers' heartbeat
  * keys exist -- 0: the single daemon's own key. Returns 0, or -1 (it is then
  * stopped). */
+
 static int start_and_wait(rw_daemon *d, int processes, int timeout_ms)
 {
     char bin[RW_PATH_MAX];
@@ -521,7 +585,7 @@ static int start_and_wait(rw_daemon *d, int processes, int timeout_ms)
             return -1;
         }
         if (!c)
-            c = rw_connect(d->port);
+            c = daemon_redis(d);
         int ready = 0;
         for (int k = 1; c && k <= keys; k++) {
             char key[192];

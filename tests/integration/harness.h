@@ -38,7 +38,8 @@ void rw_rmdir(const char *dir);
 
 typedef struct rw_redis {
     pid_t pid;               /* 0 when not running */
-    int port;
+    int port;                /* 0: a Unix socket only */
+    char sock[RW_PATH_MAX];  /* that socket's path, "" for TCP */
     char dir[RW_PATH_MAX];   /* mktemp -d folder: redis.log, configs, logs */
 } rw_redis;
 
@@ -46,6 +47,10 @@ typedef struct rw_redis {
  * persistence) and waits (bounded) until it answers PING. Retries with a
  * new port if the start fails. Returns 0, or -1 (R is left stopped). */
 int rw_redis_start(rw_redis *r);
+
+/* Like rw_redis_start, for a server that listens only on a Unix socket
+ * (--port 0 --unixsocket <dir>/redis.sock). Returns 0, or -1. */
+int rw_redis_start_unix(rw_redis *r);
 
 /* SIGTERM, bounded waitpid, then SIGKILL; removes the temp folder.
  * Accepts a stopped R. */
@@ -62,6 +67,9 @@ int rw_free_port(void);
 
 /* A new connection to 127.0.0.1:PORT (1 s connect timeout), or NULL. */
 redisContext *rw_connect(int port);
+
+/* A new connection to R: its TCP port or its Unix socket. NULL on failure. */
+redisContext *rw_connect_redis(const rw_redis *r);
 
 /* Runs a command and returns its integer reply, or LLONG_MIN if the
  * command failed or the reply is not an integer. */
@@ -86,6 +94,7 @@ typedef struct rw_opts {
     const char *handlers_dir;    /* NULL: $REDWORK_ROOT/handlers (absolute) */
     const char *worker_extra;    /* more "key = value\n" lines for [worker] */
     const char *extra;           /* more sections, appended verbatim */
+    const char *redis_url;       /* NULL: host 127.0.0.1 and the port */
 } rw_opts;
 
 typedef struct rw_daemon {
@@ -95,6 +104,8 @@ typedef struct rw_daemon {
     char log[RW_PATH_MAX];       /* the daemon's stderr */
     char hb_key[160];            /* redwork:worker:<id> */
     int port;                    /* the Redis port it uses */
+    char sock[RW_PATH_MAX];      /* or its Unix socket (redis_url unix://) */
+    int db;                      /* and the database there (unix://...?db=N) */
 } rw_daemon;
 
 /* $REDWORK_ROOT, or "." when unset. */

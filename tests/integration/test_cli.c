@@ -246,6 +246,61 @@ Test(cli, config_file)
               run.stderr_text);
 }
 
+/* A redis-server on a Unix socket only: the daemon finds it by [redis]
+ * url, the CLI by --url and by REDIS_URL; -c/--url/--host/--port each
+ * take precedence over REDIS_URL. */
+Test(cli, unix_socket_by_url_and_redis_url)
+{
+    cr_assert_eq(rw_redis_start_unix(&env.redis), 0, "no redis-server on a Unix socket");
+    char url[RW_PATH_MAX + 32];
+    snprintf(url, sizeof url, "unix://%s?db=2", env.redis.sock);
+    cr_assert_eq(rw_daemon_config(&env.daemon, env.redis.dir, 0, "lunix",
+                                  &(rw_opts){.redis_url = url}), 0);
+    cr_assert_eq(rw_daemon_start(&env.daemon, 10000), 0, "redworkd did not start on %s", url);
+
+    int st = redwork(NULL, "--url", url, "call", "echo", "{\"u\":1}", NULL);
+    expect_exit(st, 0);
+    cJSON *reply = stdout_json();
+    assert_result(reply, "{\"u\":1}");
+    cr_assert_str_eq(rw_str(reply, "worker"), env.daemon.id);
+    cJSON_Delete(reply);
+
+    cr_assert_eq(setenv("REDIS_URL", url, 1), 0);
+    expect_exit(redwork(NULL, "-u", url, "call", "echo", NULL), 0);
+    expect_exit(redwork(NULL, "call", "echo", "{\"env\":true}", NULL), 0);
+    reply = stdout_json();
+    assert_result(reply, "{\"env\":true}");
+    cJSON_Delete(reply);
+
+    /* The daemon took ?db=2: its heartbeat is there, not in database 0. */
+    redisContext *r = rw_connect_redis(&env.redis);
+    cr_assert_not_null(r);
+    cr_assert_eq(rw_command_int(r, "EXISTS %s", env.daemon.hb_key), 0);
+    redisReply *ok = redisCommand(r, "SELECT 2");
+    cr_assert(ok && ok->type == REDIS_REPLY_STATUS, "SELECT 2 failed");
+    freeReplyObject(ok);
+    cr_assert_eq(rw_command_int(r, "EXISTS %s", env.daemon.hb_key), 1);
+    redisFree(r);
+
+    /* A flag wins over REDIS_URL: nothing listens on this port. */
+    int port = rw_free_port();
+    char where[64];
+    snprintf(where, sizeof where, "127.0.0.1:%d", port);
+    expect_exit(redwork(NULL, "--port", port_arg(port), "call", "echo", NULL), 2);
+    cr_assert(strstr(run.stderr_text, where), "stderr does not name %s: %s", where,
+              run.stderr_text);
+
+    /* Bad URLs are usage errors naming what is wrong. */
+    expect_exit(redwork(NULL, "--url", "redis://u:pw@127.0.0.1", "call", "echo", NULL), 64);
+    cr_assert(strstr(run.stderr_text, "password"), "stderr: %s", run.stderr_text);
+    cr_assert_null(strstr(run.stderr_text, "pw@"), "the password is echoed: %s",
+                   run.stderr_text);
+    cr_assert_eq(setenv("REDIS_URL", "http://nowhere", 1), 0);
+    expect_exit(redwork(NULL, "call", "echo", NULL), 64);
+    cr_assert(strstr(run.stderr_text, "REDIS_URL"), "stderr: %s", run.stderr_text);
+    unsetenv("REDIS_URL");
+}
+
 Test(cli, nothing_listening_exits_2)
 {
     int port = rw_free_port();

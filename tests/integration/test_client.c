@@ -302,6 +302,38 @@ Test(client, options_defaults)
     assert_no_leaks();
 }
 
+Test(client, options_set_url)
+{
+    redwork_client_options o;
+    redwork_client_options_init(&o);
+    char err[512] = "";
+    cr_assert_eq(redwork_client_options_set_url(&o, "rediss://bob@r.example:6390/4", err,
+                                                sizeof err), 0, "%s", err);
+    cr_assert_str_eq(o.host, "r.example");
+    cr_assert_eq(o.port, 6390);
+    cr_assert_eq(o.db, 4);
+    cr_assert_str_eq(o.username, "bob");
+    cr_assert(o.tls);
+    cr_assert_eq(redwork_client_options_set_url(&o, "unix:///run/r.sock", err, sizeof err), 0);
+    cr_assert_str_eq(o.host, "/run/r.sock");
+    cr_assert_eq(o.port, 6379);
+    cr_assert_eq(o.db, 0);
+    cr_assert_not(o.tls);
+
+    /* Refused: OPT is left as it was, the error says why without the
+     * password. */
+    redwork_client_options before = o;
+    cr_assert_eq(redwork_client_options_set_url(&o, "redis://bob:s3cret@h", err, sizeof err),
+                 -1);
+    cr_assert(strstr(err, "password"), "%s", err);
+    cr_assert_null(strstr(err, "s3cret"), "%s", err);
+    cr_assert_eq(redwork_client_options_set_url(&o, "redis://h:99999", err, sizeof err), -1);
+    cr_assert(strstr(err, "port"), "%s", err);
+    cr_assert_eq(redwork_client_options_set_url(&o, NULL, err, sizeof err), -1);
+    cr_assert_eq(memcmp(&before, &o, sizeof o), 0, "a refused url changed the options");
+    assert_no_leaks();
+}
+
 Test(client, status_names)
 {
     const char *want[] = {"ok", "error_reply", "timeout", "no_workers",

@@ -470,6 +470,43 @@ Test(config, shipped_etc_redwork_ini_loads) {
     redwork_config_free(cfg);
 }
 
+/* [redis] url stands for host, port, db, username and tls; the derived
+ * redis_where is what messages name. */
+Test(config, url_gives_host_port_db_username_tls) {
+    config *cfg = load_ok("[redis]\nurl = rediss://alice@redis.example:6390/5\n");
+    cr_assert_str_eq(cfg->redis_host, "redis.example");
+    cr_assert_eq(cfg->redis_port, 6390);
+    cr_assert_eq(cfg->redis_db, 5);
+    cr_assert_str_eq(cfg->redis_username, "alice");
+    cr_assert(cfg->tls);
+    cr_assert_str_eq(cfg->redis_where, "redis.example:6390");
+    redwork_config_free(cfg);
+
+    cfg = load_ok("[redis]\nurl = redis://[::1]\ndb = 2\n");
+    cr_assert_str_eq(cfg->redis_host, "::1");
+    cr_assert_eq(cfg->redis_port, 6379);
+    cr_assert_eq(cfg->redis_db, 2, "db from its key when the url has none");
+    cr_assert_not(cfg->tls);
+    cr_assert_str_eq(cfg->redis_where, "[::1]:6379");
+    redwork_config_free(cfg);
+}
+
+Test(config, unix_socket_by_url_or_host) {
+    config *cfg = load_ok("[redis]\nurl = unix:///run/redis/redis.sock?db=3\n");
+    cr_assert_str_eq(cfg->redis_host, "/run/redis/redis.sock");
+    cr_assert_eq(cfg->redis_db, 3);
+    cr_assert_str_eq(cfg->redis_where, "/run/redis/redis.sock");
+    redwork_config_free(cfg);
+
+    cfg = load_ok("[redis]\nhost = /run/redis/redis.sock\n");
+    cr_assert_str_eq(cfg->redis_where, "/run/redis/redis.sock");
+    redwork_config_free(cfg);
+
+    cfg = load_ok("[redis]\nhost = 10.0.0.5\nport = 7001\n");
+    cr_assert_str_eq(cfg->redis_where, "10.0.0.5:7001");
+    redwork_config_free(cfg);
+}
+
 Test(config, free_null_is_fine) {
     redwork_config_free(NULL);
 }
@@ -529,6 +566,14 @@ static const struct bad_case bad_cases[] = {
     {"empty handler name", "[worker]\n[handler.]\nword = x\n", 2, "handler.", 3},
     {"upper-case handler name", "[handler.Greet]\nword = x\n", 1, "Greet", 2},
     {"handler name with '!'", "[log]\n[handler.bad!]\nword = x\n", 2, "bad!", 3},
+    {"url with a password", "[redis]\nurl = redis://u:secret@h:1\n", 2, "url", 0},
+    {"url of an unknown scheme", "[redis]\nurl = http://h\n", 2, "url", 0},
+    {"url and host", "[redis]\nhost = h\nurl = redis://h2\n", 3, "host", 0},
+    {"url and port", "[redis]\nurl = redis://h2\nport = 7000\n", 2, "port", 0},
+    {"url with db and db", "[redis]\ndb = 1\nurl = redis://h2/4\n", 3, "db", 0},
+    {"rediss url with tls off", "[redis]\nurl = rediss://h\ntls = off\n", 2, "tls", 0},
+    {"unix url with tls", "[redis]\nurl = unix:///tmp/r.sock\ntls = on\n", 2, "TLS", 0},
+    {"socket host with tls", "[redis]\nhost = /tmp/r.sock\ntls = on\n", 3, "TLS", 0},
     {"password_env unset",
      "[redis]\nhost = h\npassword_env = REDWORK_TEST_SURELY_UNSET_VAR\n", 3,
      "password_env", 0},
@@ -554,6 +599,14 @@ Test(config, bad_files_are_refused_with_file_line_key) {
         cr_expect_not_null(strstr(err, c->key), "%s: error '%s' lacks '%s'",
                            c->what, err, c->key);
     }
+}
+
+/* The error quoting a refused url does not quote its password. */
+Test(config, url_password_is_not_echoed) {
+    const char *path = write_ini("bad.ini", "[redis]\nurl = redis://u:hunter2@h\n");
+    cr_assert_null(redwork_config_load(path, err, sizeof err));
+    cr_assert_not_null(strstr(err, "password_env"), "%s", err);
+    cr_assert_null(strstr(err, "hunter2"), "the password is in the error: %s", err);
 }
 
 /* Key table: channel items must be non-empty, so "a,,b" is refused (it is
