@@ -51,8 +51,9 @@ LIB_SRCS := client/client.c common/buffer.c common/url.c common/conn.c common/tl
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/pic/%.o)
 CLI_OBJS := $(B)/client/cli.o $(B)/client/histogram.o
 
-HANDLERS := echo greet sleep fail
+HANDLERS := echo greet sleep fail hash
 HANDLER_SOS := $(HANDLERS:%=handlers/%.so)
+HANDLER_LIBS_hash := -lcrypto
 
 # Test suites: unit tests link the modules; integration tests drive the
 # real daemon against a real redis-server; fixture plugins feed the loader.
@@ -137,7 +138,7 @@ $(B)/%.o: %.c
 
 handlers/%.so: handlers/%.c include/redwork/handler.h
 	@$(if $(Q),echo "  SO      $@")
-	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $< -lcjson
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $< -lcjson $(HANDLER_LIBS_$*)
 	$(Q)chmod go-w $@ $(@D) # strict_modes refuses group/other-writable code
 
 $(B)/tests/plugins/%.so: tests/plugins/%.c include/redwork/handler.h

@@ -9,10 +9,13 @@
  *       PUBLISH is followed by its XACK and XDEL, pipelined, as redworkd
  *       acknowledges entries. Stops on SIGTERM/SIGINT.
  *   ceiling load [-h HOST] [-p PORT] [-C CHANNEL] [-c CONCURRENCY]
- *                [-n REQUESTS | -d SECONDS] [-b PAYLOAD_BYTES] [-s] [-S] [-j]
+ *                [-n REQUESTS | -d SECONDS] [-b PAYLOAD_BYTES] [-H HANDLER]
+ *                [-e MEMBERS] [-s] [-S] [-j]
  *       A raw hiredis load client: PSUBSCRIBE callback:<tag>.* first, then
  *       keeps CONCURRENCY requests in flight with pipelined PUBLISHes (-S:
- *       XADD CHANNEL * msg <json>), and prints throughput and latency
+ *       XADD CHANNEL * msg <json>; the request names HANDLER, echo by
+ *       default, and carries "data" of PAYLOAD_BYTES and any further JSON
+ *       MEMBERS, such as '"rounds":900'), and prints throughput and latency
  *       percentiles (-j: one JSON object with the keys of `redwork bench
  *       --json`). It is the one load client of `make bench`, against
  *       redworkd and against `ceiling serve` alike. -s: the other client
@@ -39,6 +42,7 @@
 
 typedef struct args {
     const char *host, *channel;
+    const char *handler, *members; /* of each request; members: "" or ",..." */
     int port;
     long concurrency, requests, payload;
     double seconds;
@@ -198,12 +202,11 @@ static int serve(const args *a) {
 
 static void publish(redisContext *pub, const args *a, const char *tag, long seq,
                     const char *data) {
-    if (a->stream)
-        redisAppendCommand(pub, "XADD %s * msg {\"req_id\":\"%s.%ld\",\"handler\":\"echo\","
-                           "\"data\":\"%s\"}", a->channel, tag, seq, data);
-    else
-        redisAppendCommand(pub, "PUBLISH %s {\"req_id\":\"%s.%ld\",\"handler\":\"echo\","
-                           "\"data\":\"%s\"}", a->channel, tag, seq, data);
+    redisAppendCommand(pub, a->stream ? "XADD %s * msg {\"req_id\":\"%s.%ld\",\"handler\":\"%s\","
+                                        "\"data\":\"%s\"%s}"
+                                      : "PUBLISH %s {\"req_id\":\"%s.%ld\",\"handler\":\"%s\","
+                                        "\"data\":\"%s\"%s}",
+                       a->channel, tag, seq, a->handler, data, a->members);
 }
 
 static int load(const args *a) {
@@ -283,7 +286,7 @@ static int load(const args *a) {
                "\"requests\":%ld,\"ok\":%ld,\"errors\":0,\"timeouts\":%ld,"
                "\"seconds\":%.3f,\"rps\":%.0f,\"min_us\":%llu,\"p50_us\":%llu,"
                "\"p90_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,\"max_us\":%llu}\n",
-               a->subscribe_each ? "subscribe-each" : "ceiling",
+               a->subscribe_each ? "subscribe-each" : a->handler,
                a->concurrency, a->payload, sent, ok, sent - ok, secs, rps,
                (unsigned long long)h->min, p50, p90, p99, p999,
                (unsigned long long)h->max);
@@ -302,15 +305,17 @@ static int load(const args *a) {
 
 int main(int argc, char **argv) {
     args a = {.host = "127.0.0.1", .port = 6379, .channel = "request",
-              .concurrency = 64, .payload = 16};
+              .handler = "echo", .members = "", .concurrency = 64, .payload = 16};
+    char members[512];
     if (argc < 2 || (strcmp(argv[1], "serve") != 0 && strcmp(argv[1], "load") != 0)) {
         fprintf(stderr, "usage: ceiling serve|load [-h HOST] [-p PORT] [-C CHANNEL] "
-                "[-c CONCURRENCY] [-n REQUESTS | -d SECONDS] [-b PAYLOAD] [-s] [-S] [-j]\n");
+                "[-c CONCURRENCY] [-n REQUESTS | -d SECONDS] [-b PAYLOAD] [-H HANDLER] "
+                "[-e MEMBERS] [-s] [-S] [-j]\n");
         return 64;
     }
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "h:p:C:c:n:d:b:jsS")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:C:c:n:d:b:H:e:jsS")) != -1) {
         switch (opt) {
         case 'h': a.host = optarg; break;
         case 'p': a.port = atoi(optarg); break;
@@ -319,6 +324,11 @@ int main(int argc, char **argv) {
         case 'n': a.requests = atol(optarg); break;
         case 'd': a.seconds = atof(optarg); break;
         case 'b': a.payload = atol(optarg); break;
+        case 'H': a.handler = optarg; break;
+        case 'e':
+            snprintf(members, sizeof members, ",%s", optarg);
+            a.members = members;
+            break;
         case 'j': a.json = 1; break;
         case 's': a.subscribe_each = 1; break;
         case 'S': a.stream = 1; break;

@@ -18,13 +18,15 @@
 #include "request.h"
 #include "stats.h"
 
-/* How long a daemon with claim = on and a full queue leaves a request to
- * the other daemons before it claims it to answer 'overloaded'. */
+/* How long a daemon with claim = on leaves a request it has no room for
+ * (its queue and its parked requests full) to the other daemons before it
+ * claims it to answer 'overloaded'. */
 #define DISPATCH_OVERLOAD_GRACE_MS 50
 /* A pool thread that goes straight on to its next request does not wake
  * the loop for the reply it just made; the loop looks for such replies at
  * least this often while requests are at the pool, so a reply waits at
- * most this long behind a slow neighbour. */
+ * most this long behind a slow neighbour -- unless the daemon is busy
+ * (holds all the work it wants), when its rounds are a few ms apart. */
 #define DISPATCH_DEFER_MAX_MS 1
 /* After shutdown_timeout_ms: how long the replies already made still get
  * to reach Redis. */

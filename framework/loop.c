@@ -95,7 +95,7 @@ int loop_watch(loop *l, int fd, int events, loop_io_fn *fn, void *ctx) {
     }
     watch *w = &l->watches[fd];
     struct epoll_event ev = {
-        .events = EPOLLIN | ((events & LOOP_WRITE) ? EPOLLOUT : 0),
+        .events = ((events & LOOP_READ) ? EPOLLIN : 0) | ((events & LOOP_WRITE) ? EPOLLOUT : 0),
         .data.fd = fd,
     };
     int op = w->fn != NULL ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;

@@ -45,10 +45,10 @@ loop *loop_create(char *err, size_t errlen);
  * more. Accepts NULL. */
 void loop_free(loop *l);
 
-/* Calls FN(CTX, events) when FD is readable and, with LOOP_WRITE in
- * EVENTS, writable; a second call changes the events. Errors and hang-ups
- * are reported as LOOP_READ, for the reader to find them. Returns 0, or -1
- * (errno set). */
+/* Calls FN(CTX, events) when FD is readable (LOOP_READ in EVENTS) or
+ * writable (LOOP_WRITE); a second call changes the events. Errors and
+ * hang-ups are reported as LOOP_READ, asked for or not, for the reader to
+ * find them. Returns 0, or -1 (errno set). */
 int loop_watch(loop *l, int fd, int events, loop_io_fn *fn, void *ctx);
 
 /* Stops watching FD (before it is closed). */

@@ -58,8 +58,14 @@ typedef struct source_ops {
      * at most the connect timeout: at start-up. Returns 0, or -1 with ERR
      * naming the server, channel or stream. */
     int (*start)(source *s, char *err, size_t errlen);
-    /* Room may have grown: read more if the transport reads on demand. */
+    /* Room may have grown: read more if the transport reads on demand;
+     * while busy, take what waits. Called every round of the loop. */
     void (*read)(source *s);
+    /* BUSY 1: the dispatcher wants no new request at once and runs a
+     * round at least every few milliseconds, calling read() in each: the
+     * source leaves what Redis sends in the socket until then -- one
+     * wake-up for many messages. 0: take them as they come. */
+    void (*busy)(source *s, int busy);
     /* Stops taking requests: what Redis already delivered is still
      * taken; then the sink's stopped() is called. */
     void (*stop)(source *s);

@@ -34,6 +34,7 @@ struct source {
     wire *sub;
     size_t confirmed;      /* subscriptions confirmed on this connection */
     int stopping, stopped;
+    int busy;              /* the subscriber is read once a round */
     loop_timer stop_timer;
     char refused[512];     /* a (P)SUBSCRIBE refused, for start() */
     int has_patterns;
@@ -220,11 +221,20 @@ static int pubsub_start(source *s, char *err, size_t errlen) {
     return 0;
 }
 
-static void pubsub_read(source *s) { (void)s; }
+static void pubsub_read(source *s) {
+    if (s->busy)
+        wire_read(s->sub);
+}
+
+static void pubsub_busy(source *s, int busy) {
+    s->busy = busy && !s->stopping;
+    wire_hold_reads(s->sub, s->busy);
+}
 
 static void pubsub_stop(source *s) {
     if (s->stopping)
         return;
+    pubsub_busy(s, 0);
     s->stopping = 1;
     if (!wire_is_up(s->sub)) {
         finish_stop(s);
@@ -253,6 +263,7 @@ const source_ops source_pubsub = {
     .create = pubsub_create,
     .start = pubsub_start,
     .read = pubsub_read,
+    .busy = pubsub_busy,
     .stop = pubsub_stop,
     .cmd_up = pubsub_cmd_up,
     .close = pubsub_close,

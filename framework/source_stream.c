@@ -54,6 +54,7 @@ struct source {
     unsigned outstanding;  /* answers of the step still to come */
     int groups_ready;      /* the groups exist (checked on each connection) */
     int stopping, stopped;
+    int busy;              /* rd is read once a round (stream_busy) */
     int recovering;        /* orphans seen: take them over when quiet */
     int orphan_found;      /* this step's answers showed one */
     uint64_t quiet_by, next_orphan_check, next_trim;
@@ -505,7 +506,16 @@ static int stream_start(source *s, char *err, size_t errlen) {
     return 0;
 }
 
-static void stream_read(source *s) { next_step(s); }
+static void stream_read(source *s) {
+    if (s->busy)
+        wire_read(s->rd);
+    next_step(s);
+}
+
+static void stream_busy(source *s, int busy) {
+    s->busy = busy;
+    wire_hold_reads(s->rd, busy);
+}
 
 static void stream_stop(source *s) {
     s->stopping = 1;
@@ -532,6 +542,7 @@ const source_ops source_stream = {
     .create = stream_create,
     .start = stream_start,
     .read = stream_read,
+    .busy = stream_busy,
     .stop = stream_stop,
     .cmd_up = stream_cmd_up,
     .close = stream_close,

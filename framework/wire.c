@@ -58,6 +58,7 @@ struct wire {
     int push;
     int fd;         /* -1 while down */
     int writing;    /* LOOP_WRITE is watched */
+    int reads_held; /* LOOP_READ is not (wire_hold_reads) */
     buffer out;
     size_t sent;    /* bytes of out already written */
     resp_reader in;
@@ -143,6 +144,11 @@ static void on_stall(void *ctx) {
     wire_drop(w, why);
 }
 
+/* What the socket is watched for. */
+static int watched(const wire *w, int writing) {
+    return (w->reads_held ? 0 : LOOP_READ) | (writing ? LOOP_WRITE : 0);
+}
+
 /* Takes FD as the connection and tells the user. */
 static void adopt(wire *w, int fd) {
     w->fd = fd;
@@ -152,7 +158,7 @@ static void adopt(wire *w, int fd) {
     resp_reader_reset(&w->in);
     w->backoff_ms = BACKOFF_MIN_MS;
     w->last_err[0] = '\0';
-    if (loop_watch(w->lp, fd, LOOP_READ, on_io, w) != 0) {
+    if (loop_watch(w->lp, fd, watched(w, 0), on_io, w) != 0) {
         wire_drop(w, "cannot watch the socket");
         return;
     }
@@ -365,8 +371,7 @@ void wire_flush(wire *w) {
         w->sent = 0;
         redwork_buffer_shrink(&w->out, OUT_KEEP);
     }
-    if (pending != w->writing &&
-        loop_watch(w->lp, w->fd, LOOP_READ | (pending ? LOOP_WRITE : 0), on_io, w) == 0)
+    if (pending != w->writing && loop_watch(w->lp, w->fd, watched(w, pending), on_io, w) == 0)
         w->writing = pending;
 }
 
@@ -420,6 +425,19 @@ static void read_replies(wire *w) {
         else
             loop_timer_stop(w->lp, &w->stall);
     }
+}
+
+void wire_hold_reads(wire *w, int hold) {
+    if (hold == w->reads_held)
+        return;
+    w->reads_held = hold;
+    if (w->fd >= 0 && loop_watch(w->lp, w->fd, watched(w, w->writing), on_io, w) != 0)
+        wire_drop(w, "cannot watch the socket");
+}
+
+void wire_read(wire *w) {
+    if (w->fd >= 0)
+        read_replies(w);
 }
 
 static void on_io(void *ctx, int events) {

@@ -75,6 +75,15 @@ size_t wire_waiting(const wire *w);
  * it to write earlier. */
 void wire_flush(wire *w);
 
+/* HOLD 1: stop watching the socket for input, so what Redis sends waits
+ * there (a failed connection is still noticed) until wire_read() or HOLD
+ * 0 -- for a subscriber whose messages are not wanted at once. Kept across
+ * reconnects. */
+void wire_hold_reads(wire *w, int hold);
+
+/* Reads what has arrived and hands it over, without waiting. */
+void wire_read(wire *w);
+
 /* Drops the connection as failed (WHY is logged) and reconnects. */
 void wire_drop(wire *w, const char *why);
 

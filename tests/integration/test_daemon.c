@@ -177,6 +177,29 @@ Test(daemon, greet_without_user_id_is_bad_request)
     expect_error("{\"req_id\":\"g1\"}", "g1", "bad_request");
 }
 
+/* The shipped CPU-bound handler: FIPS 180-2's "abc" vector, then 1000
+ * rounds (each over the previous digest; the value from Python's hashlib). */
+Test(daemon, hash_handler)
+{
+    start("hash", (rw_opts){0});
+    cJSON *reply = call("{\"handler\":\"hash\",\"req_id\":\"h1\",\"data\":\"abc\"}", "h1");
+    assert_ok(reply);
+    assert_result(reply, "{\"sha256\":\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\","
+                         "\"rounds\":1}");
+    cJSON_Delete(reply);
+    reply = call("{\"handler\":\"hash\",\"req_id\":\"h2\",\"data\":\"abc\",\"rounds\":1000}",
+                 "h2");
+    assert_ok(reply);
+    assert_result(reply, "{\"sha256\":\"fc8a6b86a13f71cd9a67f558ab6fd82a3dd89186163a017ed8051acf6d3f8f99\","
+                         "\"rounds\":1000}");
+    cJSON_Delete(reply);
+    expect_error("{\"handler\":\"hash\",\"req_id\":\"h3\"}", "h3", "bad_request");
+    expect_error("{\"handler\":\"hash\",\"req_id\":\"h4\",\"data\":\"x\",\"rounds\":0}", "h4",
+                 "bad_request");
+    expect_error("{\"handler\":\"hash\",\"req_id\":\"h5\",\"data\":\"x\",\"rounds\":1.5}", "h5",
+                 "bad_request");
+}
+
 Test(daemon, psubscribe_route)
 {
     start("route", (rw_opts){.channels = "request, news_*",

@@ -709,6 +709,43 @@ Test(scale, a_full_daemon_leaves_requests_to_one_with_room)
     rw_bulk_close(&b);
 }
 
+/* sleep requests of 20 ms for rw_bulk_publish. */
+static int sleep20_body(int i, const char *req_id, char *buf, size_t len, void *arg)
+{
+    (void)i, (void)arg;
+    int n = snprintf(buf, len, "{\"handler\":\"sleep\",\"ms\":20,\"req_id\":\"%s\"}", req_id);
+    return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+/* Two daemons with claim = on and one thread each, and a burst of slow
+ * requests: a daemon claims no more than it can start soon (a few a
+ * thread) and parks the rest, claiming them oldest first as its thread
+ * frees up, so both do about half -- not whichever wins the claim races
+ * all of them while the other idles. */
+Test(scale, two_daemons_share_a_burst)
+{
+    enum { N = 40 };
+    start_redis();
+    char ids[2][128];
+    for (int k = 0; k < 2; k++) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "share%d", k + 1);
+        configure(k, tag, (rw_opts){.threads = 1, .claim_on = 1});
+        start_daemon(k);
+        snprintf(ids[k], sizeof ids[k], "%s", fx.d[k].id);
+    }
+    rw_bulk b;
+    cr_assert_eq(rw_bulk_open(&b, fx.redis.port, "share", N), 0);
+    cr_assert_eq(rw_bulk_publish(&b, "request", 1, sleep20_body, NULL), N);
+    cr_assert_eq(collect_seen(&b, N, 15000), 0, "only %d of %d answered", b.seen, N);
+    cr_assert_eq(rw_bulk_exactly_once(&b), N, "some request answered twice");
+    int per[2];
+    cr_assert_eq(per_worker(&b, N, ids, 2, per), 0, "a reply names an unknown worker");
+    cr_assert(per[0] >= N / 4 && per[1] >= N / 4, "the burst was not shared: %d and %d",
+              per[0], per[1]);
+    rw_bulk_close(&b);
+}
+
 /* Two daemons with claim = on, both full: each request is answered
  * 'overloaded' once, by whichever claimed it after its grace. */
 Test(scale, when_every_daemon_is_full_one_answers_overloaded)
