@@ -38,16 +38,17 @@ B := build
 
 # common/ is the layer the daemon and libredwork share; framework/ is the
 # daemon's modules, main.c apart so tests can link the rest.
-COMMON := buffer url config conn tls log
+COMMON := buffer url sentinel config conn tls log
 MODULES := resp loop wire handback holds queue request reply plugin publish claim \
-           source_pubsub source_stream heartbeat dispatch pool supervisor
+           source_pubsub source_stream heartbeat watch dispatch pool supervisor
 MODULE_SRCS := $(COMMON:%=common/%.c) $(MODULES:%=framework/%.c)
 MODULE_OBJS := $(MODULE_SRCS:%.c=$(B)/%.o)
 DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
 
 # libredwork: the client and the part of common/ it uses, built
 # position-independent with only the API exported.
-LIB_SRCS := client/client.c common/buffer.c common/url.c common/conn.c common/tls.c common/config.c
+LIB_SRCS := client/client.c common/buffer.c common/url.c common/sentinel.c common/conn.c \
+            common/tls.c common/config.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/pic/%.o)
 CLI_OBJS := $(B)/client/cli.o $(B)/client/histogram.o
 
@@ -58,7 +59,7 @@ HANDLER_LIBS_hash := -lcrypto
 # Test suites: unit tests link the modules; integration tests drive the
 # real daemon against a real redis-server; fixture plugins feed the loader.
 UNIT_TESTS := queue config url request reply plugin resp handback holds loop
-INTEGRATION_TESTS := daemon client cli scale stream
+INTEGRATION_TESTS := daemon client cli scale stream sentinel
 TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails bad_name no_name echo_v2
 HARNESS_OBJS := $(B)/tests/integration/harness.o
 
@@ -156,6 +157,7 @@ $(B)/tests/integration/test_%: $(B)/tests/integration/test_%.o $(HARNESS_OBJS)
 
 $(B)/tests/integration/test_client: lib/libredwork.a
 $(B)/tests/integration/test_stream: lib/libredwork.a
+$(B)/tests/integration/test_sentinel: lib/libredwork.a
 
 deps:
 	$(Q)scripts/deps.sh

@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "histogram.h"
+#include "options.h"
 #include "redwork/client.h"
 
 #define EXIT_ERROR_REPLY 1
@@ -36,6 +37,8 @@ static void usage(FILE *out) {
         "                      with none of -c, -u, --host, --port: $REDIS_URL\n"
         "      --host HOST     Redis host, or a Unix socket's path (default 127.0.0.1)\n"
         "      --port PORT     Redis port (default 6379)\n"
+        "      --sentinels LIST  find the master through Redis Sentinel: host:port,...\n"
+        "      --master-name NAME  the name the sentinels know the master by\n"
         "      --channel NAME  request channel (default request)\n"
         "      --timeout MS    per-request timeout (default 5000)\n"
         "      --transport T   pubsub (PUBLISH, the default) or stream (XADD)\n"
@@ -341,15 +344,15 @@ static int cmd_stats(globals *g, int argc, char **argv) {
         usage(stderr);
         return EXIT_USAGE;
     }
-    char err[512];
-    conn_params p = {
-        .host = g->opt.host, .port = g->opt.port, .db = g->opt.db,
-        .username = g->opt.username, .password = g->opt.password,
-        .connect_timeout_ms = g->opt.connect_timeout_ms, .tls = g->opt.tls,
-        .tls_ca_file = g->opt.tls_ca_file, .tls_cert_file = g->opt.tls_cert_file,
-        .tls_key_file = g->opt.tls_key_file, .tls_server_name = g->opt.tls_server_name,
-    };
+    char err[1024];
+    redwork_sentinel *sentinel = NULL;
+    if (client_sentinel(&g->opt, &sentinel, err, sizeof err) != 0) {
+        fprintf(stderr, "redwork stats: %s\n", err);
+        return EXIT_USAGE;
+    }
+    conn_params p = client_conn_params(&g->opt, sentinel);
     redisContext *c = redwork_conn_connect(&p, err, sizeof err);
+    redwork_sentinel_free(sentinel);
     if (c == NULL) {
         fprintf(stderr, "redwork stats: %s\n", err);
         return EXIT_UNAVAILABLE;
@@ -414,6 +417,8 @@ int main(int argc, char **argv) {
         {"channel", required_argument, NULL, 'C'},
         {"timeout", required_argument, NULL, 't'},
         {"transport", required_argument, NULL, 'T'},
+        {"sentinels", required_argument, NULL, 'S'},
+        {"master-name", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'H'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -421,6 +426,7 @@ int main(int argc, char **argv) {
     globals g = {.timeout_ms = 5000};
     redwork_client_options_init(&g.opt);
     const char *ini = NULL, *url = NULL, *host = NULL, *channel = NULL, *transport = NULL;
+    const char *sentinels = NULL, *master_name = NULL;
     long port = 0, timeout = 5000;
     int opt;
     /* "+": stop at the command, whose own options follow it. */
@@ -432,6 +438,8 @@ int main(int argc, char **argv) {
         case 'h': host = optarg; break;
         case 'p': bad = parse_long(optarg, 1, 65535, &port); break;
         case 'C': channel = optarg; break;
+        case 'S': sentinels = optarg; break;
+        case 'M': master_name = optarg; break;
         case 't': bad = parse_long(optarg, 1, 86400000L, &timeout); break;
         case 'T':
             transport = optarg;
@@ -463,10 +471,16 @@ int main(int argc, char **argv) {
         return EXIT_USAGE;
     }
     if ((host != NULL && strlen(host) >= sizeof g.opt.host) ||
-        (channel != NULL && strlen(channel) >= sizeof g.opt.channel)) {
-        fprintf(stderr, "redwork: --host or --channel too long\n");
+        (channel != NULL && strlen(channel) >= sizeof g.opt.channel) ||
+        (sentinels != NULL && strlen(sentinels) >= sizeof g.opt.sentinels) ||
+        (master_name != NULL && strlen(master_name) >= sizeof g.opt.master_name)) {
+        fprintf(stderr, "redwork: --host, --channel, --sentinels or --master-name too long\n");
         return EXIT_USAGE;
     }
+    if (sentinels != NULL)
+        strcpy(g.opt.sentinels, sentinels);
+    if (master_name != NULL)
+        strcpy(g.opt.master_name, master_name);
     if (host != NULL)
         strcpy(g.opt.host, host);
     if (channel != NULL)

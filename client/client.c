@@ -44,7 +44,9 @@
 #include "clock.h"
 #include "config.h"
 #include "conn.h"
+#include "options.h"
 #include "protocol.h"
+#include "sentinel.h"
 #include "url.h"
 
 #define BACKOFF_MIN_MS 100
@@ -85,6 +87,10 @@ struct redwork_client {
 
     redisContext *sub; /* reader thread only */
     redisContext *cmd; /* reader thread only */
+
+    redwork_sentinel *sentinel; /* NULL: no sentinels; else shared, thread-safe */
+    redisContext *watch;        /* reader thread only: SUBSCRIBEd to +switch-master */
+    uint64_t watch_retry_us;    /* when to open it again after a loss */
 };
 
 static const char *const status_names[] = {
@@ -126,6 +132,8 @@ int redwork_client_options_load(redwork_client_options *opt,
     redwork_client_options o = *opt;
     const char *password = *cfg->redis_password_env
                                ? getenv(cfg->redis_password_env) : "";
+    const char *sentinel_password = *cfg->sentinel_password_env
+                                        ? getenv(cfg->sentinel_password_env) : "";
     const char *channel = NULL;
     for (size_t i = 0; i < cfg->channel_count && channel == NULL; i++)
         if (strpbrk(cfg->channel_list[i], "*?[") == NULL)
@@ -140,7 +148,11 @@ int redwork_client_options_load(redwork_client_options *opt,
         copy_field(o.tls_key_file, sizeof o.tls_key_file, cfg->tls_key_file, "[redis] tls_key_file", ini_path, err, errlen) ||
         copy_field(o.tls_server_name, sizeof o.tls_server_name, cfg->tls_server_name, "[redis] tls_server_name", ini_path, err, errlen) ||
         (channel != NULL &&
-         copy_field(o.channel, sizeof o.channel, channel, "[worker] channels", ini_path, err, errlen));
+         copy_field(o.channel, sizeof o.channel, channel, "[worker] channels", ini_path, err, errlen)) ||
+        copy_field(o.sentinels, sizeof o.sentinels, cfg->sentinels, "[redis] sentinels", ini_path, err, errlen) ||
+        copy_field(o.master_name, sizeof o.master_name, cfg->master_name, "[redis] master_name", ini_path, err, errlen) ||
+        copy_field(o.sentinel_username, sizeof o.sentinel_username, cfg->sentinel_username, "[redis] sentinel_username", ini_path, err, errlen) ||
+        copy_field(o.sentinel_password, sizeof o.sentinel_password, sentinel_password, "the sentinel password", ini_path, err, errlen);
     o.port = (int)cfg->redis_port;
     o.db = cfg->redis_db;
     o.connect_timeout_ms = (int)cfg->connect_timeout_ms;
@@ -180,14 +192,39 @@ int redwork_client_options_set_url(redwork_client_options *opt, const char *url,
     return 0;
 }
 
-static redisContext *connect_redis(const redwork_client_options *o, char *err,
-                                   size_t errlen) {
-    conn_params p = {
+conn_params client_conn_params(const redwork_client_options *o, redwork_sentinel *sentinel) {
+    return (conn_params){
         .host = o->host, .port = o->port, .db = o->db, .username = o->username,
         .password = o->password, .connect_timeout_ms = o->connect_timeout_ms,
         .tls = o->tls, .tls_ca_file = o->tls_ca_file, .tls_cert_file = o->tls_cert_file,
         .tls_key_file = o->tls_key_file, .tls_server_name = o->tls_server_name,
+        .sentinel = sentinel,
     };
+}
+
+int client_sentinel(const redwork_client_options *o, redwork_sentinel **out, char *err,
+                    size_t errlen) {
+    *out = NULL;
+    if (*o->sentinels == '\0')
+        return 0;
+    char why[256];
+    *out = redwork_sentinel_create(o->sentinels, o->master_name, o->sentinel_username,
+                                   o->sentinel_password, why, sizeof why);
+    if (*out == NULL) {
+        snprintf(err, errlen, "sentinels '%s', master_name '%s': %s", o->sentinels,
+                 o->master_name, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* The connection parameters of C's options. */
+static conn_params params_of(const redwork_client *c) {
+    return client_conn_params(&c->opt, c->sentinel);
+}
+
+static redisContext *connect_redis(const redwork_client *c, char *err, size_t errlen) {
+    conn_params p = params_of(c);
     return redwork_conn_connect(&p, err, errlen);
 }
 
@@ -381,7 +418,7 @@ static uint64_t seq_of_channel(const redwork_client *c, const char *channel) {
 }
 
 static redisContext *subscribe(redwork_client *c, char *err, size_t errlen) {
-    redisContext *s = connect_redis(&c->opt, err, errlen);
+    redisContext *s = connect_redis(c, err, errlen);
     if (s == NULL)
         return NULL;
     redisReply *r = redisCommand(s, "PSUBSCRIBE %s%s.*", c->opt.reply_prefix, c->id);
@@ -401,7 +438,7 @@ static redisContext *subscribe(redwork_client *c, char *err, size_t errlen) {
 static void fetch_stored(redwork_client *c, done_list *list) {
     char err[256];
     if (c->cmd == NULL)
-        c->cmd = connect_redis(&c->opt, err, sizeof err);
+        c->cmd = connect_redis(c, err, sizeof err);
     for (waiter *w = list->head; c->cmd != NULL && w != NULL; w = w->next)
         redisAppendCommand(c->cmd, "LPOP %s%s.%llu", c->opt.reply_prefix, c->id,
                            (unsigned long long)w->seq);
@@ -479,7 +516,10 @@ static void read_publish_counts(redwork_client *c, done_list *d) {
         return;
     }
     redisReply *r;
+    int moved = 0; /* a replica now, or loading: the sentinels are asked again */
     while (redisGetReplyFromReader(c->pub, (void **)&r) == REDIS_OK && r != NULL) {
+        moved |= c->sentinel != NULL && r->type == REDIS_REPLY_ERROR &&
+                 (strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "LOADING", 7) == 0);
         if (c->fifo_len > 0) {
             uint64_t seq = c->fifo[c->fifo_head];
             c->fifo_head = (c->fifo_head + 1) % c->fifo_cap;
@@ -493,9 +533,73 @@ static void read_publish_counts(redwork_client *c, done_list *d) {
         }
         freeReplyObject(r);
     }
+    if (moved) {
+        redisFree(c->pub);
+        c->pub = NULL; /* reconnected by the next call, to the master */
+        c->fifo_len = 0;
+        return;
+    }
     if (c->pub != NULL && sdslen(c->pub->obuf) > 0 && write_pub(c) != 0)
         take_all(c, d, REDWORK_CONNECTION,
                  "lost the connection to Redis while publishing");
+}
+
+/* ---- following the master (sentinels) ------------------------------------ */
+
+#define WATCH_RETRY_US 1000000u
+
+/* Opens the +switch-master subscription at a sentinel (when it is due).
+ * Returns 0, or -1 (tried again later). */
+static int watch_open(redwork_client *c) {
+    if (c->watch != NULL || clock_now_us() < c->watch_retry_us)
+        return c->watch != NULL ? 0 : -1;
+    char err[256];
+    conn_params p = params_of(c);
+    c->watch = redwork_conn_sentinel(&p, err, sizeof err);
+    redisReply *r = c->watch != NULL ? redisCommand(c->watch, "SUBSCRIBE +switch-master") : NULL;
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+        if (c->watch != NULL)
+            redisFree(c->watch);
+        c->watch = NULL;
+        c->watch_retry_us = clock_now_us() + WATCH_RETRY_US;
+    }
+    freeReplyObject(r);
+    return c->watch != NULL ? 0 : -1;
+}
+
+/* Reads the watch: returns 1 if a failover moved our master, else 0. */
+static int watch_read(redwork_client *c) {
+    int moved = 0;
+    redisReply *r;
+    if (redisBufferRead(c->watch) != REDIS_OK) {
+        redisFree(c->watch);
+        c->watch = NULL;
+        c->watch_retry_us = clock_now_us() + WATCH_RETRY_US;
+        return 0;
+    }
+    while (redisGetReplyFromReader(c->watch, (void **)&r) == REDIS_OK && r != NULL) {
+        char name[128];
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+            r->element[2]->type == REDIS_REPLY_STRING &&
+            sscanf(r->element[2]->str, "%127s", name) == 1 &&
+            strcmp(name, redwork_sentinel_name(c->sentinel)) == 0)
+            moved = 1;
+        freeReplyObject(r);
+    }
+    return moved;
+}
+
+/* The master moved: the publishing connection is dropped (the next call
+ * opens one to the new master), and so is the subscriber (resubscribe()
+ * follows). */
+static void leave_old_master(redwork_client *c) {
+    pthread_mutex_lock(&c->lock);
+    if (c->pub != NULL) {
+        redisFree(c->pub);
+        c->pub = NULL;
+        c->fifo_len = 0;
+    }
+    pthread_mutex_unlock(&c->lock);
 }
 
 /* The subscriber connection is gone: fail or keep the waiting calls, then
@@ -525,8 +629,20 @@ static int resubscribe(redwork_client *c, done_list *d) {
         pthread_mutex_unlock(&c->lock);
         if (closing)
             return -1;
-        struct pollfd fd = {.fd = c->wake[0], .events = POLLIN};
-        poll(&fd, 1, wait_ms);
+        /* A failover announced meanwhile ends the wait: the new master is
+         * known. */
+        if (c->sentinel != NULL)
+            watch_open(c);
+        struct pollfd fds[2] = {
+            {.fd = c->wake[0], .events = POLLIN},
+            {.fd = c->watch != NULL ? c->watch->fd : -1, .events = POLLIN},
+        };
+        poll(fds, 2, wait_ms);
+        if ((fds[1].revents & (POLLIN | POLLERR | POLLHUP)) && c->watch != NULL &&
+            watch_read(c)) {
+            leave_old_master(c);
+            delay = BACKOFF_MIN_MS / 2;
+        }
         expire(c, d);
         done_run(c, d);
         pthread_mutex_lock(&c->lock);
@@ -574,14 +690,24 @@ static void *reader_main(void *arg) {
         pthread_mutex_unlock(&c->lock);
         if (closing)
             break;
+        if (c->sentinel != NULL && watch_open(c) != 0) /* poll again within a second */
+            timeout = timeout >= 0 && timeout < 1000 ? timeout : 1000;
 
-        struct pollfd fds[3] = {
+        struct pollfd fds[4] = {
             {.fd = c->wake[0], .events = POLLIN},
             {.fd = c->sub->fd, .events = POLLIN},
             {.fd = pub_fd, .events = POLLIN},
+            {.fd = c->watch != NULL ? c->watch->fd : -1, .events = POLLIN},
         };
-        if (poll(fds, 3, timeout) < 0 && errno != EINTR)
+        if (poll(fds, 4, timeout) < 0 && errno != EINTR)
             break;
+        if ((fds[3].revents & (POLLIN | POLLERR | POLLHUP)) && c->watch != NULL &&
+            watch_read(c)) {
+            leave_old_master(c);
+            if (resubscribe(c, &d) != 0)
+                break;
+            continue;
+        }
         if (fds[0].revents & POLLIN) {
             char buf[64];
             while (read(c->wake[0], buf, sizeof buf) > 0)
@@ -626,12 +752,14 @@ redwork_client *redwork_client_open(const redwork_client_options *opt,
         r = clock_wall_ms() * 6364136223846793005ULL ^ (uint64_t)getpid() << 32 ^ clock_now_us();
     snprintf(c->id, sizeof c->id, "rw-%016llx", (unsigned long long)r);
     pthread_mutex_init(&c->lock, NULL);
+    if (client_sentinel(opt, &c->sentinel, err, errlen) != 0)
+        goto err;
     if (pipe2(c->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         snprintf(err, errlen, "cannot make a pipe: %s", strerror(errno));
         goto err;
     }
     if ((c->sub = subscribe(c, err, errlen)) == NULL ||
-        (c->pub = connect_redis(&c->opt, err, errlen)) == NULL)
+        (c->pub = connect_redis(c, err, errlen)) == NULL)
         goto err;
     c->subscribed = 1;
     if (pthread_create(&c->reader, NULL, reader_main, c) != 0) {
@@ -648,6 +776,7 @@ err:
         close(c->wake[0]);
         close(c->wake[1]);
     }
+    redwork_sentinel_free(c->sentinel);
     pthread_mutex_destroy(&c->lock);
     free(c);
     return NULL;
@@ -675,6 +804,9 @@ void redwork_client_close(redwork_client *c) {
         redisFree(c->pub);
     if (c->cmd != NULL)
         redisFree(c->cmd);
+    if (c->watch != NULL)
+        redisFree(c->watch);
+    redwork_sentinel_free(c->sentinel);
     close(c->wake[0]);
     close(c->wake[1]);
     pthread_mutex_destroy(&c->lock);
@@ -736,7 +868,7 @@ static int fifo_push(redwork_client *c, uint64_t seq) {
 static const char *publish(redwork_client *c, waiter *w, const char *body) {
     char err[256];
     if (c->pub == NULL) {
-        if ((c->pub = connect_redis(&c->opt, err, sizeof err)) == NULL)
+        if ((c->pub = connect_redis(c, err, sizeof err)) == NULL)
             return "cannot connect to Redis to publish";
         c->pub_renewed = 1;
     }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "protocol.h"
+#include "sentinel.h"
 #include "url.h"
 
 enum key_type { KEY_STRING, KEY_INT, KEY_BOOL, KEY_ENUM };
@@ -61,6 +62,10 @@ static const key_spec config_keys[] = {
     STR("redis", "tls_cert_file", tls_cert_file, ""),
     STR("redis", "tls_key_file", tls_key_file, ""),
     STR("redis", "tls_server_name", tls_server_name, ""),
+    STR("redis", "sentinels", sentinels, ""),
+    STR("redis", "master_name", master_name, ""),
+    STR("redis", "sentinel_username", sentinel_username, ""),
+    STR("redis", "sentinel_password_env", sentinel_password_env, ""),
 
     NAME("worker", "id", id, ""),
     STR("worker", "channels", channels, "request"),
@@ -397,6 +402,49 @@ static int replace(char **field, const char *value) {
     return 0;
 }
 
+/* [redis] sentinels and master_name: the master is found through them, so
+ * no key may say where it is; the resolver is made here. */
+static int apply_sentinels(parse_state *ps) {
+    config *cfg = ps->cfg;
+    int line = line_in(ps, "redis", "sentinels");
+    if (*cfg->sentinels == '\0') {
+        if (*cfg->master_name != '\0') {
+            fail(ps, line_in(ps, "redis", "master_name"), "redis", "master_name",
+                 "'%s' without sentinels: set sentinels too, or remove it", cfg->master_name);
+            return -1;
+        }
+        return 0;
+    }
+    static const char *const address_keys[] = {"url", "host", "port"};
+    for (size_t i = 0; i < sizeof address_keys / sizeof address_keys[0]; i++)
+        if (line_in(ps, "redis", address_keys[i])) {
+            fail(ps, line_in(ps, "redis", address_keys[i]), "redis", address_keys[i],
+                 "with sentinels the master's address comes from them: remove %s",
+                 address_keys[i]);
+            return -1;
+        }
+    if (*cfg->master_name == '\0') {
+        fail(ps, line, "redis", "sentinels", "needs master_name: the name the sentinels "
+             "monitor the master by");
+        return -1;
+    }
+    const char *password = NULL;
+    if (*cfg->sentinel_password_env != '\0' &&
+        (password = getenv(cfg->sentinel_password_env)) == NULL) {
+        fail(ps, line_in(ps, "redis", "sentinel_password_env"), "redis", "sentinel_password_env",
+             "the environment variable %s is not set", cfg->sentinel_password_env);
+        return -1;
+    }
+    char why[512];
+    cfg->sentinel = redwork_sentinel_create(cfg->sentinels, cfg->master_name,
+                                            cfg->sentinel_username, password, why, sizeof why);
+    if (cfg->sentinel == NULL) {
+        fail(ps, line, "redis", "sentinels", "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
 /* [redis] url: the address it gives, checked against the keys it stands
  * for (the file may give one or the other, not both); then where Redis
  * is, for messages. */
@@ -438,8 +486,13 @@ static int apply_url(parse_state *ps) {
              "TLS is not spoken over a Unix socket (%s)", cfg->redis_host);
         return -1;
     }
-    char where[512];
-    if (cfg->redis_host[0] == '/')
+    if (apply_sentinels(ps) != 0)
+        return -1;
+    char where[1400];
+    if (cfg->sentinel != NULL)
+        snprintf(where, sizeof where, "master '%s' of sentinels %s", cfg->master_name,
+                 cfg->sentinels);
+    else if (cfg->redis_host[0] == '/')
         snprintf(where, sizeof where, "%s", cfg->redis_host);
     else
         snprintf(where, sizeof where, strchr(cfg->redis_host, ':') ? "[%s]:%lld" : "%s:%lld",
@@ -632,6 +685,7 @@ void redwork_config_free(config *cfg) {
     }
     free(cfg->sections);
     free(cfg->redis_where);
+    redwork_sentinel_free(cfg->sentinel);
     free(cfg->path);
     free(cfg);
 }

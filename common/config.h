@@ -49,7 +49,16 @@ typedef struct config {
     char *tls_cert_file;
     char *tls_key_file;
     char *tls_server_name; /* "" means redis_host */
-    char *redis_where;     /* for messages: "host:port", or the socket's path */
+    char *sentinels;       /* "host:port, ...": the master is found through them */
+    char *master_name;
+    char *sentinel_username;
+    char *sentinel_password_env;
+    char *redis_where;     /* for messages: "host:port", the socket's path, or
+                              "master NAME of sentinels LIST" */
+    /* With sentinels: what they say and said (sentinel.h), shared by every
+     * connection of the process. The one part of a config that changes
+     * after load; it is thread-safe. */
+    struct redwork_sentinel *sentinel;
 
     /* [worker] */
     char *id;       /* "" in the file means host:pid, filled in by load */

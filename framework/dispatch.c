@@ -55,6 +55,7 @@
 #include "publish.h"
 #include "reply.h"
 #include "source.h"
+#include "watch.h"
 #include "wire.h"
 
 #define RUNNABLE_MAX 256        /* requests gathered before a push */
@@ -81,6 +82,7 @@ struct dispatcher {
     publisher *pub;
     claims *claims;             /* NULL: no claims (claim = off, or streams) */
     heartbeat *hb;
+    watch *watch;               /* NULL: no sentinels */
     request_cache cache;
     buffer scratch;             /* for the answers made on this thread */
 
@@ -438,6 +440,15 @@ static void on_cmd_up(void *ctx) {
         heartbeat_beat(d->hb, queue_depth(d->q));
 }
 
+/* The sentinels moved the master: every connection goes to the new one. */
+static void on_master_switch(void *ctx, const char *new_address) {
+    dispatcher *d = ctx;
+    char why[320];
+    snprintf(why, sizeof why, "the sentinels moved the master to %s", new_address);
+    wire_reconnect(d->cmd, why);
+    d->source->reconnect(d->src, why);
+}
+
 static void on_beat(void *ctx) {
     dispatcher *d = ctx;
     heartbeat_beat(d->hb, queue_depth(d->q));
@@ -679,12 +690,17 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, st
     if (cfg->transport == TRANSPORT_PUBSUB && cfg->claim)
         d->claims = d->cmd != NULL ? claims_create(cfg, d->cmd, on_claim, d) : NULL;
     d->src = d->cmd != NULL ? d->source->create(cfg, d->lp, d->cmd, st, &sink) : NULL;
+    if (cfg->sentinel != NULL && (d->watch = watch_create(d->lp, cfg, on_master_switch, d)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto err;
+    }
     if (d->pub == NULL || d->hb == NULL || d->src == NULL ||
         (cfg->transport == TRANSPORT_PUBSUB && cfg->claim && d->claims == NULL)) {
         snprintf(err, errlen, "out of memory");
         goto err;
     }
-    if (wire_connect(d->cmd, err, errlen) != 0 || d->source->start(d->src, err, errlen) != 0)
+    if (wire_connect(d->cmd, err, errlen) != 0 || d->source->start(d->src, err, errlen) != 0 ||
+        (d->watch != NULL && watch_start(d->watch, err, errlen) != 0))
         goto err;
     d->ready = 1;
     heartbeat_beat(d->hb, 0);
@@ -735,6 +751,7 @@ void dispatch_free(dispatcher *d) {
      * to the requests the claims and the publisher hold. */
     if (d->src != NULL)
         d->source->close(d->src);
+    watch_free(d->watch);
     wire_free(d->cmd);
     claims_free(d->claims);
     publisher_free(d->pub);

@@ -24,6 +24,7 @@
 #include "plugin.h"
 #include "pool.h"
 #include "queue.h"
+#include "sentinel.h"
 #include "stats.h"
 #include "supervisor.h"
 
@@ -91,6 +92,12 @@ static int wait_for_stop(const sigset_t *signals, const config *cfg,
     }
 }
 
+/* The sentinels stopped answering, or answer again (sentinel.h). */
+static void log_sentinel(void *ctx, const char *message) {
+    (void)ctx;
+    log_warn("sentinel", "%s", message);
+}
+
 int main(int argc, char **argv) {
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
@@ -127,6 +134,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     redwork_log_setup((int)cfg->log_level, (int)cfg->log_format);
+    if (cfg->sentinel != NULL)
+        redwork_sentinel_set_warn(cfg->sentinel, log_sentinel, NULL);
     if (cfg->threads == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         cfg->threads = cpus > 0 ? cpus : 1;

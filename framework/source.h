@@ -69,6 +69,9 @@ typedef struct source_ops {
     /* Stops taking requests: what Redis already delivered is still
      * taken; then the sink's stopped() is called. */
     void (*stop)(source *s);
+    /* Connects the source again now (wire_reconnect()): to the master the
+     * sentinels name now. */
+    void (*reconnect)(source *s, const char *why);
     /* The command wire is back (stream: holds are touched on it). */
     void (*cmd_up)(source *s);
     /* Closes and frees. Entries still held are let go unacknowledged.

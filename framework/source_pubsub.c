@@ -192,7 +192,7 @@ static source *pubsub_create(const config *cfg, loop *lp, wire *cmd, stats *st,
     loop_timer_init(&s->stop_timer, on_stop_timeout, s);
     static const wire_handlers handlers = {.up = on_up, .down = on_down, .push = on_push};
     s->delivered = calloc(cfg->channel_count, 1);
-    s->sub = wire_create(lp, cfg, "subscriber", &handlers, s, 1);
+    s->sub = wire_create(lp, cfg, "subscriber", &handlers, s, WIRE_PUSH);
     if (s->delivered == NULL || s->sub == NULL) {
         wire_free(s->sub);
         free(s->delivered);
@@ -245,6 +245,8 @@ static void pubsub_stop(source *s) {
     loop_timer_start(s->lp, &s->stop_timer, (uint64_t)STOP_TIMEOUT_MS * 1000u);
 }
 
+static void pubsub_reconnect(source *s, const char *why) { wire_reconnect(s->sub, why); }
+
 static void pubsub_cmd_up(source *s) { (void)s; }
 
 static void pubsub_close(source *s) {
@@ -265,6 +267,7 @@ const source_ops source_pubsub = {
     .read = pubsub_read,
     .busy = pubsub_busy,
     .stop = pubsub_stop,
+    .reconnect = pubsub_reconnect,
     .cmd_up = pubsub_cmd_up,
     .close = pubsub_close,
 };

@@ -523,6 +523,8 @@ static void stream_stop(source *s) {
         finish_stop(s); /* else when the read in flight is answered */
 }
 
+static void stream_reconnect(source *s, const char *why) { wire_reconnect(s->rd, why); }
+
 static void stream_cmd_up(source *s) { touch(s); }
 
 static void stream_close(source *s) {
@@ -544,6 +546,7 @@ const source_ops source_stream = {
     .read = stream_read,
     .busy = stream_busy,
     .stop = stream_stop,
+    .reconnect = stream_reconnect,
     .cmd_up = stream_cmd_up,
     .close = stream_close,
 };

@@ -44,6 +44,7 @@ typedef struct attempt {
     int refs;
     int abandoned;    /* the wire is gone: the thread cleans up */
     const config *cfg;
+    unsigned flags;   /* the wire's */
     loop_async *done; /* the wire's, signalled unless abandoned */
     int fd;           /* the result: a socket, or -1 with err */
     char err[256];
@@ -55,7 +56,7 @@ struct wire {
     char name[32];
     wire_handlers h;
     void *ctx;
-    int push;
+    unsigned flags; /* WIRE_PUSH, WIRE_SENTINEL */
     int fd;         /* -1 while down */
     int writing;    /* LOOP_WRITE is watched */
     int reads_held; /* LOOP_READ is not (wire_hold_reads) */
@@ -71,6 +72,7 @@ struct wire {
     int backoff_ms;
     unsigned seed;
     int lost;       /* logged as lost: log the return */
+    int hurry;      /* wire_reconnect() during an attempt: retry at once */
     uint64_t read_us;
     char last_err[256];
 };
@@ -82,7 +84,7 @@ static void on_connected(void *ctx);
 static void flush_hook(void *ctx);
 
 wire *wire_create(loop *lp, const config *cfg, const char *name,
-                  const wire_handlers *h, void *ctx, int push) {
+                  const wire_handlers *h, void *ctx, unsigned flags) {
     wire *w = calloc(1, sizeof *w);
     if (w == NULL)
         return NULL;
@@ -92,7 +94,7 @@ wire *wire_create(loop *lp, const config *cfg, const char *name,
     if (h != NULL)
         w->h = *h;
     w->ctx = ctx;
-    w->push = push;
+    w->flags = flags;
     w->fd = -1;
     w->out = (buffer)BUFFER_INIT;
     resp_reader_init(&w->in);
@@ -122,8 +124,9 @@ uint64_t wire_read_us(const wire *w) { return w->read_us; }
 
 /* conn.c's blocking connect, keeping only the socket, made non-blocking.
  * Returns the fd, or -1 with ERR. */
-static int connect_fd(const config *cfg, char *err, size_t errlen) {
-    redisContext *c = redwork_conn_open(cfg, err, errlen);
+static int connect_fd(const config *cfg, unsigned wire_flags, char *err, size_t errlen) {
+    redisContext *c = wire_flags & WIRE_SENTINEL ? redwork_conn_open_sentinel(cfg, err, errlen)
+                                                 : redwork_conn_open(cfg, err, errlen);
     if (c == NULL)
         return -1;
     int fd = redisFreeKeepFd(c);
@@ -170,7 +173,7 @@ static void adopt(wire *w, int fd) {
 }
 
 int wire_connect(wire *w, char *err, size_t errlen) {
-    int fd = connect_fd(w->cfg, err, errlen);
+    int fd = connect_fd(w->cfg, w->flags, err, errlen);
     if (fd < 0)
         return -1;
     adopt(w, fd);
@@ -192,7 +195,7 @@ static void attempt_release(attempt *a) {
 static void *attempt_main(void *arg) {
     attempt *a = arg;
     char err[sizeof a->err];
-    int fd = connect_fd(a->cfg, err, sizeof err);
+    int fd = connect_fd(a->cfg, a->flags, err, sizeof err);
     pthread_mutex_lock(&a->lock);
     if (a->abandoned) {
         if (fd >= 0)
@@ -218,6 +221,7 @@ static void on_retry(void *ctx) {
         pthread_mutex_init(&a->lock, NULL);
         a->refs = 2;
         a->cfg = w->cfg;
+        a->flags = w->flags;
         a->done = &w->connected;
         a->fd = -1;
         pthread_attr_init(&attr);
@@ -264,7 +268,23 @@ static void on_connected(void *ctx) {
     if (strcmp(err, w->last_err) != 0) /* e.g. refused, then a wrong password */
         log_warn("wire", "reconnect failed (%s): %s; retrying", w->name, err);
     snprintf(w->last_err, sizeof w->last_err, "%s", err);
-    schedule_retry(w);
+    if (w->hurry)
+        loop_timer_start(w->lp, &w->retry, 0);
+    else
+        schedule_retry(w);
+    w->hurry = 0;
+}
+
+void wire_reconnect(wire *w, const char *why) {
+    if (w->fd >= 0) {
+        wire_drop(w, why);
+        return;
+    }
+    w->backoff_ms = BACKOFF_MIN_MS;
+    if (w->trying != NULL)
+        w->hurry = 1; /* it may have asked the sentinels before they knew */
+    else if (w->retry.armed)
+        loop_timer_start(w->lp, &w->retry, 0);
 }
 
 /* Closes the socket and gives every awaited answer as NULL. */
@@ -383,13 +403,23 @@ static void flush_hook(void *ctx) {
 
 /* Hands one whole reply to its taker. */
 static void deliver(wire *w, const resp_value *v) {
-    if (w->push) {
+    if (w->flags & WIRE_PUSH) {
         if (w->h.push != NULL)
             w->h.push(w->ctx, v);
         return;
     }
     if (w->count == 0) {
         wire_drop(w, "an answer to no command");
+        return;
+    }
+    if (w->cfg->sentinel != NULL && v->type == RESP_ERROR &&
+        (strncmp(v->str, "READONLY", 8) == 0 || strncmp(v->str, "LOADING", 7) == 0)) {
+        /* Not the master (any more), or not ready: the sentinels are asked
+         * again, and every answer awaited comes back as NULL, to be sent
+         * again to the master. */
+        char why[160];
+        snprintf(why, sizeof why, "redis answered %.100s", v->str);
+        wire_drop(w, why);
         return;
     }
     expect e = w->ring[w->head];

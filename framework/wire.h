@@ -8,7 +8,9 @@
  * for WIRE_STALL_MS, every answer still awaited is given as NULL, the
  * down handler runs, and the wire reconnects in the background with capped
  * backoff (the blocking connect runs on a short-lived thread, so the loop
- * never waits for it); the up handler runs once it is back. Losses, failed
+ * never waits for it); the up handler runs once it is back. With
+ * sentinels, each connect asks them where the master is, and an answer
+ * -READONLY or -LOADING drops the connection the same way. Losses, failed
  * attempts (once per new reason) and returns are logged.
  *
  * A wire and its callbacks belong to the loop's thread. */
@@ -36,11 +38,16 @@ typedef struct wire_handlers {
     void (*push)(void *ctx, const resp_value *v); /* push wires: each reply */
 } wire_handlers;
 
+enum {
+    WIRE_PUSH = 1,     /* a subscriber connection: every reply to h.push */
+    WIRE_SENTINEL = 2, /* to one of [redis] sentinels, not to the master */
+};
+
 /* A wire to the [redis] of CFG named NAME in logs ("commands",
- * "subscriber", ...). PUSH: a subscriber connection. H's functions may be
- * NULL. Not connected yet. Returns NULL out of memory. */
+ * "subscriber", ...), with FLAGS (WIRE_*). H's functions may be NULL. Not
+ * connected yet. Returns NULL out of memory. */
 wire *wire_create(loop *lp, const config *cfg, const char *name,
-                  const wire_handlers *h, void *ctx, int push);
+                  const wire_handlers *h, void *ctx, unsigned flags);
 
 /* Closes the connection (answers awaited are given NULL; the down handler
  * does not run), abandons a reconnect under way, frees. Accepts NULL. */
@@ -83,6 +90,11 @@ void wire_hold_reads(wire *w, int hold);
 
 /* Reads what has arrived and hands it over, without waiting. */
 void wire_read(wire *w);
+
+/* Connects again now: drops the connection if it is up (WHY is logged),
+ * else starts the next attempt at once, or right after the one under way
+ * if that fails -- for when the master moved. */
+void wire_reconnect(wire *w, const char *why);
 
 /* Drops the connection as failed (WHY is logged) and reconnects. */
 void wire_drop(wire *w, const char *why);

@@ -78,6 +78,12 @@ typedef struct redwork_client_options {
                                   * the stream for a worker */
     char reply_prefix[128];      /* the daemons' reply_prefix */
     int reply_store_list;        /* the daemons store replies (reply_store = list) */
+    char sentinels[512];         /* "host:port, ...": find the master through
+                                  * Redis Sentinel (host and port are then
+                                  * unused); "" for none */
+    char master_name[128];       /* the name the sentinels know it by */
+    char sentinel_username[128]; /* for the sentinels; "" for none */
+    char sentinel_password[256]; /* for the sentinels; "" for no AUTH */
 } redwork_client_options;
 
 /* One call's outcome. Strings are malloc'd and owned by the struct; free
@@ -119,8 +125,13 @@ REDWORK_API int redwork_client_options_load(redwork_client_options *opt,
 REDWORK_API int redwork_client_options_set_url(redwork_client_options *opt, const char *url,
                                                char *err, size_t errlen);
 
-/* Connects, subscribes and starts the reader thread. Returns a client, or
- * NULL with ERR naming the server and the reason. */
+/* Connects, subscribes and starts the reader thread. With sentinels the
+ * master is found through them (ROLE must say it is the master), and the
+ * client follows it: a sentinel's +switch-master moves its connections to
+ * the new master (calls waiting then fail with REDWORK_CONNECTION unless
+ * the daemons store replies), as does a -READONLY answer. Returns a
+ * client, or NULL with ERR naming the server (or the sentinels) and the
+ * reason. */
 REDWORK_API redwork_client *redwork_client_open(const redwork_client_options *opt,
                                                 char *err, size_t errlen);
 

@@ -265,14 +265,54 @@ static int wait_ping(const rw_redis *server, pid_t pid, int timeout_ms)
     return -1;
 }
 
+#define SERVER_ARGS_MAX 48
+
+/* The command line of R's server on PORT into ARGV (SERVER_ARGS_MAX), using
+ * PORTSTR and CONF as storage. */
+static void redis_argv(const rw_redis *r, int port, char *portstr, char *conf,
+                       const char **argv)
+{
+    int n = 0;
+    argv[n++] = "redis-server";
+    if (r->sentinel) { /* redis-server <conf> --sentinel --port P ... */
+        snprintf(conf, RW_PATH_MAX + 16, "%s/sentinel.conf", r->dir);
+        argv[n++] = conf;
+        argv[n++] = "--sentinel";
+    }
+    argv[n++] = "--port";
+    if (port == 0) {
+        argv[n++] = "0";
+        argv[n++] = "--unixsocket";
+        argv[n++] = r->sock;
+        argv[n++] = "--unixsocketperm";
+        argv[n++] = "700";
+    } else {
+        snprintf(portstr, 16, "%d", port);
+        argv[n++] = portstr;
+        argv[n++] = "--bind";
+        argv[n++] = "127.0.0.1";
+    }
+    if (!r->sentinel) {
+        static const char *const plain[] = {"--save", "", "--appendonly", "no"};
+        for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+            argv[n++] = plain[i];
+    }
+    argv[n++] = "--dir";
+    argv[n++] = r->dir;
+    for (int i = 0; r->args != NULL && r->args[i] != NULL && n < SERVER_ARGS_MAX - 1; i++)
+        argv[n++] = r->args[i]; /* later arguments win: --appendonly yes */
+    argv[n] = NULL;
+}
+
 /* Forks redis-server on PORT (0: only on the Unix socket R->sock) in R's
- * folder and waits until it answers. Returns 0 with R->pid set, or -1
- * (the child is gone). */
+ * folder, with R's extra arguments, and waits until it answers. Returns 0
+ * with R->pid set, or -1 (the child is gone). */
 static int redis_spawn(rw_redis *r, int port)
 {
-    char logpath[RW_PATH_MAX + 16], portstr[16];
+    char logpath[RW_PATH_MAX + 16], portstr[16], conf[RW_PATH_MAX + 16];
+    const char *argv[SERVER_ARGS_MAX];
     snprintf(logpath, sizeof logpath, "%s/redis.log", r->dir);
-    snprintf(portstr, sizeof portstr, "%d", port);
+    redis_argv(r, port, portstr, conf, argv);
     rw_redis server = *r;
     server.port = port;
     pid_t parent = getpid();
@@ -284,14 +324,7 @@ static int redis_spawn(rw_redis *r, int port)
         int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
             _exit(127);
-        if (port == 0)
-            execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", r->sock,
-                   "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir",
-                   r->dir, (char *)NULL);
-        else
-            execlp("redis-server", "redis-server", "--port", portstr,
-                   "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                   "--dir", r->dir, (char *)NULL);
+        execvp("redis-server", (char *const *)argv);
         _exit(127);
     }
     if (wait_ping(&server, pid, REDIS_READY_MS) == 0) {
@@ -320,11 +353,9 @@ int rw_redis_start_unix(rw_redis *r)
     return -1;
 }
 
-int rw_redis_start(rw_redis *r)
+/* Starts R (its dir made, its args and sentinel flag set) on a free port. */
+static int redis_start_on_free_port(rw_redis *r)
 {
-    memset(r, 0, sizeof *r);
-    if (rw_tmpdir(r->dir, sizeof r->dir) != 0)
-        return -1;
     for (int attempt = 0; attempt < REDIS_START_ATTEMPTS; attempt++) {
         int port = rw_free_port();
         if (port > 0 && redis_spawn(r, port) == 0)
@@ -333,6 +364,40 @@ int rw_redis_start(rw_redis *r)
     rw_rmdir(r->dir);
     r->dir[0] = '\0';
     return -1;
+}
+
+int rw_redis_start_with(rw_redis *r, const char *const *args)
+{
+    memset(r, 0, sizeof *r);
+    r->args = args;
+    if (rw_tmpdir(r->dir, sizeof r->dir) != 0)
+        return -1;
+    return redis_start_on_free_port(r);
+}
+
+int rw_redis_start(rw_redis *r)
+{
+    return rw_redis_start_with(r, NULL);
+}
+
+int rw_sentinel_start(rw_redis *s, int master_port, const char *name, int down_after_ms)
+{
+    memset(s, 0, sizeof *s);
+    s->sentinel = 1;
+    if (rw_tmpdir(s->dir, sizeof s->dir) != 0)
+        return -1;
+    char conf[RW_PATH_MAX + 16], text[512];
+    snprintf(conf, sizeof conf, "%s/sentinel.conf", s->dir);
+    snprintf(text, sizeof text,
+             "sentinel monitor %s 127.0.0.1 %d 2\n"
+             "sentinel down-after-milliseconds %s %d\n"
+             "sentinel failover-timeout %s 10000\n",
+             name, master_port, name, down_after_ms, name);
+    if (rw_write_file(conf, text) != 0) {
+        rw_rmdir(s->dir);
+        return -1;
+    }
+    return redis_start_on_free_port(s);
 }
 
 /* Stops the server process, if any, leaving its folder. */
@@ -488,8 +553,10 @@ int rw_daemon_config(rw_daemon *d, const char *dir, int port, const char *tag,
     if (o->default_handler)
         snprintf(dh, sizeof dh, "default_handler = %s\n", o->default_handler);
 
-    char where[RW_PATH_MAX + 64];
-    if (o->redis_url != NULL)
+    char where[RW_PATH_MAX + 1024];
+    if (o->redis_lines != NULL)
+        snprintf(where, sizeof where, "%s", o->redis_lines);
+    else if (o->redis_url != NULL)
         snprintf(where, sizeof where, "url = %s\n", o->redis_url);
     else
         snprintf(where, sizeof where, "host = 127.0.0.1\nport = %d\n", port);

@@ -41,12 +41,26 @@ typedef struct rw_redis {
     int port;                /* 0: a Unix socket only */
     char sock[RW_PATH_MAX];  /* that socket's path, "" for TCP */
     char dir[RW_PATH_MAX];   /* mktemp -d folder: redis.log, configs, logs */
+    const char *const *args; /* more redis-server arguments, NULL-ended
+                                (borrowed, also for restarts), or NULL */
+    int sentinel;            /* a sentinel (redis-server CONF --sentinel) */
 } rw_redis;
 
 /* Makes a temp folder, starts redis-server on a free loopback port (no
  * persistence) and waits (bounded) until it answers PING. Retries with a
  * new port if the start fails. Returns 0, or -1 (R is left stopped). */
 int rw_redis_start(rw_redis *r);
+
+/* Like rw_redis_start, with ARGS (NULL-terminated, borrowed: they must
+ * outlive R) after the harness's own, which they override: for example
+ * {"--replicaof", "127.0.0.1 6379", "--appendonly", "yes", NULL}. */
+int rw_redis_start_with(rw_redis *r, const char *const *args);
+
+/* Starts a Redis Sentinel on a free loopback port, in its own folder,
+ * monitoring the master NAME at 127.0.0.1:MASTER_PORT (quorum 2) with
+ * down-after-milliseconds DOWN_AFTER_MS, and waits until it answers.
+ * Stop it with rw_redis_stop. Returns 0 or -1. */
+int rw_sentinel_start(rw_redis *s, int master_port, const char *name, int down_after_ms);
 
 /* Like rw_redis_start, for a server that listens only on a Unix socket
  * (--port 0 --unixsocket <dir>/redis.sock). Returns 0, or -1. */
@@ -95,6 +109,8 @@ typedef struct rw_opts {
     const char *worker_extra;    /* more "key = value\n" lines for [worker] */
     const char *extra;           /* more sections, appended verbatim */
     const char *redis_url;       /* NULL: host 127.0.0.1 and the port */
+    const char *redis_lines;     /* instead of both: [redis] lines, such as
+                                    "sentinels = ...\nmaster_name = ...\n" */
 } rw_opts;
 
 typedef struct rw_daemon {
