@@ -346,11 +346,11 @@ static int cmd_stats(globals *g, int argc, char **argv) {
     }
     char err[1024];
     redwork_sentinel *sentinel = NULL;
-    if (client_sentinel(&g->opt, &sentinel, err, sizeof err) != 0) {
+    if (redwork_client_sentinel(&g->opt, &sentinel, err, sizeof err) != 0) {
         fprintf(stderr, "redwork stats: %s\n", err);
         return EXIT_USAGE;
     }
-    conn_params p = client_conn_params(&g->opt, sentinel);
+    conn_params p = redwork_client_conn_params(&g->opt, sentinel);
     redisContext *c = redwork_conn_connect(&p, err, sizeof err);
     redwork_sentinel_free(sentinel);
     if (c == NULL) {

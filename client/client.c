@@ -192,7 +192,8 @@ int redwork_client_options_set_url(redwork_client_options *opt, const char *url,
     return 0;
 }
 
-conn_params client_conn_params(const redwork_client_options *o, redwork_sentinel *sentinel) {
+conn_params redwork_client_conn_params(const redwork_client_options *o,
+                                       redwork_sentinel *sentinel) {
     return (conn_params){
         .host = o->host, .port = o->port, .db = o->db, .username = o->username,
         .password = o->password, .connect_timeout_ms = o->connect_timeout_ms,
@@ -202,8 +203,8 @@ conn_params client_conn_params(const redwork_client_options *o, redwork_sentinel
     };
 }
 
-int client_sentinel(const redwork_client_options *o, redwork_sentinel **out, char *err,
-                    size_t errlen) {
+int redwork_client_sentinel(const redwork_client_options *o, redwork_sentinel **out,
+                            char *err, size_t errlen) {
     *out = NULL;
     if (*o->sentinels == '\0')
         return 0;
@@ -220,7 +221,7 @@ int client_sentinel(const redwork_client_options *o, redwork_sentinel **out, cha
 
 /* The connection parameters of C's options. */
 static conn_params params_of(const redwork_client *c) {
-    return client_conn_params(&c->opt, c->sentinel);
+    return redwork_client_conn_params(&c->opt, c->sentinel);
 }
 
 static redisContext *connect_redis(const redwork_client *c, char *err, size_t errlen) {
@@ -752,7 +753,7 @@ redwork_client *redwork_client_open(const redwork_client_options *opt,
         r = clock_wall_ms() * 6364136223846793005ULL ^ (uint64_t)getpid() << 32 ^ clock_now_us();
     snprintf(c->id, sizeof c->id, "rw-%016llx", (unsigned long long)r);
     pthread_mutex_init(&c->lock, NULL);
-    if (client_sentinel(opt, &c->sentinel, err, errlen) != 0)
+    if (redwork_client_sentinel(opt, &c->sentinel, err, errlen) != 0)
         goto err;
     if (pipe2(c->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         snprintf(err, errlen, "cannot make a pipe: %s", strerror(errno));

@@ -12,12 +12,13 @@
 
 /* The parameters for connecting as O says, with SENTINEL (NULL if O names
  * no sentinels). Strings are borrowed from O. */
-conn_params client_conn_params(const redwork_client_options *o, redwork_sentinel *sentinel);
+conn_params redwork_client_conn_params(const redwork_client_options *o,
+                                       redwork_sentinel *sentinel);
 
 /* The resolver for O's sentinels: sets *OUT (NULL when O names none) and
  * returns 0, or returns -1 with ERR naming the sentinels and the reason.
  * Free it with redwork_sentinel_free(). */
-int client_sentinel(const redwork_client_options *o, redwork_sentinel **out, char *err,
-                    size_t errlen);
+int redwork_client_sentinel(const redwork_client_options *o, redwork_sentinel **out,
+                            char *err, size_t errlen);
 
 #endif

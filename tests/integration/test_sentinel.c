@@ -317,18 +317,24 @@ static void load_through_failover(const char *what, void (*fail)(void))
     /* Refused: the client could not publish (no master to publish to),
      * and said so at once. Lost: published, and no reply came. */
     int refused = 0, lost = 0, failed_late = 0, published = 0;
+    char lost_at[128] = "";
+    size_t used = 0;
     for (int i = 0; i < fx.sent; i++) {
         published += fx.calls[i].published;
         if (fx.calls[i].status == REDWORK_OK)
             continue;
         refused += !fx.calls[i].published;
         lost += fx.calls[i].published;
+        if (fx.calls[i].published && used + 16 < sizeof lost_at)
+            used += (size_t)snprintf(lost_at + used, sizeof lost_at - used, " %+lld",
+                                     fx.calls[i].sent_ms - switch_ms);
         failed_late += recovered_ms != 0 && fx.calls[i].sent_ms > recovered_ms + 500;
     }
     fprintf(stderr, "sentinel: %s: switch %lld ms after the fault; first new call answered "
             "%lld ms after the switch; of %d calls %d refused at once (no master), %d of the "
-            "%d published lost\n", what, switch_ms - failed_at,
-            recovered_ms ? recovered_ms - switch_ms : -1, fx.sent, refused, lost, published);
+            "%d published lost%s%s%s\n", what, switch_ms - failed_at,
+            recovered_ms ? recovered_ms - switch_ms : -1, fx.sent, refused, lost, published,
+            lost ? " (sent at, ms from the switch:" : "", lost ? lost_at : "", lost ? ")" : "");
     cr_assert_neq(recovered_ms, 0, "%s: no call made after the switch was answered", what);
     cr_assert_leq(recovered_ms - switch_ms, RECOVERY_BOUND_MS,
                   "%s: the first new call was answered %lld ms after the switch", what,

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "sentinel.h"
 
 static char tmpdir[64];
 static char err[512];
@@ -507,6 +508,20 @@ Test(config, unix_socket_by_url_or_host) {
     redwork_config_free(cfg);
 }
 
+/* [redis] sentinels and master_name: the master is found through them,
+ * and messages name both. */
+Test(config, sentinels_give_where_redis_is) {
+    config *cfg = load_ok("[redis]\nsentinels = s1:26380, s2\nmaster_name = orders\n"
+                          "sentinel_username = watcher\n");
+    cr_assert_not_null(cfg->sentinel);
+    cr_assert_eq(redwork_sentinel_count(cfg->sentinel), 2);
+    cr_assert_str_eq(redwork_sentinel_name(cfg->sentinel), "orders");
+    cr_assert_str_eq(redwork_sentinel_username(cfg->sentinel), "watcher");
+    cr_assert_not_null(strstr(cfg->redis_where, "orders"), "%s", cfg->redis_where);
+    cr_assert_not_null(strstr(cfg->redis_where, "s1:26380, s2"), "%s", cfg->redis_where);
+    redwork_config_free(cfg);
+}
+
 Test(config, free_null_is_fine) {
     redwork_config_free(NULL);
 }
@@ -574,6 +589,16 @@ static const struct bad_case bad_cases[] = {
     {"rediss url with tls off", "[redis]\nurl = rediss://h\ntls = off\n", 2, "tls", 0},
     {"unix url with tls", "[redis]\nurl = unix:///tmp/r.sock\ntls = on\n", 2, "TLS", 0},
     {"socket host with tls", "[redis]\nhost = /tmp/r.sock\ntls = on\n", 3, "TLS", 0},
+    {"sentinels without master_name", "[redis]\nsentinels = s1:26379\n", 2, "master_name", 0},
+    {"master_name without sentinels", "[redis]\n\nmaster_name = m\n", 3, "sentinels", 0},
+    {"sentinels and host", "[redis]\nsentinels = s1\nmaster_name = m\nhost = h\n", 4,
+     "host", 0},
+    {"sentinels and url", "[redis]\nurl = redis://h\nsentinels = s1\nmaster_name = m\n", 2,
+     "url", 0},
+    {"bad sentinel port", "[redis]\nsentinels = s1:0\nmaster_name = m\n", 2, "s1:0", 0},
+    {"sentinel_password_env unset",
+     "[redis]\nsentinels = s1\nmaster_name = m\n"
+     "sentinel_password_env = REDWORK_TEST_SURELY_UNSET_VAR\n", 4, "sentinel_password_env", 0},
     {"password_env unset",
      "[redis]\nhost = h\npassword_env = REDWORK_TEST_SURELY_UNSET_VAR\n", 3,
      "password_env", 0},
