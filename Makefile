@@ -38,7 +38,7 @@ B := build
 
 # common/ is the layer the daemon and libredwork share; framework/ is the
 # daemon's modules, main.c apart so tests can link the rest.
-COMMON := buffer url sentinel config conn tls log
+COMMON := buffer url sentinel cluster config conn tls log
 MODULES := resp loop wire handback holds queue request reply plugin publish claim \
            source_pubsub source_stream heartbeat watch dispatch pool supervisor
 MODULE_SRCS := $(COMMON:%=common/%.c) $(MODULES:%=framework/%.c)
@@ -47,7 +47,7 @@ DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
 
 # libredwork: the client and the part of common/ it uses, built
 # position-independent with only the API exported.
-LIB_SRCS := client/client.c common/buffer.c common/url.c common/sentinel.c common/conn.c \
+LIB_SRCS := client/client.c common/buffer.c common/url.c common/sentinel.c common/cluster.c common/conn.c \
             common/tls.c common/config.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/pic/%.o)
 CLI_OBJS := $(B)/client/cli.o $(B)/client/histogram.o
@@ -58,7 +58,7 @@ HANDLER_LIBS_hash := -lcrypto
 
 # Test suites: unit tests link the modules; integration tests drive the
 # real daemon against a real redis-server; fixture plugins feed the loader.
-UNIT_TESTS := queue config url sentinel request reply plugin resp handback holds loop
+UNIT_TESTS := queue config url sentinel cluster request reply plugin resp handback holds loop
 INTEGRATION_TESTS := daemon client cli scale stream sentinel
 TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails bad_name no_name echo_v2
 HARNESS_OBJS := $(B)/tests/integration/harness.o
