@@ -66,6 +66,7 @@ static const key_spec config_keys[] = {
     STR("redis", "master_name", master_name, ""),
     STR("redis", "sentinel_username", sentinel_username, ""),
     STR("redis", "sentinel_password_env", sentinel_password_env, ""),
+    BOOL("redis", "cluster", cluster, "off"),
 
     NAME("worker", "id", id, ""),
     STR("worker", "channels", channels, "request"),
@@ -445,6 +446,32 @@ static int apply_sentinels(parse_state *ps) {
     return 0;
 }
 
+/* [redis] cluster = on: the address is a seed node; a cluster has one
+ * database and no sentinels, and a stream read names one key. */
+static int check_cluster(parse_state *ps) {
+    config *cfg = ps->cfg;
+    int line = line_in(ps, "redis", "cluster");
+    if (!cfg->cluster)
+        return 0;
+    if (cfg->sentinel != NULL) {
+        fail(ps, line, "redis", "cluster", "on with sentinels: a cluster finds its masters "
+             "itself; give a seed node (url, or host and port) instead of sentinels");
+        return -1;
+    }
+    if (cfg->redis_db != 0) {
+        fail(ps, line, "redis", "cluster", "on with db = %lld: a cluster has database 0 only",
+             cfg->redis_db);
+        return -1;
+    }
+    if (cfg->transport == TRANSPORT_STREAM && cfg->channel_count > 1) {
+        fail(ps, line, "redis", "cluster", "on with transport = stream reads one stream, and "
+             "channels names %zu: in a cluster they would live on different masters",
+             cfg->channel_count);
+        return -1;
+    }
+    return 0;
+}
+
 /* [redis] url: the address it gives, checked against the keys it stands
  * for (the file may give one or the other, not both); then where Redis
  * is, for messages. */
@@ -486,10 +513,14 @@ static int apply_url(parse_state *ps) {
              "TLS is not spoken over a Unix socket (%s)", cfg->redis_host);
         return -1;
     }
-    if (apply_sentinels(ps) != 0)
+    if (apply_sentinels(ps) != 0 || check_cluster(ps) != 0)
         return -1;
     char where[1400];
-    if (cfg->sentinel != NULL)
+    if (cfg->cluster)
+        snprintf(where, sizeof where, strchr(cfg->redis_host, ':') ? "cluster of seed [%s]:%lld"
+                                                                   : "cluster of seed %s:%lld",
+                 cfg->redis_host, cfg->redis_port);
+    else if (cfg->sentinel != NULL)
         snprintf(where, sizeof where, "master '%s' of sentinels %s", cfg->master_name,
                  cfg->sentinels);
     else if (cfg->redis_host[0] == '/')

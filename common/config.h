@@ -53,8 +53,10 @@ typedef struct config {
     char *master_name;
     char *sentinel_username;
     char *sentinel_password_env;
+    long long cluster;     /* Redis Cluster: host/port (or url) is a seed node */
     char *redis_where;     /* for messages: "host:port", the socket's path, or
-                              "master NAME of sentinels LIST" */
+                              "master NAME of sentinels LIST", "cluster
+                              of seed host:port" */
     /* With sentinels: what they say and said (sentinel.h), shared by every
      * connection of the process. The one part of a config that changes
      * after load; it is thread-safe. */

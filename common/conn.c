@@ -224,8 +224,7 @@ redisContext *redwork_conn_sentinel(const conn_params *p, char *err, size_t errl
     return NULL;
 }
 
-/* The parameters for the [redis] of CFG. */
-static conn_params params_of(const config *cfg) {
+conn_params redwork_conn_params(const config *cfg) {
     return (conn_params){
         .host = cfg->redis_host,
         .port = (int)cfg->redis_port,
@@ -243,11 +242,11 @@ static conn_params params_of(const config *cfg) {
 }
 
 redisContext *redwork_conn_open(const config *cfg, char *err, size_t errlen) {
-    conn_params p = params_of(cfg);
+    conn_params p = redwork_conn_params(cfg);
     return redwork_conn_connect(&p, err, errlen);
 }
 
 redisContext *redwork_conn_open_sentinel(const config *cfg, char *err, size_t errlen) {
-    conn_params p = params_of(cfg);
+    conn_params p = redwork_conn_params(cfg);
     return redwork_conn_sentinel(&p, err, errlen);
 }

@@ -44,6 +44,11 @@ redisContext *redwork_conn_connect(const conn_params *p, char *err, size_t errle
  * with ERR naming them all and why each failed. */
 redisContext *redwork_conn_sentinel(const conn_params *p, char *err, size_t errlen);
 
+/* The parameters for the [redis] of CFG, with the password read from the
+ * variable password_env names; strings are borrowed from CFG (and the
+ * environment). */
+conn_params redwork_conn_params(const config *cfg);
+
 /* redwork_conn_connect() to the [redis] of CFG, with the password read from the
  * variable password_env names. */
 redisContext *redwork_conn_open(const config *cfg, char *err, size_t errlen);

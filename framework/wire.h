@@ -13,6 +13,17 @@
  * -READONLY or -LOADING drops the connection the same way. Losses, failed
  * attempts (once per new reason) and returns are logged.
  *
+ * With [redis] cluster = on, a wire is one connection per master (its
+ * strands), found from CLUSTER SLOTS of the seed (or of a master known
+ * before); a push wire needs only one, to any node, as Pub/Sub is
+ * cluster-wide. A command wire routes each command to the master serving
+ * its key's slot, follows -MOVED (the slot map is updated) and -ASK
+ * (ASKING, then the command, there) without its user seeing either, and
+ * treats -CLUSTERDOWN, -READONLY and -LOADING, a lost strand and a MOVED
+ * to a master it does not know as the loss of the whole wire: every
+ * answer awaited comes back NULL, and the reconnect asks for the slot map
+ * again. Users see one wire either way.
+ *
  * A wire and its callbacks belong to the loop's thread. */
 #ifndef REDWORK_WIRE_H
 #define REDWORK_WIRE_H
@@ -62,7 +73,10 @@ int wire_connect(wire *w, char *err, size_t errlen);
 int wire_is_up(const wire *w);
 
 /* The output buffer: append whole commands (resp.h), then one
- * wire_expect() per command, in order. Only while the wire is up. */
+ * wire_expect() per command, in order. Only while the wire is up. The key
+ * a cluster routes a command by is its first argument after the name (the
+ * second for XGROUP and XINFO, the first after STREAMS for XREADGROUP and
+ * XREAD); a command with none goes to any master. */
 buffer *wire_out(wire *w);
 
 /* Registers FN(CTX) for the answer to the next command appended. Returns

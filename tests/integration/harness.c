@@ -400,6 +400,166 @@ int rw_sentinel_start(rw_redis *s, int master_port, const char *name, int down_a
     return redis_start_on_free_port(s);
 }
 
+static const char *const cluster_args[] = {
+    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+    "--cluster-node-timeout", "1000", "--cluster-require-full-coverage", "no", NULL};
+
+/* A string reply to a command on node K, copied into BUF; -1 if none. */
+static int cluster_string(rw_cluster *c, int k, char *buf, size_t len, const char *cmd)
+{
+    redisContext *ctx = rw_connect(c->node[k].port);
+    redisReply *r = ctx ? redisCommand(ctx, cmd) : NULL;
+    int ok = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) &&
+             r->len < len;
+    if (ok)
+        memcpy(buf, r->str, r->len + 1);
+    if (r)
+        freeReplyObject(r);
+    if (ctx)
+        redisFree(ctx);
+    return ok ? 0 : -1;
+}
+
+/* Sends a command that must answer +OK to node K. Returns 0 or -1. */
+static int cluster_ok(rw_cluster *c, int k, const char *fmt, ...)
+{
+    redisContext *ctx = rw_connect(c->node[k].port);
+    if (!ctx)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(ctx, fmt, ap);
+    va_end(ap);
+    int ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
+    if (r)
+        freeReplyObject(r);
+    redisFree(ctx);
+    return ok ? 0 : -1;
+}
+
+/* 1 when every node says cluster_state:ok and knows all the others. */
+static int cluster_ready(rw_cluster *c)
+{
+    for (int k = 0; k < c->count; k++) {
+        char info[4096], want[64];
+        if (cluster_string(c, k, info, sizeof info, "CLUSTER INFO") != 0 ||
+            !strstr(info, "cluster_state:ok"))
+            return 0;
+        snprintf(want, sizeof want, "cluster_known_nodes:%d\r", c->count);
+        if (!strstr(info, want))
+            return 0;
+    }
+    return 1;
+}
+
+void rw_cluster_stop(rw_cluster *c)
+{
+    for (int k = 0; k < c->count; k++)
+        rw_redis_stop(&c->node[k]);
+    c->count = 0;
+}
+
+int rw_cluster_start(rw_cluster *c, int count)
+{
+    memset(c, 0, sizeof *c);
+    if (count < 1 || count > RW_CLUSTER_MAX)
+        return -1;
+    for (int k = 0; k < count; k++) {
+        if (rw_redis_start_with(&c->node[k], cluster_args) != 0) {
+            rw_cluster_stop(c);
+            return -1;
+        }
+        c->count = k + 1;
+        if (cluster_string(c, k, c->id[k], sizeof c->id[k], "CLUSTER MYID") != 0) {
+            rw_cluster_stop(c);
+            return -1;
+        }
+    }
+    for (int k = 0; k < count; k++) {
+        int first = 16384 * k / count, last = 16384 * (k + 1) / count - 1;
+        if (cluster_ok(c, k, "CLUSTER ADDSLOTSRANGE %d %d", first, last) != 0 ||
+            (k > 0 && cluster_ok(c, k, "CLUSTER MEET 127.0.0.1 %d", c->node[0].port) != 0)) {
+            rw_cluster_stop(c);
+            return -1;
+        }
+    }
+    long long deadline = rw_now_ms() + 20000;
+    while (!cluster_ready(c)) {
+        if (rw_now_ms() > deadline) {
+            rw_cluster_stop(c);
+            return -1;
+        }
+        sleep_ms(50);
+    }
+    return 0;
+}
+
+int rw_cluster_owner(rw_cluster *c, const char *key)
+{
+    redisContext *ctx = rw_connect(c->node[0].port);
+    if (!ctx)
+        return -1;
+    long long slot = rw_command_int(ctx, "CLUSTER KEYSLOT %s", key);
+    redisReply *r = redisCommand(ctx, "CLUSTER SLOTS");
+    int owner = -1;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        redisReply *range = r->element[i];
+        if (range->element[0]->integer <= slot && slot <= range->element[1]->integer)
+            for (int k = 0; k < c->count; k++)
+                if (range->element[2]->element[1]->integer == c->node[k].port)
+                    owner = k;
+    }
+    if (r)
+        freeReplyObject(r);
+    redisFree(ctx);
+    return owner;
+}
+
+/* 1 when every node's CLUSTER SLOTS gives SLOT to node TO. */
+static int slot_moved(rw_cluster *c, int slot, int to)
+{
+    for (int k = 0; k < c->count; k++) {
+        redisContext *ctx = rw_connect(c->node[k].port);
+        redisReply *r = ctx ? redisCommand(ctx, "CLUSTER SLOTS") : NULL;
+        int there = 0;
+        for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+            redisReply *range = r->element[i];
+            if (range->element[0]->integer <= slot && slot <= range->element[1]->integer)
+                there = range->element[2]->element[1]->integer == c->node[to].port;
+        }
+        if (r)
+            freeReplyObject(r);
+        if (ctx)
+            redisFree(ctx);
+        if (!there)
+            return 0;
+    }
+    return 1;
+}
+
+int rw_cluster_move_slot(rw_cluster *c, int slot, int from, int to, int stop_at_migrating)
+{
+    if (cluster_ok(c, to, "CLUSTER SETSLOT %d IMPORTING %s", slot, c->id[from]) != 0 ||
+        cluster_ok(c, from, "CLUSTER SETSLOT %d MIGRATING %s", slot, c->id[to]) != 0)
+        return -1;
+    if (stop_at_migrating)
+        return 0;
+    if (cluster_ok(c, to, "CLUSTER SETSLOT %d NODE %s", slot, c->id[to]) != 0 ||
+        cluster_ok(c, from, "CLUSTER SETSLOT %d NODE %s", slot, c->id[to]) != 0)
+        return -1;
+    for (int k = 0; k < c->count; k++)
+        if (k != to && k != from &&
+            cluster_ok(c, k, "CLUSTER SETSLOT %d NODE %s", slot, c->id[to]) != 0)
+            return -1;
+    long long deadline = rw_now_ms() + 10000;
+    while (!slot_moved(c, slot, to)) {
+        if (rw_now_ms() > deadline)
+            return -1;
+        sleep_ms(50);
+    }
+    return 0;
+}
+
 /* Stops the server process, if any, leaving its folder. */
 static void redis_kill(rw_redis *r)
 {
@@ -475,6 +635,27 @@ long long rw_command_int(redisContext *c, const char *fmt, ...)
     if (r)
         freeReplyObject(r);
     return v;
+}
+
+long long rw_exists(redisContext **c, const char *key)
+{
+    for (int hop = 0; hop < 2; hop++) {
+        redisReply *r = redisCommand(*c, "EXISTS %s", key);
+        long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : LLONG_MIN;
+        const char *colon = r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "MOVED ", 6) == 0
+                                ? strrchr(r->str, ':') : NULL;
+        int port = colon ? atoi(colon + 1) : 0;
+        if (r)
+            freeReplyObject(r);
+        if (port <= 0)
+            return v;
+        redisContext *there = rw_connect(port);
+        if (!there)
+            return LLONG_MIN;
+        redisFree(*c);
+        *c = there;
+    }
+    return LLONG_MIN;
 }
 
 char *rw_hget(redisContext *c, const char *key, const char *field)
@@ -660,7 +841,7 @@ static int start_and_wait(rw_daemon *d, int processes, int timeout_ms)
                 rw_worker_key(d, k, key, sizeof key);
             else
                 snprintf(key, sizeof key, "%s", d->hb_key);
-            long long e = rw_command_int(c, "EXISTS %s", key);
+            long long e = rw_exists(&c, key);
             if (e == LLONG_MIN) {
                 redisFree(c);
                 c = NULL;

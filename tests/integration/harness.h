@@ -62,6 +62,34 @@ int rw_redis_start_with(rw_redis *r, const char *const *args);
  * Stop it with rw_redis_stop. Returns 0 or -1. */
 int rw_sentinel_start(rw_redis *s, int master_port, const char *name, int down_after_ms);
 
+/* A Redis Cluster of masters on loopback, without replicas. */
+#define RW_CLUSTER_MAX 4
+typedef struct rw_cluster {
+    rw_redis node[RW_CLUSTER_MAX];
+    char id[RW_CLUSTER_MAX][48]; /* CLUSTER MYID of each */
+    int count;
+} rw_cluster;
+
+/* Starts COUNT (1..RW_CLUSTER_MAX) cluster-enabled redis-servers
+ * (cluster-node-timeout 1000, full coverage not required), gives them the
+ * 16384 slots in equal ranges in order, joins them with CLUSTER MEET and
+ * waits (bounded) until every node says cluster_state:ok and knows all.
+ * Returns 0, or -1 (what was started is stopped). */
+int rw_cluster_start(rw_cluster *c, int count);
+
+/* Stops every node and removes their folders. */
+void rw_cluster_stop(rw_cluster *c);
+
+/* The index of the node whose slot map gives KEY's slot, or -1. */
+int rw_cluster_owner(rw_cluster *c, const char *key);
+
+/* Moves SLOT (holding no key) from node FROM to node TO, as a reshard
+ * does (IMPORTING on TO, MIGRATING on FROM, then NODE on all), and waits
+ * (bounded) until every node sends it to TO. STOP_AT_MIGRATING 1 leaves
+ * it half-way, IMPORTING and MIGRATING, where FROM answers -ASK for keys
+ * it lacks; rw_cluster_move_slot with 0 then finishes. Returns 0 or -1. */
+int rw_cluster_move_slot(rw_cluster *c, int slot, int from, int to, int stop_at_migrating);
+
 /* Like rw_redis_start, for a server that listens only on a Unix socket
  * (--port 0 --unixsocket <dir>/redis.sock). Returns 0, or -1. */
 int rw_redis_start_unix(rw_redis *r);
@@ -95,6 +123,10 @@ long long rw_command_int(redisContext *c, const char *fmt, ...);
 redisReply *rw_read_reply(redisContext *c, long long deadline_ms);
 
 /* HGET KEY FIELD as a malloc'd string (caller frees), or NULL. */
+/* EXISTS KEY on *C (1 or 0), following a cluster's -MOVED: *C is then
+ * the connection to the node named (127.0.0.1). LLONG_MIN on failure. */
+long long rw_exists(redisContext **c, const char *key);
+
 char *rw_hget(redisContext *c, const char *key, const char *field);
 
 /* ---- the daemon -------------------------------------------------------- */

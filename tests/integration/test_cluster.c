@@ -1,0 +1,283 @@
+/* test_cluster.c -- redworkd on a Redis Cluster.
+ *
+ * Each test starts three cluster-enabled redis-servers on free loopback
+ * ports (no replicas, cluster-node-timeout 1000, the slots split in three
+ * equal ranges) and a daemon given only node 0 as its seed, with
+ * cluster = on. What they check:
+ *
+ * - requests published on any node are answered (Pub/Sub is
+ *   cluster-wide), and every keyed command lands on the master of its
+ *   slot: each claim key and the heartbeat are found on their owner, and
+ *   the claims of a burst are spread over all three masters;
+ * - a slot moved while the daemon runs (-MOVED) and a slot half-way
+ *   through a migration (-ASK) are followed without the daemon losing its
+ *   connections: the claim key lands on the new owner (on the importing
+ *   node for ASK), the request is answered once;
+ * - a master stopped and started again: the daemon starts over from a new
+ *   slot map and answers again;
+ * - a stream in a cluster (transport = stream, one stream) is read from
+ *   its owner and its entries acknowledged there;
+ * - a seed that does not answer at start: exit 69 naming it.
+ *
+ * Run: make all build/tests/integration/test_cluster &&
+ *      REDWORK_ROOT=$PWD build/tests/integration/test_cluster */
+#include <criterion/criterion.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+
+#define MASTERS 3
+
+static struct {
+    rw_cluster cl;
+    rw_daemon d;
+    char dir[RW_PATH_MAX];
+} fx;
+
+static void setup(void)
+{
+    memset(&fx, 0, sizeof fx);
+    cr_assert_eq(rw_tmpdir(fx.dir, sizeof fx.dir), 0);
+    cr_assert_eq(rw_cluster_start(&fx.cl, MASTERS), 0, "the cluster did not form in 20 s");
+}
+
+static void teardown(void)
+{
+    rw_daemon_stop(&fx.d, 5000);
+    rw_cluster_stop(&fx.cl);
+    rw_rmdir(fx.dir);
+}
+
+TestSuite(cluster, .init = setup, .fini = teardown, .timeout = 90);
+
+static void show_log(void)
+{
+    char *log = rw_read_file(fx.d.log);
+    fprintf(stderr, "daemon log:\n%s\n", log ? log : "(none)");
+    free(log);
+}
+
+/* Starts the daemon with node 0 as the seed. */
+static void start_daemon(const char *channels, const char *worker_extra)
+{
+    char lines[128];
+    snprintf(lines, sizeof lines, "host = 127.0.0.1\nport = %d\ncluster = on\n",
+             fx.cl.node[0].port);
+    cr_assert_eq(rw_daemon_config(&fx.d, fx.dir, fx.cl.node[0].port, "cl",
+                                  &(rw_opts){.redis_lines = lines, .threads = 2, .claim_on = 1,
+                                             .channels = channels,
+                                             .worker_extra = worker_extra}), 0);
+    int rc = rw_daemon_start(&fx.d, 10000);
+    if (rc != 0)
+        show_log();
+    cr_assert_eq(rc, 0, "redworkd did not start on the cluster");
+}
+
+/* EXISTS KEY on node K without following redirects (ASKING first if
+ * ASKING is set): 1, 0, or -1 for an error answer such as -MOVED. */
+static long long exists_on(int k, const char *key, int asking)
+{
+    redisContext *c = rw_connect(fx.cl.node[k].port);
+    cr_assert_not_null(c);
+    if (asking)
+        freeReplyObject(redisCommand(c, "ASKING"));
+    long long v = rw_command_int(c, "EXISTS %s", key);
+    redisFree(c);
+    return v == LLONG_MIN ? -1 : v;
+}
+
+/* Calls echo with REQ_ID through node K, subscribing and publishing
+ * there: in a cluster PUBLISH counts only the node's own subscribers, so
+ * its answer says nothing here. The reply (cJSON_Delete it), or NULL if
+ * none came within TIMEOUT_MS. */
+static cJSON *call_via(int k, const char *req_id, int timeout_ms)
+{
+    redisContext *sub = rw_connect(fx.cl.node[k].port), *pub = rw_connect(fx.cl.node[k].port);
+    cr_assert(sub && pub);
+    redisReply *r = redisCommand(sub, "SUBSCRIBE callback:%s", req_id);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY, "SUBSCRIBE on node %d", k);
+    freeReplyObject(r);
+    char body[160];
+    snprintf(body, sizeof body, "{\"handler\":\"echo\",\"req_id\":\"%s\"}", req_id);
+    freeReplyObject(redisCommand(pub, "PUBLISH request %s", body));
+    cJSON *reply = NULL;
+    r = rw_read_reply(sub, rw_now_ms() + timeout_ms);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[2]->str)
+        reply = cJSON_Parse(r->element[2]->str);
+    if (r)
+        freeReplyObject(r);
+    redisFree(sub);
+    redisFree(pub);
+    return reply;
+}
+
+/* call_via() that must be answered ok within 5 s. */
+static void call_through(int k, const char *req_id)
+{
+    cJSON *reply = call_via(k, req_id, 5000);
+    if (reply == NULL)
+        show_log();
+    cr_assert_not_null(reply, "no reply to %s through node %d", req_id, k);
+    cr_assert_str_eq(rw_error_code(reply), "", "%s answered with an error", req_id);
+    cJSON_Delete(reply);
+}
+
+/* A req_id made from TAG whose claim key lives on node K. */
+static void req_id_on(int k, const char *tag, char *buf, size_t len)
+{
+    for (int i = 0; i < 10000; i++) {
+        char key[160];
+        snprintf(buf, len, "%s-%d", tag, i);
+        snprintf(key, sizeof key, "redwork:claim:%s", buf);
+        if (rw_cluster_owner(&fx.cl, key) == k)
+            return;
+    }
+    cr_assert_fail("no req_id of %s has its claim on node %d", tag, k);
+}
+
+static int echo_body(int i, const char *req_id, char *buf, size_t len, void *arg)
+{
+    (void)arg;
+    int n = snprintf(buf, len, "{\"handler\":\"echo\",\"req_id\":\"%s\",\"i\":%d}", req_id, i);
+    return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+Test(cluster, keyed_commands_land_on_their_slots)
+{
+    enum { N = 600 };
+    start_daemon(NULL, NULL);
+    char hb[192];
+    snprintf(hb, sizeof hb, "%s", fx.d.hb_key);
+    int owner = rw_cluster_owner(&fx.cl, hb);
+    cr_assert_geq(owner, 0);
+    cr_assert_eq(exists_on(owner, hb, 0), 1, "the heartbeat is not on its slot's master");
+
+    /* Published on node 0, where the daemon subscribes: each PUBLISH
+     * counts it. */
+    rw_bulk b;
+    cr_assert_eq(rw_bulk_open(&b, fx.cl.node[0].port, "cl", N), 0);
+    cr_assert_eq(rw_bulk_publish(&b, "request", 2, echo_body, NULL), N);
+    cr_assert_eq(rw_bulk_collect(&b, 20000), 0, "%d of %d answered", b.seen, N);
+    cr_assert_eq(rw_bulk_exactly_once(&b), N, "some request answered twice");
+    int per_node[MASTERS] = {0};
+    for (int i = 0; i < N; i++) {
+        char id[96], key[160];
+        rw_bulk_req_id(&b, i, id, sizeof id);
+        snprintf(key, sizeof key, "redwork:claim:%s", id);
+        int k = rw_cluster_owner(&fx.cl, key);
+        cr_assert_geq(k, 0);
+        cr_assert_eq(exists_on(k, key, 0), 1, "the claim of %s is not on node %d", id, k);
+        per_node[k]++;
+    }
+    rw_bulk_close(&b);
+    for (int k = 0; k < MASTERS; k++)
+        cr_assert_gt(per_node[k], N / 6, "node %d holds %d of %d claims", k, per_node[k], N);
+
+    /* Pub/Sub is cluster-wide: a request published on another node and a
+     * reply subscribed there. */
+    call_through(1, "through-1");
+    call_through(2, "through-2");
+}
+
+Test(cluster, moved_and_ask_are_followed)
+{
+    start_daemon(NULL, NULL);
+    /* MOVED: the slot of a claim key goes from node 0 to node 1. */
+    char id[96], key[160];
+    req_id_on(0, "moved", id, sizeof id);
+    snprintf(key, sizeof key, "redwork:claim:%s", id);
+    redisContext *c = rw_connect(fx.cl.node[0].port);
+    int slot = (int)rw_command_int(c, "CLUSTER KEYSLOT %s", key);
+    redisFree(c);
+    cr_assert_eq(rw_cluster_move_slot(&fx.cl, slot, 0, 1, 0), 0, "slot %d did not move", slot);
+    call_through(0, id);
+    cr_assert_eq(exists_on(1, key, 0), 1, "the claim did not follow MOVED to node 1");
+    cr_assert(rw_wait_file_contains(fx.d.log, "moved to", 2000), "the move was not logged");
+
+    /* ASK: a slot of node 2 half-way to node 0; node 2 lacks the key and
+     * sends it to node 0, which takes it only after ASKING. */
+    req_id_on(2, "ask", id, sizeof id);
+    snprintf(key, sizeof key, "redwork:claim:%s", id);
+    c = rw_connect(fx.cl.node[0].port);
+    slot = (int)rw_command_int(c, "CLUSTER KEYSLOT %s", key);
+    redisFree(c);
+    cr_assert_eq(rw_cluster_move_slot(&fx.cl, slot, 2, 0, 1), 0, "slot %d not migrating", slot);
+    call_through(1, id);
+    cr_assert_eq(exists_on(0, key, 1), 1, "the claim did not follow ASK to node 0");
+    cr_assert_eq(exists_on(2, key, 0), -1, "node 2 should answer ASK, not hold the key");
+
+    char *log = rw_read_file(fx.d.log);
+    cr_assert_not_null(log);
+    cr_assert_null(strstr(log, "lost the connection"),
+                   "a redirect cost a reconnect:\n%s", log);
+    free(log);
+}
+
+Test(cluster, a_master_restarted)
+{
+    start_daemon(NULL, NULL);
+    call_through(0, "before");
+    cr_assert_eq(rw_redis_restart(&fx.cl.node[2]), 0, "node 2 did not restart");
+    cr_assert(rw_wait_file_contains(fx.d.log, "lost the connection", 5000),
+              "the daemon did not notice the lost master");
+    /* Node 2 comes back with its nodes.conf, so with its slots: once the
+     * cluster is whole, a request whose claim lives there is answered. */
+    char id[96];
+    req_id_on(2, "after", id, sizeof id);
+    long long deadline = rw_now_ms() + 15000;
+    cJSON *reply = NULL;
+    while (reply == NULL && rw_now_ms() < deadline)
+        reply = call_via(0, id, 1000);
+    if (reply == NULL)
+        show_log();
+    cr_assert_not_null(reply, "nothing answered within 15 s of the restart");
+    cr_assert_str_eq(rw_error_code(reply), "");
+    cJSON_Delete(reply);
+    cr_assert(rw_wait_file_contains(fx.d.log, "reconnected", 1000));
+}
+
+Test(cluster, one_stream_read_from_its_owner)
+{
+    start_daemon("jobs", "transport = stream\n");
+    int owner = rw_cluster_owner(&fx.cl, "jobs");
+    cr_assert_geq(owner, 0);
+    redisContext *sub = rw_connect(fx.cl.node[0].port);
+    redisContext *add = rw_connect(fx.cl.node[owner].port);
+    cr_assert(sub && add);
+    freeReplyObject(redisCommand(sub, "SUBSCRIBE callback:st-1"));
+    redisReply *r = redisCommand(add, "XADD jobs * msg %s",
+                                 "{\"handler\":\"echo\",\"req_id\":\"st-1\"}");
+    cr_assert(r && r->type == REDIS_REPLY_STRING, "XADD on the stream's owner");
+    freeReplyObject(r);
+    r = rw_read_reply(sub, rw_now_ms() + 5000);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 3, "no reply to st-1");
+    cr_assert(strstr(r->element[2]->str, "\"ok\":true") != NULL, "%s", r->element[2]->str);
+    freeReplyObject(r);
+    /* Acknowledged and deleted on the owner: the stream is empty again. */
+    long long deadline = rw_now_ms() + 5000, len = -1;
+    while ((len = rw_command_int(add, "XLEN jobs")) != 0 && rw_now_ms() < deadline)
+        nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+    cr_assert_eq(len, 0, "the entry was not acknowledged and deleted");
+    redisFree(sub);
+    redisFree(add);
+}
+
+Test(cluster, seed_down_at_start)
+{
+    int port = rw_free_port();
+    char lines[128];
+    snprintf(lines, sizeof lines, "host = 127.0.0.1\nport = %d\ncluster = on\n", port);
+    cr_assert_eq(rw_daemon_config(&fx.d, fx.dir, port, "cl0", &(rw_opts){.redis_lines = lines}), 0);
+    int rc = rw_run_daemon(fx.d.log, 10000, "-c", fx.d.conf, NULL);
+    cr_assert_eq(rc, 69, "exit %d, not 69", rc);
+    char where[64];
+    snprintf(where, sizeof where, "127.0.0.1:%d", port);
+    cr_assert(rw_wait_file_contains(fx.d.log, where, 0), "the seed is not named");
+    cr_assert(rw_wait_file_contains(fx.d.log, "CLUSTER SLOTS", 0),
+              "the message does not say what was asked");
+}
