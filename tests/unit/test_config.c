@@ -599,6 +599,12 @@ static const struct bad_case bad_cases[] = {
     {"sentinel_password_env unset",
      "[redis]\nsentinels = s1\nmaster_name = m\n"
      "sentinel_password_env = REDWORK_TEST_SURELY_UNSET_VAR\n", 4, "sentinel_password_env", 0},
+    {"cluster with sentinels", "[redis]\nsentinels = s1\nmaster_name = m\ncluster = on\n", 4,
+     "seed node", 0},
+    {"cluster with db", "[redis]\nport = 7000\ndb = 3\ncluster = on\n", 4, "database 0", 0},
+    {"cluster with two streams",
+     "[redis]\ncluster = on\n[worker]\ntransport = stream\nchannels = a, b\n", 2,
+     "one stream", 0},
     {"password_env unset",
      "[redis]\nhost = h\npassword_env = REDWORK_TEST_SURELY_UNSET_VAR\n", 3,
      "password_env", 0},
