@@ -17,6 +17,7 @@
 
 #include "clock.h"
 #include "conn.h"
+#include "cluster.h"
 #include "histogram.h"
 #include "options.h"
 #include "redwork/client.h"
@@ -39,6 +40,7 @@ static void usage(FILE *out) {
         "      --port PORT     Redis port (default 6379)\n"
         "      --sentinels LIST  find the master through Redis Sentinel: host:port,...\n"
         "      --master-name NAME  the name the sentinels know the master by\n"
+        "      --cluster       Redis Cluster: the host and port are a seed node\n"
         "      --channel NAME  request channel (default request)\n"
         "      --timeout MS    per-request timeout (default 5000)\n"
         "      --transport T   pubsub (PUBLISH, the default) or stream (XADD)\n"
@@ -338,39 +340,19 @@ static const char *hash_get(const redisReply *r, const char *field) {
     return "";
 }
 
-static int cmd_stats(globals *g, int argc, char **argv) {
-    int json = argc == 2 && strcmp(argv[1], "--json") == 0;
-    if (argc > 2 || (argc == 2 && !json)) {
-        usage(stderr);
-        return EXIT_USAGE;
-    }
-    char err[1024];
-    redwork_sentinel *sentinel = NULL;
-    if (redwork_client_sentinel(&g->opt, &sentinel, err, sizeof err) != 0) {
-        fprintf(stderr, "redwork stats: %s\n", err);
-        return EXIT_USAGE;
-    }
-    conn_params p = redwork_client_conn_params(&g->opt, sentinel);
-    redisContext *c = redwork_conn_connect(&p, err, sizeof err);
-    redwork_sentinel_free(sentinel);
-    if (c == NULL) {
-        fprintf(stderr, "redwork stats: %s\n", err);
-        return EXIT_UNAVAILABLE;
-    }
-    cJSON *workers = cJSON_CreateArray();
-    if (!json)
-        printf("%-24s %-16s %8s %-24s %10s %10s %8s %6s\n", "ID", "HOST", "PID",
-               "HANDLERS", "UPTIME_S", "REQUESTS", "ERRORS", "QUEUE");
-    char cursor[32] = "0";
-    int rounds = 0, code = 0;
+/* Lists the workers whose heartbeat keys C holds: a row each on stdout,
+ * or an object each in WORKERS (JSON). Returns 0, or EXIT_UNAVAILABLE
+ * with the reason on stderr. */
+static int stats_of(redisContext *c, int json, cJSON *workers) {
+    char err[512], cursor[32] = "0";
+    int rounds = 0;
     do {
         redisReply *scan = redisCommand(c, "SCAN %s MATCH redwork:worker:* COUNT 1000", cursor);
         if (scan == NULL || scan->type != REDIS_REPLY_ARRAY || scan->elements != 2) {
             fprintf(stderr, "redwork stats: SCAN failed: %s\n",
                     redwork_conn_error(c, scan, err, sizeof err));
             freeReplyObject(scan);
-            code = EXIT_UNAVAILABLE;
-            break;
+            return EXIT_UNAVAILABLE;
         }
         snprintf(cursor, sizeof cursor, "%s", scan->element[0]->str);
         redisReply *keys = scan->element[1];
@@ -398,13 +380,56 @@ static int cmd_stats(globals *g, int argc, char **argv) {
         }
         freeReplyObject(scan);
     } while (strcmp(cursor, "0") != 0 && ++rounds < 100000);
+    return 0;
+}
+
+static int cmd_stats(globals *g, int argc, char **argv) {
+    int json = argc == 2 && strcmp(argv[1], "--json") == 0;
+    if (argc > 2 || (argc == 2 && !json)) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    char err[1024];
+    redwork_sentinel *sentinel = NULL;
+    if (redwork_client_sentinel(&g->opt, &sentinel, err, sizeof err) != 0) {
+        fprintf(stderr, "redwork stats: %s\n", err);
+        return EXIT_USAGE;
+    }
+    conn_params p = redwork_client_conn_params(&g->opt, sentinel);
+    /* In a cluster the keys are spread over the masters: each is scanned. */
+    redwork_cluster_map map;
+    redwork_cluster_map_init(&map);
+    redisContext *c = g->opt.cluster ? redwork_cluster_discover(&p, NULL, &map, err, sizeof err)
+                                     : redwork_conn_connect(&p, err, sizeof err);
+    if (c == NULL) {
+        redwork_sentinel_free(sentinel);
+        fprintf(stderr, "redwork stats: %s\n", err);
+        return EXIT_UNAVAILABLE;
+    }
+    cJSON *workers = cJSON_CreateArray();
+    if (!json)
+        printf("%-24s %-16s %8s %-24s %10s %10s %8s %6s\n", "ID", "HOST", "PID",
+               "HANDLERS", "UPTIME_S", "REQUESTS", "ERRORS", "QUEUE");
+    int code = g->opt.cluster ? 0 : stats_of(c, json, workers);
+    redisFree(c);
+    for (size_t i = 0; i < map.count && code == 0; i++) {
+        redisContext *node = redwork_cluster_connect_node(&p, &map, i, err, sizeof err);
+        if (node == NULL) {
+            fprintf(stderr, "redwork stats: %s\n", err);
+            code = EXIT_UNAVAILABLE;
+            break;
+        }
+        code = stats_of(node, json, workers);
+        redisFree(node);
+    }
+    redwork_cluster_map_clear(&map);
+    redwork_sentinel_free(sentinel);
     if (json && code == 0) {
         char *text = cJSON_PrintUnformatted(workers);
         printf("%s\n", text);
         free(text);
     }
     cJSON_Delete(workers);
-    redisFree(c);
     return code;
 }
 
@@ -419,6 +444,7 @@ int main(int argc, char **argv) {
         {"transport", required_argument, NULL, 'T'},
         {"sentinels", required_argument, NULL, 'S'},
         {"master-name", required_argument, NULL, 'M'},
+        {"cluster", no_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'H'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -440,6 +466,7 @@ int main(int argc, char **argv) {
         case 'C': channel = optarg; break;
         case 'S': sentinels = optarg; break;
         case 'M': master_name = optarg; break;
+        case 'K': g.opt.cluster = 1; break;
         case 't': bad = parse_long(optarg, 1, 86400000L, &timeout); break;
         case 'T':
             transport = optarg;

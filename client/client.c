@@ -42,6 +42,7 @@
 #include <hiredis/hiredis.h>
 
 #include "clock.h"
+#include "cluster.h"
 #include "config.h"
 #include "conn.h"
 #include "options.h"
@@ -91,6 +92,11 @@ struct redwork_client {
     redwork_sentinel *sentinel; /* NULL: no sentinels; else shared, thread-safe */
     redisContext *watch;        /* reader thread only: SUBSCRIBEd to +switch-master */
     uint64_t watch_retry_us;    /* when to open it again after a loss */
+
+    /* cluster, reader thread only: the slot map (count 0: ask again) and
+     * a connection per master, for stored replies */
+    redwork_cluster_map map;
+    redisContext **node;
 };
 
 static const char *const status_names[] = {
@@ -159,6 +165,7 @@ int redwork_client_options_load(redwork_client_options *opt,
     o.reply_store_list = cfg->reply_store == REPLY_STORE_LIST;
     o.transport_stream = cfg->transport == TRANSPORT_STREAM;
     o.tls = (int)cfg->tls;
+    o.cluster = (int)cfg->cluster;
     redwork_config_free(cfg);
     if (status != 0)
         return -1;
@@ -227,6 +234,15 @@ static conn_params params_of(const redwork_client *c) {
 static redisContext *connect_redis(const redwork_client *c, char *err, size_t errlen) {
     conn_params p = params_of(c);
     return redwork_conn_connect(&p, err, errlen);
+}
+
+/* The connection requests go out on: in a cluster with streams, to the
+ * master of the stream's slot; else as connect_redis(). */
+static redisContext *connect_pub(const redwork_client *c, char *err, size_t errlen) {
+    if (!(c->opt.cluster && c->opt.transport_stream))
+        return connect_redis(c, err, errlen);
+    conn_params p = params_of(c);
+    return redwork_cluster_connect_key(&p, c->opt.channel, strlen(c->opt.channel), err, errlen);
 }
 
 /* ---- the waiter table and the deadline heap (under the lock) ----------- */
@@ -434,22 +450,63 @@ static redisContext *subscribe(redwork_client *c, char *err, size_t errlen) {
     return s;
 }
 
-/* With reply_store = list: LPOPs the stored reply of every waiter in LIST,
- * pipelined, into its reply field (NULL where there is none yet). */
-static void fetch_stored(redwork_client *c, done_list *list) {
+/* Forgets the cluster's slot map and closes the connections to its masters. */
+static void forget_cluster(redwork_client *c) {
+    for (size_t i = 0; c->node != NULL && i < c->map.count; i++)
+        if (c->node[i] != NULL)
+            redisFree(c->node[i]);
+    free(c->node);
+    c->node = NULL;
+    redwork_cluster_map_clear(&c->map);
+}
+
+/* The connection for KEY: C->cmd, or in a cluster the one to its slot's
+ * master (the map asked for when not known). NULL if it cannot be had. */
+static redisContext *cmd_for(redwork_client *c, const char *key) {
     char err[256];
-    if (c->cmd == NULL)
-        c->cmd = connect_redis(c, err, sizeof err);
-    for (waiter *w = list->head; c->cmd != NULL && w != NULL; w = w->next)
-        redisAppendCommand(c->cmd, "LPOP %s%s.%llu", c->opt.reply_prefix, c->id,
-                           (unsigned long long)w->seq);
+    if (!c->opt.cluster) {
+        if (c->cmd == NULL)
+            c->cmd = connect_redis(c, err, sizeof err);
+        return c->cmd;
+    }
+    conn_params p = params_of(c);
+    if (c->map.count == 0) {
+        redisContext *seed = redwork_cluster_discover(&p, NULL, &c->map, err, sizeof err);
+        if (seed == NULL)
+            return NULL;
+        redisFree(seed);
+        c->node = calloc(c->map.count, sizeof *c->node);
+        if (c->node == NULL) {
+            redwork_cluster_map_clear(&c->map);
+            return NULL;
+        }
+    }
+    uint16_t owner = c->map.slot_node[redwork_cluster_key_slot(key, strlen(key))];
+    if (owner == CLUSTER_NO_NODE)
+        return NULL;
+    if (c->node[owner] == NULL)
+        c->node[owner] = redwork_cluster_connect_node(&p, &c->map, owner, err, sizeof err);
+    return c->node[owner];
+}
+
+/* With reply_store = list: LPOPs the stored reply of every waiter in LIST
+ * into its reply field (NULL where there is none yet); one at a time, as
+ * in a cluster each key may live on another master. A lost connection or
+ * a redirect is given up on for this round (the map is asked again). */
+static void fetch_stored(redwork_client *c, done_list *list) {
     for (waiter *w = list->head; w != NULL; w = w->next) {
-        redisReply *r = NULL;
-        if (c->cmd != NULL && redisGetReply(c->cmd, (void **)&r) == REDIS_OK &&
-            r->type == REDIS_REPLY_STRING)
+        char key[sizeof c->opt.reply_prefix + sizeof c->id + 24];
+        snprintf(key, sizeof key, "%s%s.%llu", c->opt.reply_prefix, c->id,
+                 (unsigned long long)w->seq);
+        redisContext *ctx = cmd_for(c, key);
+        redisReply *r = ctx != NULL ? redisCommand(ctx, "LPOP %s", key) : NULL;
+        if (r != NULL && r->type == REDIS_REPLY_STRING)
             w->reply = strdup(r->str);
+        int broken = ctx != NULL && (r == NULL || ctx->err || r->type == REDIS_REPLY_ERROR);
         freeReplyObject(r);
-        if (c->cmd != NULL && c->cmd->err) {
+        if (broken && c->opt.cluster) {
+            forget_cluster(c);
+        } else if (broken && ctx->err) {
             redisFree(c->cmd);
             c->cmd = NULL;
         }
@@ -517,15 +574,18 @@ static void read_publish_counts(redwork_client *c, done_list *d) {
         return;
     }
     redisReply *r;
-    int moved = 0; /* a replica now, or loading: the sentinels are asked again */
+    int moved = 0; /* a replica now, loading, or the slot moved: ask where again */
     while (redisGetReplyFromReader(c->pub, (void **)&r) == REDIS_OK && r != NULL) {
-        moved |= c->sentinel != NULL && r->type == REDIS_REPLY_ERROR &&
-                 (strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "LOADING", 7) == 0);
+        moved |= (c->sentinel != NULL || c->opt.cluster) && r->type == REDIS_REPLY_ERROR &&
+                 (strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "LOADING", 7) == 0 ||
+                  strncmp(r->str, "MOVED ", 6) == 0 || strncmp(r->str, "ASK ", 4) == 0 ||
+                  strncmp(r->str, "CLUSTERDOWN", 11) == 0);
         if (c->fifo_len > 0) {
             uint64_t seq = c->fifo[c->fifo_head];
             c->fifo_head = (c->fifo_head + 1) % c->fifo_cap;
             c->fifo_len--;
-            int nobody = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+            /* In a cluster PUBLISH counts only the node's own subscribers. */
+            int nobody = !c->opt.cluster && r->type == REDIS_REPLY_INTEGER && r->integer == 0;
             waiter *w = nobody || r->type == REDIS_REPLY_ERROR ? waiter_take(c, seq) : NULL;
             if (w != NULL)
                 done_add(d, w, nobody ? REDWORK_NO_WORKERS : REDWORK_CONNECTION,
@@ -759,8 +819,9 @@ redwork_client *redwork_client_open(const redwork_client_options *opt,
         snprintf(err, errlen, "cannot make a pipe: %s", strerror(errno));
         goto err;
     }
+    redwork_cluster_map_init(&c->map);
     if ((c->sub = subscribe(c, err, errlen)) == NULL ||
-        (c->pub = connect_redis(c, err, errlen)) == NULL)
+        (c->pub = connect_pub(c, err, errlen)) == NULL)
         goto err;
     c->subscribed = 1;
     if (pthread_create(&c->reader, NULL, reader_main, c) != 0) {
@@ -807,6 +868,7 @@ void redwork_client_close(redwork_client *c) {
         redisFree(c->cmd);
     if (c->watch != NULL)
         redisFree(c->watch);
+    forget_cluster(c);
     redwork_sentinel_free(c->sentinel);
     close(c->wake[0]);
     close(c->wake[1]);
@@ -869,7 +931,7 @@ static int fifo_push(redwork_client *c, uint64_t seq) {
 static const char *publish(redwork_client *c, waiter *w, const char *body) {
     char err[256];
     if (c->pub == NULL) {
-        if ((c->pub = connect_redis(c, err, sizeof err)) == NULL)
+        if ((c->pub = connect_pub(c, err, sizeof err)) == NULL)
             return "cannot connect to Redis to publish";
         c->pub_renewed = 1;
     }

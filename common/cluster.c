@@ -165,14 +165,20 @@ int redwork_cluster_redirect_parse(const char *msg, size_t n, redwork_cluster_re
     return 1;
 }
 
+/* A connection to HOST:PORT, as P says but for the address. */
+static redisContext *connect_at(const conn_params *p, const char *host, int port, char *err,
+                                size_t errlen) {
+    conn_params at = *p;
+    at.host = host;
+    at.port = port;
+    return redwork_conn_connect(&at, err, errlen);
+}
+
 /* Connects to HOST:PORT as P says and asks CLUSTER SLOTS. Returns the
  * connection with OUT filled, or NULL with WHY. */
 static redisContext *ask_node(const conn_params *p, const char *host, int port,
                               redwork_cluster_map *out, char *why, size_t whylen) {
-    conn_params at = *p;
-    at.host = host;
-    at.port = port;
-    redisContext *c = redwork_conn_connect(&at, why, whylen);
+    redisContext *c = connect_at(p, host, port, why, whylen);
     if (c == NULL)
         return NULL;
     redisReply *r = redisCommand(c, "CLUSTER SLOTS");
@@ -212,4 +218,35 @@ redisContext *redwork_cluster_discover(const conn_params *p, const redwork_clust
     }
     snprintf(err, errlen, "no node of the cluster answers CLUSTER SLOTS: %s", reasons);
     return NULL;
+}
+
+redisContext *redwork_cluster_connect_node(const conn_params *p, const redwork_cluster_map *m,
+                                           size_t index, char *err, size_t errlen) {
+    return connect_at(p, m->nodes[index].host, m->nodes[index].port, err, errlen);
+}
+
+redisContext *redwork_cluster_connect_key(const conn_params *p, const char *key, size_t n,
+                                          char *err, size_t errlen) {
+    redwork_cluster_map m;
+    redwork_cluster_map_init(&m);
+    redisContext *c = redwork_cluster_discover(p, NULL, &m, err, errlen);
+    if (c == NULL)
+        return NULL;
+    uint16_t owner = m.slot_node[redwork_cluster_key_slot(key, n)];
+    if (owner == CLUSTER_NO_NODE) {
+        snprintf(err, errlen, "cluster of seed %s:%d: no master serves slot %u (key '%.*s')",
+                 p->host, p->port, redwork_cluster_key_slot(key, n), (int)(n > 200 ? 200 : n),
+                 key);
+        redisFree(c);
+        redwork_cluster_map_clear(&m);
+        return NULL;
+    }
+    const redwork_cluster_node *node = &m.nodes[owner];
+    if (!(c->connection_type == REDIS_CONN_TCP && c->tcp.host != NULL &&
+          c->tcp.port == node->port && strcmp(c->tcp.host, node->host) == 0)) {
+        redisFree(c);
+        c = redwork_cluster_connect_node(p, &m, owner, err, errlen);
+    }
+    redwork_cluster_map_clear(&m);
+    return c;
 }

@@ -82,4 +82,16 @@ int redwork_cluster_redirect_parse(const char *msg, size_t n, redwork_cluster_re
 redisContext *redwork_cluster_discover(const conn_params *p, const redwork_cluster_map *known,
                                        redwork_cluster_map *out, char *err, size_t errlen);
 
+/* A connection to the master serving the N-byte KEY: the slot map is
+ * asked of P's host and port (the seed), then that master is connected
+ * to (the seed's own connection when it is the one). Returns it, or NULL
+ * with ERR naming the node and the reason. */
+redisContext *redwork_cluster_connect_key(const conn_params *p, const char *key, size_t n,
+                                          char *err, size_t errlen);
+
+/* A connection to master INDEX of M, as P says but for the address.
+ * Returns it, or NULL with ERR. */
+redisContext *redwork_cluster_connect_node(const conn_params *p, const redwork_cluster_map *m,
+                                           size_t index, char *err, size_t errlen);
+
 #endif

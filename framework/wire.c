@@ -206,9 +206,7 @@ static int keep_fd(redisContext *c, const char *where, char *err, size_t errlen)
 static int connect_node(const config *cfg, const redwork_cluster_map *map, size_t index,
                         char *err, size_t errlen) {
     conn_params p = redwork_conn_params(cfg);
-    p.host = map->nodes[index].host;
-    p.port = map->nodes[index].port;
-    redisContext *c = redwork_conn_connect(&p, err, errlen);
+    redisContext *c = redwork_cluster_connect_node(&p, map, index, err, errlen);
     return c == NULL ? -1 : keep_fd(c, map->nodes[index].host, err, errlen);
 }
 

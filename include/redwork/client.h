@@ -84,6 +84,14 @@ typedef struct redwork_client_options {
     char master_name[128];       /* the name the sentinels know it by */
     char sentinel_username[128]; /* for the sentinels; "" for none */
     char sentinel_password[256]; /* for the sentinels; "" for no AUTH */
+    int cluster;                 /* Redis Cluster: host and port are a seed
+                                  * node. Pub/Sub works through any node;
+                                  * XADD (transport_stream) goes to the master
+                                  * of the channel's slot, stored replies are
+                                  * fetched from theirs. PUBLISH counts only
+                                  * the node's own subscribers, so
+                                  * REDWORK_NO_WORKERS is never reported: a
+                                  * call no worker takes times out */
 } redwork_client_options;
 
 /* One call's outcome. Strings are malloc'd and owned by the struct; free

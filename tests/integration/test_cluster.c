@@ -17,6 +17,10 @@
  *   slot map and answers again;
  * - a stream in a cluster (transport = stream, one stream) is read from
  *   its owner and its entries acknowledged there;
+ * - libredwork seeded on a node the daemon does not subscribe through
+ *   calls over Pub/Sub (no false no_workers) and over the stream (its XADD
+ *   sent to the stream's master), and `redwork --cluster stats` finds the
+ *   heartbeat on whichever master holds it;
  * - a seed that does not answer at start: exit 69 naming it.
  *
  * Run: make all build/tests/integration/test_cluster &&
@@ -30,6 +34,7 @@
 #include <time.h>
 
 #include "harness.h"
+#include "redwork/client.h"
 
 #define MASTERS 3
 
@@ -140,6 +145,31 @@ static void req_id_on(int k, const char *tag, char *buf, size_t len)
     cr_assert_fail("no req_id of %s has its claim on node %d", tag, k);
 }
 
+/* One echo call through libredwork with node K as the seed (STREAM: the
+ * request by XADD on jobs); asserts an ok reply. */
+static void client_call_via(int k, int stream)
+{
+    redwork_client_options o;
+    redwork_client_options_init(&o);
+    o.port = fx.cl.node[k].port;
+    o.cluster = 1;
+    o.transport_stream = stream;
+    if (stream)
+        snprintf(o.channel, sizeof o.channel, "jobs");
+    char err[512] = "";
+    redwork_client *c = redwork_client_open(&o, err, sizeof err);
+    cr_assert_not_null(c, "libredwork did not open on node %d: %s", k, err);
+    redwork_result res;
+    redwork_status st = redwork_call(c, "echo", "{\"via\":1}", 5000, &res);
+    if (st != REDWORK_OK)
+        show_log();
+    cr_assert_eq(st, REDWORK_OK, "libredwork through node %d: %s (%s)", k,
+                 redwork_status_name(st), res.error_message ? res.error_message : "");
+    cr_assert(strstr(res.result, "\"via\":1") != NULL, "%s", res.result);
+    redwork_result_free(&res);
+    redwork_client_close(c);
+}
+
 static int echo_body(int i, const char *req_id, char *buf, size_t len, void *arg)
 {
     (void)arg;
@@ -182,6 +212,21 @@ Test(cluster, keyed_commands_land_on_their_slots)
      * reply subscribed there. */
     call_through(1, "through-1");
     call_through(2, "through-2");
+    /* libredwork with node 2 as its seed: its PUBLISH there counts no
+     * subscriber, which in a cluster does not mean no worker. */
+    client_call_via(2, 0);
+
+    /* redwork stats scans every master for the heartbeats. */
+    char port[16], out[RW_PATH_MAX + 16], err[RW_PATH_MAX + 16], cli[RW_PATH_MAX];
+    snprintf(port, sizeof port, "%d", fx.cl.node[1].port);
+    snprintf(out, sizeof out, "%s/stats.out", fx.dir);
+    snprintf(err, sizeof err, "%s/stats.err", fx.dir);
+    snprintf(cli, sizeof cli, "%s/bin/redwork", rw_root());
+    char *argv[] = {cli, "--port", port, "--cluster", "stats", "--json", NULL};
+    cr_assert_eq(rw_run_cmd(argv, NULL, out, err, 10000), 0, "redwork stats failed");
+    char *text = rw_read_file(out);
+    cr_assert(text && strstr(text, fx.d.id), "stats does not list %s: %s", fx.d.id, text);
+    free(text);
 }
 
 Test(cluster, moved_and_ask_are_followed)
@@ -265,6 +310,8 @@ Test(cluster, one_stream_read_from_its_owner)
     cr_assert_eq(len, 0, "the entry was not acknowledged and deleted");
     redisFree(sub);
     redisFree(add);
+    /* libredwork seeded on another node sends its XADD to the owner. */
+    client_call_via((owner + 1) % MASTERS, 1);
 }
 
 Test(cluster, seed_down_at_start)
