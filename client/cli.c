@@ -44,6 +44,7 @@ static void usage(FILE *out) {
         "      --channel NAME  request channel (default request)\n"
         "      --timeout MS    per-request timeout (default 5000)\n"
         "      --transport T   pubsub (PUBLISH, the default) or stream (XADD)\n"
+        "      --stream-shards N  the daemons' stream_shards: XADD to <channel>{0..N-1}\n"
         "\n"
         "Commands:\n"
         "  call HANDLER [JSON|-]   send one request, print the reply JSON\n"
@@ -445,6 +446,7 @@ int main(int argc, char **argv) {
         {"sentinels", required_argument, NULL, 'S'},
         {"master-name", required_argument, NULL, 'M'},
         {"cluster", no_argument, NULL, 'K'},
+        {"stream-shards", required_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'H'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -453,7 +455,7 @@ int main(int argc, char **argv) {
     redwork_client_options_init(&g.opt);
     const char *ini = NULL, *url = NULL, *host = NULL, *channel = NULL, *transport = NULL;
     const char *sentinels = NULL, *master_name = NULL;
-    long port = 0, timeout = 5000;
+    long port = 0, timeout = 5000, shards = -1;
     int opt;
     /* "+": stop at the command, whose own options follow it. */
     while ((opt = getopt_long(argc, argv, "+c:u:", options, NULL)) != -1) {
@@ -467,6 +469,7 @@ int main(int argc, char **argv) {
         case 'S': sentinels = optarg; break;
         case 'M': master_name = optarg; break;
         case 'K': g.opt.cluster = 1; break;
+        case 'N': bad = parse_long(optarg, 0, 1024, &shards); break;
         case 't': bad = parse_long(optarg, 1, 86400000L, &timeout); break;
         case 'T':
             transport = optarg;
@@ -516,6 +519,8 @@ int main(int argc, char **argv) {
         g.opt.port = (int)port;
     if (transport != NULL)
         g.opt.transport_stream = strcmp(transport, "stream") == 0;
+    if (shards >= 0)
+        g.opt.stream_shards = (int)shards;
     if (optind >= argc) {
         usage(stderr);
         return EXIT_USAGE;

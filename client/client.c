@@ -83,6 +83,8 @@ struct redwork_client {
     size_t heap_len, heap_cap;
     redisContext *pub;
     int pub_renewed; /* pub was reconnected: the reader must poll its new fd */
+    size_t *shards;  /* stream_shards: the shards pub takes requests for, */
+    size_t shard_count, shard_turn; /* and whose turn is next */
     uint64_t *fifo; /* seqs whose PUBLISH answer is awaited, oldest first */
     size_t fifo_head, fifo_len, fifo_cap;
 
@@ -166,6 +168,7 @@ int redwork_client_options_load(redwork_client_options *opt,
     o.transport_stream = cfg->transport == TRANSPORT_STREAM;
     o.tls = (int)cfg->tls;
     o.cluster = (int)cfg->cluster;
+    o.stream_shards = (int)cfg->stream_shards;
     redwork_config_free(cfg);
     if (status != 0)
         return -1;
@@ -236,13 +239,69 @@ static redisContext *connect_redis(const redwork_client *c, char *err, size_t er
     return redwork_conn_connect(&p, err, errlen);
 }
 
-/* The connection requests go out on: in a cluster with streams, to the
- * master of the stream's slot; else as connect_redis(). */
-static redisContext *connect_pub(const redwork_client *c, char *err, size_t errlen) {
-    if (!(c->opt.cluster && c->opt.transport_stream))
+/* A number nobody else picks: for the random shard a connection starts at. */
+static uint64_t random_u64(void) {
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) /* rare: mix what we have */
+        r = clock_wall_ms() * 6364136223846793005ULL ^ (uint64_t)getpid() << 32 ^ clock_now_us();
+    return r;
+}
+
+/* Sets C's shards to those of the N that MAP's master OWNER serves (all N
+ * when MAP is NULL). Returns 0, or -1 out of memory. */
+static int pick_shards(redwork_client *c, const redwork_cluster_map *map, uint16_t owner,
+                       size_t n) {
+    size_t *list = realloc(c->shards, n * sizeof *list);
+    if (list == NULL)
+        return -1;
+    c->shards = list;
+    c->shard_count = 0;
+    for (size_t i = 0; i < n; i++) {
+        char key[sizeof c->opt.channel + 24];
+        int len = snprintf(key, sizeof key, "%s{%zu}", c->opt.channel, i);
+        if (map == NULL || map->slot_node[redwork_cluster_key_slot(key, (size_t)len)] == owner)
+            list[c->shard_count++] = i;
+    }
+    return 0;
+}
+
+/* The connection requests go out on (under the lock, or before the
+ * reader starts): in a cluster with streams, to the master of the stream's
+ * slot -- with shards, of a random shard's, whose shards it then takes in
+ * turn; else as connect_redis(). */
+static redisContext *connect_pub(redwork_client *c, char *err, size_t errlen) {
+    size_t n = c->opt.transport_stream && c->opt.stream_shards > 0
+                   ? (size_t)c->opt.stream_shards : 0;
+    if (!(c->opt.cluster && c->opt.transport_stream)) {
+        if (n > 0 && pick_shards(c, NULL, 0, n) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
         return connect_redis(c, err, errlen);
+    }
     conn_params p = params_of(c);
-    return redwork_cluster_connect_key(&p, c->opt.channel, strlen(c->opt.channel), err, errlen);
+    if (n == 0)
+        return redwork_cluster_connect_key(&p, c->opt.channel, strlen(c->opt.channel), err,
+                                           errlen);
+    redwork_cluster_map map;
+    redwork_cluster_map_init(&map);
+    redisContext *seed = redwork_cluster_discover(&p, NULL, &map, err, errlen);
+    if (seed == NULL)
+        return NULL;
+    redisFree(seed);
+    char key[sizeof c->opt.channel + 24];
+    int len = snprintf(key, sizeof key, "%s{%llu}", c->opt.channel,
+                       (unsigned long long)(random_u64() % n));
+    uint16_t owner = map.slot_node[redwork_cluster_key_slot(key, (size_t)len)];
+    redisContext *ctx = NULL;
+    if (owner == CLUSTER_NO_NODE)
+        snprintf(err, errlen, "redis %s:%d: no master serves %s", p.host, p.port, key);
+    else if (pick_shards(c, &map, owner, n) != 0)
+        snprintf(err, errlen, "out of memory");
+    else
+        ctx = redwork_cluster_connect_node(&p, &map, owner, err, errlen);
+    redwork_cluster_map_clear(&map);
+    return ctx;
 }
 
 /* ---- the waiter table and the deadline heap (under the lock) ----------- */
@@ -808,10 +867,7 @@ redwork_client *redwork_client_open(const redwork_client_options *opt,
     c->opt = *opt;
     c->wake[0] = c->wake[1] = -1;
     c->next_seq = 1;
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) /* rare: mix what we have */
-        r = clock_wall_ms() * 6364136223846793005ULL ^ (uint64_t)getpid() << 32 ^ clock_now_us();
-    snprintf(c->id, sizeof c->id, "rw-%016llx", (unsigned long long)r);
+    snprintf(c->id, sizeof c->id, "rw-%016llx", (unsigned long long)random_u64());
     pthread_mutex_init(&c->lock, NULL);
     if (redwork_client_sentinel(opt, &c->sentinel, err, errlen) != 0)
         goto err;
@@ -838,6 +894,7 @@ err:
         close(c->wake[0]);
         close(c->wake[1]);
     }
+    free(c->shards);
     redwork_sentinel_free(c->sentinel);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -869,6 +926,7 @@ void redwork_client_close(redwork_client *c) {
     if (c->watch != NULL)
         redisFree(c->watch);
     forget_cluster(c);
+    free(c->shards);
     redwork_sentinel_free(c->sentinel);
     close(c->wake[0]);
     close(c->wake[1]);
@@ -938,7 +996,12 @@ static const char *publish(redwork_client *c, waiter *w, const char *body) {
     int idle = c->fifo_len == 0;
     if (fifo_push(c, w->seq) != 0)
         return "out of memory";
-    if (c->opt.transport_stream)
+    if (c->opt.transport_stream && c->shard_count > 0) {
+        char key[sizeof c->opt.channel + 24]; /* hiredis's format has no %zu */
+        snprintf(key, sizeof key, "%s{%zu}", c->opt.channel,
+                 c->shards[c->shard_turn++ % c->shard_count]);
+        redisAppendCommand(c->pub, "XADD %s * msg %s", key, body);
+    } else if (c->opt.transport_stream)
         redisAppendCommand(c->pub, "XADD %s * msg %s", c->opt.channel, body);
     else
         redisAppendCommand(c->pub, "PUBLISH %s %s", c->opt.channel, body);

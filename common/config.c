@@ -88,6 +88,7 @@ static const key_spec config_keys[] = {
     INT("worker", "shutdown_timeout_ms", shutdown_timeout_ms, 0, 3600000, "10000"),
     INT("worker", "processes", processes, 1, 256, "1"),
     INT("worker", "stream_maxlen", stream_maxlen, 0, 4611686018427387904LL, "1000000"),
+    INT("worker", "stream_shards", stream_shards, 0, 1024, "0"),
     BOOL("worker", "strict_modes", strict_modes, "on"),
 
     ENUM("log", "level", log_level, log_levels, "info"),
@@ -447,7 +448,7 @@ static int apply_sentinels(parse_state *ps) {
 }
 
 /* [redis] cluster = on: the address is a seed node; a cluster has one
- * database and no sentinels, and a stream read names one key. */
+ * database and no sentinels. */
 static int check_cluster(parse_state *ps) {
     config *cfg = ps->cfg;
     int line = line_in(ps, "redis", "cluster");
@@ -461,12 +462,6 @@ static int check_cluster(parse_state *ps) {
     if (cfg->redis_db != 0) {
         fail(ps, line, "redis", "cluster", "on with db = %lld: a cluster has database 0 only",
              cfg->redis_db);
-        return -1;
-    }
-    if (cfg->transport == TRANSPORT_STREAM && cfg->channel_count > 1) {
-        fail(ps, line, "redis", "cluster", "on with transport = stream reads one stream, and "
-             "channels names %zu: in a cluster they would live on different masters",
-             cfg->channel_count);
         return -1;
     }
     return 0;
@@ -573,6 +568,43 @@ static int split_channels(parse_state *ps) {
     return ps->failed ? -1 : 0;
 }
 
+/* The stream keys of transport = stream: each channel, or with
+ * stream_shards = N its shards <channel>{0} ... <channel>{N-1}, whose hash
+ * tags spread them over a cluster's masters (and keep <channel>{i}:dead
+ * with its shard). Returns 0, or -1 after fail(). */
+static int list_streams(parse_state *ps) {
+    config *cfg = ps->cfg;
+    if (cfg->transport != TRANSPORT_STREAM) {
+        if (line_of(ps, "stream_shards")) {
+            fail(ps, line_of(ps, "stream_shards"), "worker", "stream_shards",
+                 "set with transport = pubsub: shards are streams");
+            return -1;
+        }
+        return 0;
+    }
+    size_t shards = cfg->stream_shards > 0 ? (size_t)cfg->stream_shards : 1;
+    cfg->stream_list = calloc(cfg->channel_count * shards, sizeof *cfg->stream_list);
+    if (cfg->stream_list == NULL) {
+        fail(ps, line_of(ps, "channels"), "worker", "channels", "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->channel_count; i++)
+        for (size_t k = 0; k < shards; k++) {
+            size_t n = strlen(cfg->channel_list[i]) + 16;
+            char *key = malloc(n);
+            if (key == NULL) {
+                fail(ps, line_of(ps, "channels"), "worker", "channels", "out of memory");
+                return -1;
+            }
+            if (cfg->stream_shards > 0)
+                snprintf(key, n, "%s{%zu}", cfg->channel_list[i], k);
+            else
+                snprintf(key, n, "%s", cfg->channel_list[i]);
+            cfg->stream_list[cfg->stream_count++] = key;
+        }
+    return 0;
+}
+
 /* Makes the relative path in *FIELD (SECTION KEY) relative to the file's
  * directory, and absolute, so that logs and a later chdir cannot make it
  * mean something else. "" stays "". Returns 0, or -1 after fail(). */
@@ -626,6 +658,8 @@ static int finish(parse_state *ps) {
                  "a stream key", cfg->channel_list[i]);
             return -1;
         }
+    if (list_streams(ps) != 0)
+        return -1;
     if (*cfg->default_handler && !valid_handler_name(cfg->default_handler)) {
         fail(ps, line_of(ps, "default_handler"), "worker", "default_handler",
              "'%s' is not a handler name ([a-z0-9_-]{1,64})",
@@ -700,6 +734,9 @@ void redwork_config_free(config *cfg) {
     for (size_t i = 0; i < cfg->channel_count; i++)
         free(cfg->channel_list[i]);
     free(cfg->channel_list);
+    for (size_t i = 0; i < cfg->stream_count; i++)
+        free(cfg->stream_list[i]);
+    free(cfg->stream_list);
     for (size_t i = 0; i < cfg->route_count; i++) {
         free(cfg->routes[i].glob);
         free(cfg->routes[i].handler);

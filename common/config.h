@@ -86,6 +86,9 @@ typedef struct config {
     long long shutdown_timeout_ms;
     long long processes;
     long long stream_maxlen;
+    long long stream_shards; /* 0: each stream is its channel; N: <channel>{0..N-1} */
+    char **stream_list;      /* transport = stream: every stream key read, */
+    size_t stream_count;     /* channel by channel, shard by shard */
     long long strict_modes;
 
     /* [log] */

@@ -20,7 +20,16 @@
  * delivery count grows only when it really ran. An entry delivered more
  * than max_deliveries times, one without a msg field, and one with no
  * usable req_id move to <stream>:dead with the reason (and the caller of
- * a poison entry gets handler_failed). */
+ * a poison entry gets handler_failed).
+ *
+ * In a cluster with more than one stream key (several channels, or
+ * stream_shards), no one XREADGROUP can name them all (their slots differ)
+ * and one blocking read per key on a shared connection would wait behind
+ * the others. So each key has its own reader: a wire pinned to the key's
+ * master that blocks on that key alone and reads again as soon as it is
+ * answered, while the steps above (without the read) go on the reading
+ * wire. The readers share the room: what they ask for in all never
+ * exceeds what the dispatcher has room for. */
 #include "source.h"
 
 #include <stdio.h>
@@ -42,6 +51,14 @@
 
 enum step { STEP_NONE = 0, STEP_GROUPS, STEP_TRIM, STEP_ORPHANS, STEP_CLAIM, STEP_READ };
 
+/* In a cluster with several stream keys: the reader of one. */
+typedef struct reader {
+    source *s;
+    size_t stream;  /* index in stream_list */
+    wire *w;        /* pinned to the stream's master */
+    size_t asked;   /* COUNT of the read in flight; 0: none */
+} reader;
+
 struct source {
     const config *cfg;
     loop *lp;
@@ -49,6 +66,9 @@ struct source {
     source_sink sink;
     wire *rd;              /* reads: one step at a time */
     wire *cmd;             /* touches */
+    reader *readers;       /* in a cluster with several keys, one per key; */
+    size_t reader_count;   /* else none, and rd reads */
+    size_t asked;          /* what the readers' reads in flight asked for */
     holds held;
     enum step step;        /* in flight on rd */
     unsigned outstanding;  /* answers of the step still to come */
@@ -71,14 +91,15 @@ struct source {
 };
 
 static void next_step(source *s);
+static void readers_read(source *s);
 
 /* ---- taking entries ---------------------------------------------------- */
 
 /* The configured stream named V (for a pointer that outlives replies). */
 static const char *stream_named(const source *s, const resp_value *v) {
-    for (size_t i = 0; i < s->cfg->channel_count; i++)
-        if (resp_is(v, s->cfg->channel_list[i]))
-            return s->cfg->channel_list[i];
+    for (size_t i = 0; i < s->cfg->stream_count; i++)
+        if (resp_is(v, s->cfg->stream_list[i]))
+            return s->cfg->stream_list[i];
     return NULL;
 }
 
@@ -198,23 +219,23 @@ static void begin(source *s, enum step step, unsigned n) {
 
 static void send_groups(source *s) {
     buffer *out = wire_out(s->rd);
-    for (size_t i = 0; i < s->cfg->channel_count; i++)
-        resp_args(out, "XGROUP", "CREATE", s->cfg->channel_list[i], s->cfg->group, "0",
+    for (size_t i = 0; i < s->cfg->stream_count; i++)
+        resp_args(out, "XGROUP", "CREATE", s->cfg->stream_list[i], s->cfg->group, "0",
                   "MKSTREAM");
-    begin(s, STEP_GROUPS, (unsigned)s->cfg->channel_count);
+    begin(s, STEP_GROUPS, (unsigned)s->cfg->stream_count);
 }
 
 static void send_trim(source *s) {
     buffer *out = wire_out(s->rd);
     char maxlen[24];
     snprintf(maxlen, sizeof maxlen, "%lld", s->cfg->stream_maxlen);
-    for (size_t i = 0; i < s->cfg->channel_count; i++) {
+    for (size_t i = 0; i < s->cfg->stream_count; i++) {
         char dead[512];
-        snprintf(dead, sizeof dead, "%s%s", s->cfg->channel_list[i], PROTOCOL_DEAD_SUFFIX);
-        resp_args(out, "XTRIM", s->cfg->channel_list[i], "MAXLEN", "~", maxlen);
+        snprintf(dead, sizeof dead, "%s%s", s->cfg->stream_list[i], PROTOCOL_DEAD_SUFFIX);
+        resp_args(out, "XTRIM", s->cfg->stream_list[i], "MAXLEN", "~", maxlen);
         resp_args(out, "XTRIM", dead, "MAXLEN", "~", maxlen);
     }
-    begin(s, STEP_TRIM, 2 * (unsigned)s->cfg->channel_count);
+    begin(s, STEP_TRIM, 2 * (unsigned)s->cfg->stream_count);
 }
 
 /* XPENDING <stream> <group> IDLE <claim_idle_ms> - + 1 on every stream:
@@ -222,43 +243,48 @@ static void send_trim(source *s) {
 static void send_orphan_query(source *s) {
     char idle[24];
     snprintf(idle, sizeof idle, "%lld", s->cfg->claim_idle_ms);
-    for (size_t i = 0; i < s->cfg->channel_count; i++)
-        resp_args(wire_out(s->rd), "XPENDING", s->cfg->channel_list[i], s->cfg->group, "IDLE",
+    for (size_t i = 0; i < s->cfg->stream_count; i++)
+        resp_args(wire_out(s->rd), "XPENDING", s->cfg->stream_list[i], s->cfg->group, "IDLE",
                   idle, "-", "+", "1");
-    begin(s, STEP_ORPHANS, (unsigned)s->cfg->channel_count);
+    begin(s, STEP_ORPHANS, (unsigned)s->cfg->stream_count);
 }
 
 /* XCLAIM the orphan found, if it is still idle: it is ours then. */
 static void send_claim(source *s) {
     char idle[24];
     snprintf(idle, sizeof idle, "%lld", s->cfg->claim_idle_ms);
-    resp_args(wire_out(s->rd), "XCLAIM", s->cfg->channel_list[s->orphan_stream], s->cfg->group,
+    resp_args(wire_out(s->rd), "XCLAIM", s->cfg->stream_list[s->orphan_stream], s->cfg->group,
               s->cfg->id, idle, s->orphan_id);
     begin(s, STEP_CLAIM, 1);
 }
 
-static void send_read(source *s, size_t room) {
-    buffer *out = wire_out(s->rd);
-    size_t n = s->cfg->channel_count;
+/* Appends XREADGROUP ... COUNT <count> BLOCK ... STREAMS for the N streams
+ * from FIRST to OUT. */
+static void append_read(const source *s, buffer *out, size_t first, size_t n, size_t count) {
     resp_array(out, 9 + 2 * n);
     resp_bulk_str(out, "XREADGROUP");
     resp_bulk_str(out, "GROUP");
     resp_bulk_str(out, s->cfg->group);
     resp_bulk_str(out, s->cfg->id);
     resp_bulk_str(out, "COUNT");
-    resp_bulk_ll(out, (long long)(room < READ_BATCH ? room : READ_BATCH));
+    resp_bulk_ll(out, (long long)count);
     resp_bulk_str(out, "BLOCK");
     resp_bulk_ll(out, READ_BLOCK_MS);
     resp_bulk_str(out, "STREAMS");
     for (size_t i = 0; i < n; i++)
-        resp_bulk_str(out, s->cfg->channel_list[i]);
+        resp_bulk_str(out, s->cfg->stream_list[first + i]);
     for (size_t i = 0; i < n; i++)
         resp_bulk_str(out, ">"); /* entries never delivered to this group */
+}
+
+static void send_read(source *s, size_t room) {
+    append_read(s, wire_out(s->rd), 0, s->cfg->stream_count,
+                room < READ_BATCH ? room : READ_BATCH);
     begin(s, STEP_READ, 1);
 }
 
 static void finish_stop(source *s) {
-    if (s->stopped)
+    if (s->stopped || s->asked > 0) /* a reader's read is still out */
         return;
     s->stopped = 1;
     s->sink.stopped(s->sink.ctx);
@@ -277,6 +303,19 @@ static void take_read(source *s, const resp_value *v) {
             continue;
         for (const resp_value *e = entries + 1; e < v + entries->end; e = resp_next(v, e))
             take_entry(s, stream, v, e, 1);
+    }
+}
+
+/* The answer V to a read, taken or, for an error, acted on. */
+static void take_answer(source *s, const resp_value *v) {
+    if (v->type != RESP_ERROR) {
+        take_read(s, v);
+    } else if (strncmp(v->str, "NOGROUP", 7) == 0) { /* the stream was deleted */
+        log_warn("streams", "XREADGROUP: %s; making the group again", v->str);
+        s->groups_ready = 0;
+    } else {
+        log_limited(&s->error_limit, LOG_LEVEL_WARN, "streams", "XREADGROUP: %s", v->str);
+        s->retry_at = clock_now_us() + RETRY_US;
     }
 }
 
@@ -308,37 +347,29 @@ static void on_answer(void *ctx, const resp_value *v) {
     case STEP_GROUPS:
         if (v->type == RESP_ERROR && strncmp(v->str, "BUSYGROUP", 9) != 0) {
             snprintf(s->group_err, sizeof s->group_err, "cannot create group %s on stream %s: %s",
-                     s->cfg->group, s->cfg->channel_list[s->cfg->channel_count - s->outstanding],
+                     s->cfg->group, s->cfg->stream_list[s->cfg->stream_count - s->outstanding],
                      v->str);
             log_limited(&s->error_limit, LOG_LEVEL_ERROR, "streams", "%s", s->group_err);
         }
         break;
     case STEP_ORPHANS:
-        index = (unsigned)s->cfg->channel_count - s->outstanding;
+        index = (unsigned)s->cfg->stream_count - s->outstanding;
         if (v->type == RESP_ERROR)
             log_limited(&s->error_limit, LOG_LEVEL_WARN, "streams", "XPENDING on %s: %s",
-                        s->cfg->channel_list[index], v->str);
+                        s->cfg->stream_list[index], v->str);
         note_orphan(s, v, index);
         break;
     case STEP_CLAIM:
         if (v->type == RESP_ARRAY && v->integer > 0) {
             log_info("streams", "took over entry %s of %s left pending by another consumer",
-                     s->orphan_id, s->cfg->channel_list[s->orphan_stream]);
-            take_entry(s, s->cfg->channel_list[s->orphan_stream], v, v + 1,
+                     s->orphan_id, s->cfg->stream_list[s->orphan_stream]);
+            take_entry(s, s->cfg->stream_list[s->orphan_stream], v, v + 1,
                        s->orphan_deliveries + 1);
             s->quiet_by = clock_now_us() + (uint64_t)s->cfg->claim_idle_ms * 1000u;
         }
         break;
     case STEP_READ:
-        if (v->type != RESP_ERROR) {
-            take_read(s, v);
-        } else if (strncmp(v->str, "NOGROUP", 7) == 0) { /* the stream was deleted */
-            log_warn("streams", "XREADGROUP: %s; making the group again", v->str);
-            s->groups_ready = 0;
-        } else {
-            log_limited(&s->error_limit, LOG_LEVEL_WARN, "streams", "XREADGROUP: %s", v->str);
-            s->retry_at = clock_now_us() + RETRY_US;
-        }
+        take_answer(s, v);
         break;
     case STEP_TRIM:
         if (v->type == RESP_ERROR)
@@ -374,12 +405,13 @@ static void on_answer(void *ctx, const resp_value *v) {
 
 /* Chooses what the reading wire does next, when it is idle. */
 static void next_step(source *s) {
-    if (s->step != STEP_NONE || !wire_is_up(s->rd))
-        return;
-    if (s->stopping) {
-        finish_stop(s);
+    if (s->stopping) { /* ends when no step and no reader's read is out */
+        if (s->step == STEP_NONE || !wire_is_up(s->rd))
+            finish_stop(s);
         return;
     }
+    if (s->step != STEP_NONE || !wire_is_up(s->rd))
+        return;
     uint64_t now = clock_now_us();
     if (now < s->retry_at) {
         loop_timer_start(s->lp, &s->wake_timer, s->retry_at - now);
@@ -408,6 +440,12 @@ static void next_step(source *s) {
     } else if (now >= s->next_orphan_check) {
         s->next_orphan_check = now + s->orphan_check_every;
         send_orphan_query(s);
+    } else if (s->reader_count > 0) {
+        readers_read(s);
+        uint64_t next = s->next_orphan_check;
+        if (s->cfg->stream_maxlen > 0 && s->next_trim < next)
+            next = s->next_trim;
+        loop_timer_start(s->lp, &s->wake_timer, next > now ? next - now : 0);
     } else {
         size_t room = s->sink.room(s->sink.ctx);
         if (room > 0)
@@ -419,13 +457,88 @@ static void next_step(source *s) {
 
 static void on_wake(void *ctx) { next_step(ctx); }
 
+/* ---- the readers (a cluster with several keys) ------------------------- */
+
+static void on_reader_answer(void *ctx, const resp_value *v) {
+    reader *r = ctx;
+    source *s = r->s;
+    s->asked -= r->asked;
+    r->asked = 0;
+    if (v != NULL)
+        take_answer(s, v);
+    next_step(s); /* reads again, or, stopping, ends when nothing is out */
+}
+
+/* Starts a read on every idle reader, sharing the room among them. */
+static void readers_read(source *s) {
+    size_t room = s->sink.room(s->sink.ctx);
+    room = room > s->asked ? room - s->asked : 0;
+    size_t idle = 0;
+    for (size_t i = 0; i < s->reader_count; i++)
+        idle += s->readers[i].asked == 0 && wire_is_up(s->readers[i].w);
+    for (size_t i = 0; i < s->reader_count && room > 0; i++) {
+        reader *r = &s->readers[i];
+        if (r->asked > 0 || !wire_is_up(r->w))
+            continue;
+        size_t count = room / idle > 0 ? room / idle : 1;
+        count = count < READ_BATCH ? count : READ_BATCH;
+        append_read(s, wire_out(r->w), r->stream, 1, count);
+        if (wire_expect(r->w, on_reader_answer, r) != 0)
+            continue; /* dropped: its down handler has run */
+        r->asked = count;
+        s->asked += count;
+        room -= count;
+        idle--;
+    }
+}
+
+static void on_reader_up(void *ctx) { next_step(((reader *)ctx)->s); }
+
+static void on_reader_down(void *ctx, const char *why) {
+    (void)why;
+    reader *r = ctx;
+    r->s->asked -= r->asked; /* its answer came back NULL first */
+    r->asked = 0;
+}
+
+/* In a cluster with several stream keys, a reader per key. Returns 0, or
+ * -1 out of memory. */
+static int readers_create(source *s) {
+    if (!s->cfg->cluster || s->cfg->stream_count < 2)
+        return 0;
+    s->readers = calloc(s->cfg->stream_count, sizeof *s->readers);
+    if (s->readers == NULL)
+        return -1;
+    static const wire_handlers handlers = {.up = on_reader_up, .down = on_reader_down};
+    for (size_t i = 0; i < s->cfg->stream_count; i++) {
+        reader *r = &s->readers[i];
+        r->s = s;
+        r->stream = i;
+        r->w = wire_create(s->lp, s->cfg, "stream reader", &handlers, r, 0);
+        if (r->w == NULL)
+            return -1;
+        s->reader_count++;
+        if (wire_pin(r->w, s->cfg->stream_list[i]) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void readers_free(source *s) {
+    for (size_t i = 0; i < s->reader_count; i++)
+        wire_free(s->readers[i].w);
+    free(s->readers);
+    s->readers = NULL;
+    s->reader_count = 0;
+}
+
 /* ---- touching what is held --------------------------------------------- */
 
 static void touch(source *s) {
     if (s->held.count == 0 || !wire_is_up(s->cmd))
         return;
-    int n = holds_touch(&s->held, (const char *const *)s->cfg->channel_list,
-                        s->cfg->channel_count, s->cfg->group, s->cfg->id, wire_out(s->cmd));
+    int n = holds_touch(&s->held, (const char *const *)s->cfg->stream_list,
+                        s->cfg->stream_count, s->cfg->group, s->cfg->id, wire_out(s->cmd));
     for (int i = 0; i < n; i++)
         if (wire_expect(s->cmd, NULL, NULL) != 0)
             return;
@@ -482,7 +595,9 @@ static source *stream_create(const config *cfg, loop *lp, wire *cmd, stats *st,
     loop_timer_init(&s->wake_timer, on_wake, s);
     static const wire_handlers handlers = {.up = on_rd_up, .down = on_rd_down};
     s->rd = wire_create(lp, cfg, "streams", &handlers, s, 0);
-    if (s->rd == NULL) {
+    if (s->rd == NULL || readers_create(s) != 0) {
+        readers_free(s);
+        wire_free(s->rd);
         free(s);
         return NULL;
     }
@@ -501,20 +616,29 @@ static int stream_start(source *s, char *err, size_t errlen) {
                  s->group_err[0] != '\0' ? s->group_err : "no answer to XGROUP CREATE");
         return -1;
     }
+    for (size_t i = 0; i < s->reader_count; i++)
+        if (wire_connect(s->readers[i].w, err, errlen) != 0)
+            return -1;
     s->started = 1;
     loop_timer_start(s->lp, &s->touch_timer, s->touch_every);
+    next_step(s);
     return 0;
 }
 
 static void stream_read(source *s) {
-    if (s->busy)
+    if (s->busy) {
         wire_read(s->rd);
+        for (size_t i = 0; i < s->reader_count; i++)
+            wire_read(s->readers[i].w);
+    }
     next_step(s);
 }
 
 static void stream_busy(source *s, int busy) {
     s->busy = busy;
     wire_hold_reads(s->rd, busy);
+    for (size_t i = 0; i < s->reader_count; i++)
+        wire_hold_reads(s->readers[i].w, busy);
 }
 
 static void stream_stop(source *s) {
@@ -523,7 +647,11 @@ static void stream_stop(source *s) {
         finish_stop(s); /* else when the read in flight is answered */
 }
 
-static void stream_reconnect(source *s, const char *why) { wire_reconnect(s->rd, why); }
+static void stream_reconnect(source *s, const char *why) {
+    wire_reconnect(s->rd, why);
+    for (size_t i = 0; i < s->reader_count; i++)
+        wire_reconnect(s->readers[i].w, why);
+}
 
 static void stream_cmd_up(source *s) { touch(s); }
 
@@ -532,6 +660,7 @@ static void stream_close(source *s) {
         return;
     loop_timer_stop(s->lp, &s->touch_timer);
     loop_timer_stop(s->lp, &s->wake_timer);
+    readers_free(s);
     wire_free(s->rd);
     while (s->held.count > 0) /* left pending: another worker takes them over */
         hold_release(s->held.head.next);

@@ -83,6 +83,7 @@ typedef struct attempt {
     const config *cfg;
     unsigned flags;   /* the wire's */
     loop_async *done; /* the wire's, signalled unless abandoned */
+    char pin[WIRE_PIN_MAX]; /* the wire's, "" for none */
     int *fds;         /* the result: a socket per strand, or NULL with err */
     int nfds;
     redwork_cluster_map map; /* cluster: the known one in, the new one out */
@@ -97,6 +98,7 @@ struct wire {
     void *ctx;
     unsigned flags; /* WIRE_PUSH, WIRE_SENTINEL */
     int routed;     /* a cluster command wire: commands go by slot */
+    char pin[WIRE_PIN_MAX]; /* cluster: only the master of this key's slot */
     int up;
     int reads_held; /* LOOP_READ is not (wire_hold_reads) */
     strand one;     /* without routing, the one strand */
@@ -173,6 +175,13 @@ wire *wire_create(loop *lp, const config *cfg, const char *name,
     return w;
 }
 
+int wire_pin(wire *w, const char *key) {
+    if (strlen(key) >= sizeof w->pin)
+        return -1;
+    strcpy(w->pin, key);
+    return 0;
+}
+
 int wire_is_up(const wire *w) { return w->up; }
 
 buffer *wire_out(wire *w) { return w->routed ? &w->staged : &w->strands[0].out; }
@@ -210,12 +219,18 @@ static int connect_node(const config *cfg, const redwork_cluster_map *map, size_
     return c == NULL ? -1 : keep_fd(c, map->nodes[index].host, err, errlen);
 }
 
+/* The master of M serving PIN's slot, or CLUSTER_NO_NODE. */
+static size_t pinned_node(const redwork_cluster_map *m, const char *pin) {
+    return m->slot_node[redwork_cluster_key_slot(pin, strlen(pin))];
+}
+
 /* The cluster's connect: the slot map (from the seed, or a master of MAP
  * as it was), then a socket to every master (or, for a push wire, to the
- * node that answered). Sets *FDS (malloc'd) and MAP, or returns -1 with
+ * node that answered; for a wire pinned to PIN, "" if not, to the master
+ * of its slot). Sets *FDS (malloc'd) and MAP, or returns -1 with
  * ERR. */
-static int connect_cluster(const config *cfg, unsigned wire_flags, redwork_cluster_map *map,
-                           int **fds, char *err, size_t errlen) {
+static int connect_cluster(const config *cfg, unsigned wire_flags, const char *pin,
+                           redwork_cluster_map *map, int **fds, char *err, size_t errlen) {
     conn_params p = redwork_conn_params(cfg);
     redwork_cluster_map known = *map;
     redwork_cluster_map_init(map);
@@ -223,15 +238,22 @@ static int connect_cluster(const config *cfg, unsigned wire_flags, redwork_clust
     free(known.nodes);
     if (c == NULL)
         return -1;
-    size_t want = wire_flags & WIRE_PUSH ? 1 : map->count;
+    size_t want = wire_flags & WIRE_PUSH || *pin ? 1 : map->count;
+    size_t first = *pin ? pinned_node(map, pin) : 0; /* the master of strand 0 */
+    if (first == CLUSTER_NO_NODE) {
+        redisFree(c);
+        snprintf(err, errlen, "redis %s: no master serves the slot of %s", cfg->redis_where, pin);
+        return -1;
+    }
     /* The node that answered is kept: as the push wire's one strand, or
      * as its own master's. */
     size_t reuse = want;
     if (wire_flags & WIRE_PUSH)
         reuse = 0;
     else if (c->connection_type == REDIS_CONN_TCP && c->tcp.host != NULL)
-        for (size_t i = 0; i < map->count && reuse == want; i++)
-            if (map->nodes[i].port == c->tcp.port && strcmp(map->nodes[i].host, c->tcp.host) == 0)
+        for (size_t i = 0; i < want && reuse == want; i++)
+            if (map->nodes[first + i].port == c->tcp.port &&
+                strcmp(map->nodes[first + i].host, c->tcp.host) == 0)
                 reuse = i;
     int reused_fd = -1;
     if (reuse < want) {
@@ -244,7 +266,7 @@ static int connect_cluster(const config *cfg, unsigned wire_flags, redwork_clust
     if (*fds == NULL)
         snprintf(err, errlen, "redis %s: out of memory", cfg->redis_where);
     for (size_t i = 0; *fds != NULL && i < want; i++) {
-        (*fds)[i] = i == reuse ? reused_fd : connect_node(cfg, map, i, err, errlen);
+        (*fds)[i] = i == reuse ? reused_fd : connect_node(cfg, map, first + i, err, errlen);
         if ((*fds)[i] < 0) {
             for (size_t j = 0; j < i; j++)
                 close((*fds)[j]);
@@ -260,14 +282,15 @@ static int connect_cluster(const config *cfg, unsigned wire_flags, redwork_clust
     return *fds != NULL ? 0 : -1;
 }
 
-/* A connect for a wire with FLAGS to the [redis] of CFG: sets *FDS
+/* A connect for a wire with FLAGS (pinned to PIN, "" if not) to the
+ * [redis] of CFG: sets *FDS
  * (malloc'd, one per strand) and, in a cluster, MAP. Returns the number of
  * sockets, or -1 with ERR. */
-static int connect_fds(const config *cfg, unsigned flags, redwork_cluster_map *map, int **fds,
-                       char *err, size_t errlen) {
+static int connect_fds(const config *cfg, unsigned flags, const char *pin,
+                       redwork_cluster_map *map, int **fds, char *err, size_t errlen) {
     if (cfg->cluster && !(flags & WIRE_SENTINEL))
-        return connect_cluster(cfg, flags, map, fds, err, errlen) == 0
-                   ? (int)(flags & WIRE_PUSH ? 1 : map->count) : -1;
+        return connect_cluster(cfg, flags, pin, map, fds, err, errlen) == 0
+                   ? (int)(flags & WIRE_PUSH || *pin ? 1 : map->count) : -1;
     redisContext *c = flags & WIRE_SENTINEL ? redwork_conn_open_sentinel(cfg, err, errlen)
                                             : redwork_conn_open(cfg, err, errlen);
     if (c == NULL)
@@ -304,7 +327,7 @@ static void log_map(const wire *w, const redwork_cluster_map *old) {
     for (size_t i = 0; same && i < w->map.count; i++)
         same = old->nodes[i].port == w->map.nodes[i].port &&
                strcmp(old->nodes[i].host, w->map.nodes[i].host) == 0;
-    if (same || (w->flags & WIRE_PUSH))
+    if (same || (w->flags & WIRE_PUSH) || *w->pin) /* the command wire's is enough */
         return;
     char list[512] = "";
     for (size_t i = 0; i < w->map.count; i++) {
@@ -356,7 +379,7 @@ static void adopt(wire *w, int *fds, size_t n, redwork_cluster_map *map) {
         s->kept_head = 0;
         resp_reader_reset(&s->in);
         if (w->routed)
-            s->node = w->map.nodes[i];
+            s->node = w->map.nodes[*w->pin ? pinned_node(&w->map, w->pin) : i];
     }
     free(fds);
     w->backoff_ms = BACKOFF_MIN_MS;
@@ -376,7 +399,7 @@ static void adopt(wire *w, int *fds, size_t n, redwork_cluster_map *map) {
 
 int wire_connect(wire *w, char *err, size_t errlen) {
     int *fds = NULL;
-    int n = connect_fds(w->cfg, w->flags, &w->map, &fds, err, errlen);
+    int n = connect_fds(w->cfg, w->flags, w->pin, &w->map, &fds, err, errlen);
     if (n < 0)
         return -1;
     redwork_cluster_map map = w->map;
@@ -406,7 +429,7 @@ static void *attempt_main(void *arg) {
     int *fds = NULL;
     redwork_cluster_map map = a->map; /* the wire's copy: this thread's alone */
     redwork_cluster_map_init(&a->map);
-    int n = connect_fds(a->cfg, a->flags, &map, &fds, err, sizeof err);
+    int n = connect_fds(a->cfg, a->flags, a->pin, &map, &fds, err, sizeof err);
     pthread_mutex_lock(&a->lock);
     if (a->abandoned) {
         for (int i = 0; i < n; i++)
@@ -451,6 +474,7 @@ static void on_retry(void *ctx) {
         a->refs = 2;
         a->cfg = w->cfg;
         a->flags = w->flags;
+        memcpy(a->pin, w->pin, sizeof a->pin);
         a->done = &w->connected;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -724,7 +748,7 @@ static void route_staged(wire *w) {
             return;
         }
         size_t node = 0;
-        if (key != NULL) {
+        if (key != NULL && !*w->pin) {
             uint16_t owner = w->map.slot_node[redwork_cluster_key_slot(key, keylen)];
             node = owner < w->count ? owner : 0; /* unserved: any master says so */
         }

@@ -60,6 +60,14 @@ enum {
 wire *wire_create(loop *lp, const config *cfg, const char *name,
                   const wire_handlers *h, void *ctx, unsigned flags);
 
+/* In a cluster: W (not connected yet) holds only the connection to the
+ * master serving KEY's slot (copied; at most WIRE_PIN_MAX bytes), and
+ * follows it when it moves -- for a blocking read of one stream, which
+ * must not wait behind another's. Without a cluster it changes nothing.
+ * Returns 0, or -1 if KEY is too long. */
+#define WIRE_PIN_MAX 512
+int wire_pin(wire *w, const char *key);
+
 /* Closes the connection (answers awaited are given NULL; the down handler
  * does not run), abandons a reconnect under way, frees. Accepts NULL. */
 void wire_free(wire *w);

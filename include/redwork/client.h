@@ -92,6 +92,11 @@ typedef struct redwork_client_options {
                                   * the node's own subscribers, so
                                   * REDWORK_NO_WORKERS is never reported: a
                                   * call no worker takes times out */
+    int stream_shards;           /* the daemons' stream_shards: each request
+                                  * goes to one of <channel>{0..N-1}, in turn
+                                  * (in a cluster: in turn among the shards of
+                                  * one master, a random one per connection);
+                                  * 0: to <channel> */
 } redwork_client_options;
 
 /* One call's outcome. Strings are malloc'd and owned by the struct; free

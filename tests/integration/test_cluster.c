@@ -21,6 +21,10 @@
  *   calls over Pub/Sub (no false no_workers) and over the stream (its XADD
  *   sent to the stream's master), and `redwork --cluster stats` finds the
  *   heartbeat on whichever master holds it;
+ * - stream_shards = 6: the shards jobs{0..5} spread over the masters,
+ *   each read by its own blocking reader (an entry on any shard is
+ *   answered at once, not after another shard's block), dead letters
+ *   beside their shard, libredwork seeded on each node sends to shards;
  * - a seed that does not answer at start: exit 69 naming it.
  *
  * Run: make all build/tests/integration/test_cluster &&
@@ -147,13 +151,14 @@ static void req_id_on(int k, const char *tag, char *buf, size_t len)
 
 /* One echo call through libredwork with node K as the seed (STREAM: the
  * request by XADD on jobs); asserts an ok reply. */
-static void client_call_via(int k, int stream)
+static void client_call_via(int k, int stream, int shards)
 {
     redwork_client_options o;
     redwork_client_options_init(&o);
     o.port = fx.cl.node[k].port;
     o.cluster = 1;
     o.transport_stream = stream;
+    o.stream_shards = shards;
     if (stream)
         snprintf(o.channel, sizeof o.channel, "jobs");
     char err[512] = "";
@@ -214,7 +219,7 @@ Test(cluster, keyed_commands_land_on_their_slots)
     call_through(2, "through-2");
     /* libredwork with node 2 as its seed: its PUBLISH there counts no
      * subscriber, which in a cluster does not mean no worker. */
-    client_call_via(2, 0);
+    client_call_via(2, 0, 0);
 
     /* redwork stats scans every master for the heartbeats. */
     char port[16], out[RW_PATH_MAX + 16], err[RW_PATH_MAX + 16], cli[RW_PATH_MAX];
@@ -311,7 +316,7 @@ Test(cluster, one_stream_read_from_its_owner)
     redisFree(sub);
     redisFree(add);
     /* libredwork seeded on another node sends its XADD to the owner. */
-    client_call_via((owner + 1) % MASTERS, 1);
+    client_call_via((owner + 1) % MASTERS, 1, 0);
 }
 
 Test(cluster, seed_down_at_start)
@@ -327,4 +332,82 @@ Test(cluster, seed_down_at_start)
     cr_assert(rw_wait_file_contains(fx.d.log, where, 0), "the seed is not named");
     cr_assert(rw_wait_file_contains(fx.d.log, "CLUSTER SLOTS", 0),
               "the message does not say what was asked");
+}
+
+/* XLEN of KEY on its master. */
+static long long xlen(const char *key)
+{
+    int k = rw_cluster_owner(&fx.cl, key);
+    cr_assert_geq(k, 0);
+    redisContext *c = rw_connect(fx.cl.node[k].port);
+    long long n = rw_command_int(c, "XLEN %s", key);
+    redisFree(c);
+    return n;
+}
+
+Test(cluster, sharded_streams_spread_over_masters)
+{
+    enum { SHARDS = 6 };
+    start_daemon("jobs", "transport = stream\nstream_shards = 6\n");
+    int owner[SHARDS], used[MASTERS] = {0}, masters = 0;
+    for (int i = 0; i < SHARDS; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "jobs{%d}", i);
+        owner[i] = rw_cluster_owner(&fx.cl, key);
+        cr_assert_geq(owner[i], 0);
+        masters += used[owner[i]]++ == 0;
+    }
+    cr_assert_geq(masters, 2, "the shards did not spread: %d master(s)", masters);
+
+    /* One entry on each shard in turn, each on its master: answered at
+     * once, whatever the other shards' readers are blocked on. */
+    redisContext *sub = rw_connect(fx.cl.node[0].port);
+    cr_assert_not_null(sub);
+    for (int i = 0; i < SHARDS; i++) {
+        char id[32], key[32], body[128];
+        snprintf(id, sizeof id, "shard-%d", i);
+        snprintf(key, sizeof key, "jobs{%d}", i);
+        snprintf(body, sizeof body, "{\"handler\":\"echo\",\"req_id\":\"%s\"}", id);
+        freeReplyObject(redisCommand(sub, "SUBSCRIBE callback:%s", id));
+        redisContext *add = rw_connect(fx.cl.node[owner[i]].port);
+        long long t0 = rw_now_ms();
+        redisReply *r = redisCommand(add, "XADD %s * msg %s", key, body);
+        cr_assert(r && r->type == REDIS_REPLY_STRING, "XADD %s", key);
+        freeReplyObject(r);
+        r = rw_read_reply(sub, t0 + 5000);
+        long long took = rw_now_ms() - t0;
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 3, "no reply from %s", key);
+        freeReplyObject(r);
+        fprintf(stderr, "shard %s on node %d answered in %lld ms\n", key, owner[i], took);
+        cr_assert_lt(took, 150, "%s answered after %lld ms: behind another shard's read?", key,
+                     took);
+        freeReplyObject(redisCommand(sub, "UNSUBSCRIBE callback:%s", id));
+        freeReplyObject(rw_read_reply(sub, rw_now_ms() + 1000));
+        redisFree(add);
+    }
+    redisFree(sub);
+
+    /* A dead letter stays with its shard, on the same master. */
+    redisContext *add = rw_connect(fx.cl.node[owner[4]].port);
+    freeReplyObject(redisCommand(add, "XADD jobs{4} * nomsg x"));
+    redisFree(add);
+    long long deadline = rw_now_ms() + 5000;
+    while (xlen("jobs{4}:dead") != 1 && rw_now_ms() < deadline)
+        nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+    cr_assert_eq(xlen("jobs{4}:dead"), 1, "no dead letter beside jobs{4}");
+
+    /* libredwork, seeded on every node, sends to the shards of a master. */
+    for (int k = 0; k < MASTERS; k++)
+        client_call_via(k, 1, SHARDS);
+    deadline = rw_now_ms() + 5000;
+    long long left = 1;
+    while (left != 0 && rw_now_ms() < deadline) {
+        left = 0;
+        for (int i = 0; i < SHARDS; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "jobs{%d}", i);
+            left += xlen(key);
+        }
+    }
+    cr_assert_eq(left, 0, "entries left unacknowledged in the shards");
 }

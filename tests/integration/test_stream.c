@@ -309,10 +309,10 @@ static long long xpending(void)
     return n;
 }
 
-/* XINFO STREAM's entries-added: how many XADDs STREAM ever took. */
-static long long entries_added(void)
+/* XINFO STREAM's entries-added: how many XADDs KEY ever took. */
+static long long entries_added(const char *key)
 {
-    redisReply *r = redisCommand(fx.a, "XINFO STREAM %s", STREAM);
+    redisReply *r = redisCommand(fx.a, "XINFO STREAM %s", key);
     long long n = -1;
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
         if (r->element[i]->type == REDIS_REPLY_STRING &&
@@ -765,7 +765,7 @@ Test(stream, libredwork_echo_and_unknown_handler)
                  res->error_message ? res->error_message : "");
     cr_assert_str_eq(res->result, "{\"a\":[1,2]}");
     redwork_result_free(res);
-    cr_assert_eq(entries_added(), 1, "libredwork did not XADD to %s", STREAM);
+    cr_assert_eq(entries_added(STREAM), 1, "libredwork did not XADD to %s", STREAM);
     cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld after echo",
               xlen(STREAM), xpending());
 
@@ -785,7 +785,7 @@ Test(stream, libredwork_echo_and_unknown_handler)
     redwork_result_free(res);
     cr_assert(wait_stream_empty(3000), "XLEN %lld, XPENDING %lld after fail",
               xlen(STREAM), xpending());
-    cr_assert_eq(entries_added(), 3);
+    cr_assert_eq(entries_added(STREAM), 3);
     close_client();
     assert_no_leaks();
 }
@@ -889,7 +889,7 @@ Test(stream, sigkill_of_one_of_two_daemons_loses_nothing)
             killed_at, orphans);
 
     int over = load_wait(l, 25000);
-    long long sent = entries_added();
+    long long sent = entries_added(STREAM);
     fault_line("stream_sigkill_one_of_two", sent, l->ok);
     load_report(l, "sigkill");
     cr_assert(over, "the load did not end: %d of %d calls have an outcome", l->done,
@@ -932,7 +932,7 @@ Test(stream, redis_restart_with_aof_loses_nothing)
     long long restarted_ms = rw_now_ms();
 
     int over = load_wait(l, 25000);
-    long long sent = entries_added();
+    long long sent = entries_added(STREAM);
     fault_line("stream_redis_restart_aof", sent, l->ok);
     load_report(l, "aof");
     fprintf(stderr, "aof: restart after %d outcomes; %d not sent; load over %lld ms "
@@ -978,9 +978,9 @@ static void poison_run(const char *fault, int n, int window, int interval_us,
     load *l = load_start_sleep(c, n, window, 15000, interval_us, 10000, sleep_ms_each);
     if (queued_first) {
         long long deadline = rw_now_ms() + 5000;
-        while (entries_added() < n + 1 && rw_now_ms() < deadline)
+        while (entries_added(STREAM) < n + 1 && rw_now_ms() < deadline)
             sleep_ms(5);
-        cr_assert_eq(entries_added(), n + 1, "the calls did not all reach the stream");
+        cr_assert_eq(entries_added(STREAM), n + 1, "the calls did not all reach the stream");
         start_supervised(d, 2);
     }
 
@@ -994,7 +994,7 @@ static void poison_run(const char *fault, int n, int window, int interval_us,
     fprintf(stderr, "poison: %s\n", poison.error_message);
 
     int over = load_wait(l, 20000);
-    long long sent = entries_added() - 1; /* the other requests */
+    long long sent = entries_added(STREAM) - 1; /* the other requests */
     fault_line(fault, sent, l->ok);
     load_report(l, "poison");
 
@@ -1408,4 +1408,33 @@ Test(stream, deleted_stream_gets_its_group_again)
     fx.got[0] = got[0];
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(got[0], "ok")));
     cr_assert(rw_wait_file_contains(d->log, "making the group again", 3000));
+}
+
+/* stream_shards on one server: the daemon reads every shard (one
+ * XREADGROUP names them all); libredwork sends requests to them in turn. */
+Test(stream, shards_take_requests_in_turn)
+{
+    enum { SHARDS = 3, CALLS = 30 };
+    start_redis(0);
+    start_daemon(daemon_config(0, "shards", 2, "stream_shards = 3\n"));
+    redwork_client_options o;
+    redwork_client_options_init(&o);
+    o.port = fx.redis.port;
+    snprintf(o.channel, sizeof o.channel, "%s", STREAM);
+    o.transport_stream = 1;
+    o.stream_shards = SHARDS;
+    char err[512] = "";
+    fx.client = redwork_client_open(&o, err, sizeof err);
+    cr_assert_not_null(fx.client, "redwork_client_open: %s", err);
+    for (int i = 0; i < CALLS; i++) {
+        redwork_status st = redwork_call(fx.client, "echo", "{}", 5000, &fx.res);
+        cr_assert_eq(st, REDWORK_OK, "call %d: %s", i, redwork_status_name(st));
+        redwork_result_free(&fx.res);
+    }
+    for (int i = 0; i < SHARDS; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "%s{%d}", STREAM, i);
+        cr_assert_eq(entries_added(key), CALLS / SHARDS, "%s did not get its turn", key);
+    }
+    cr_assert_eq(rw_command_int(fx.a, "EXISTS %s", STREAM), 0, "a request went to the plain key");
 }

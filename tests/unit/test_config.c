@@ -602,9 +602,10 @@ static const struct bad_case bad_cases[] = {
     {"cluster with sentinels", "[redis]\nsentinels = s1\nmaster_name = m\ncluster = on\n", 4,
      "seed node", 0},
     {"cluster with db", "[redis]\nport = 7000\ndb = 3\ncluster = on\n", 4, "database 0", 0},
-    {"cluster with two streams",
-     "[redis]\ncluster = on\n[worker]\ntransport = stream\nchannels = a, b\n", 2,
-     "one stream", 0},
+    {"stream_shards with pubsub", "[worker]\nchannels = a\nstream_shards = 4\n", 3,
+     "transport = pubsub", 0},
+    {"stream_shards too many", "[worker]\ntransport = stream\nstream_shards = 1025\n", 3,
+     "stream_shards", 0},
     {"password_env unset",
      "[redis]\nhost = h\npassword_env = REDWORK_TEST_SURELY_UNSET_VAR\n", 3,
      "password_env", 0},
@@ -706,5 +707,26 @@ Test(config, worker_ids_of_a_supervisor) {
     size_t n = strlen(cfg->id), m = strlen(pid);
     cr_assert(n > m && strcmp(cfg->id + n - m, pid) == 0,
               "default id '%s' is not host:pid", cfg->id);
+    redwork_config_free(cfg);
+}
+
+Test(config, stream_shards_name_every_stream_key) {
+    config *cfg = load_ok("[worker]\ntransport = stream\nchannels = jobs, mail\n"
+                            "stream_shards = 3\n");
+    cr_assert_eq(cfg->stream_count, 6);
+    static const char *const want[] = {"jobs{0}", "jobs{1}", "jobs{2}",
+                                       "mail{0}", "mail{1}", "mail{2}"};
+    for (size_t i = 0; i < 6; i++)
+        cr_assert_str_eq(cfg->stream_list[i], want[i]);
+    redwork_config_free(cfg);
+
+    cfg = load_ok("[worker]\ntransport = stream\nchannels = jobs, mail\n");
+    cr_assert_eq(cfg->stream_count, 2, "no shards: each channel is its stream");
+    cr_assert_str_eq(cfg->stream_list[0], "jobs");
+    cr_assert_str_eq(cfg->stream_list[1], "mail");
+    redwork_config_free(cfg);
+
+    cfg = load_ok("[worker]\nchannels = jobs\n");
+    cr_assert_eq(cfg->stream_count, 0, "pubsub reads no stream");
     redwork_config_free(cfg);
 }
