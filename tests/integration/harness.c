@@ -494,6 +494,34 @@ int rw_cluster_start(rw_cluster *c, int count)
     return 0;
 }
 
+int rw_cluster_add_replica(rw_cluster *c, int master)
+{
+    int k = c->count;
+    if (k >= RW_CLUSTER_MAX || rw_redis_start_with(&c->node[k], cluster_args) != 0)
+        return -1;
+    c->count = k + 1;
+    if (cluster_string(c, k, c->id[k], sizeof c->id[k], "CLUSTER MYID") != 0 ||
+        cluster_ok(c, k, "CLUSTER MEET 127.0.0.1 %d", c->node[master].port) != 0)
+        return -1;
+    long long deadline = rw_now_ms() + 20000;
+    /* REPLICATE needs the master known first; then the sync and the news. */
+    while (cluster_ok(c, k, "CLUSTER REPLICATE %s", c->id[master]) != 0) {
+        if (rw_now_ms() > deadline)
+            return -1;
+        sleep_ms(50);
+    }
+    for (;;) {
+        char info[4096];
+        int synced = cluster_string(c, k, info, sizeof info, "INFO replication") == 0 &&
+                     strstr(info, "master_link_status:up") != NULL;
+        if (synced && cluster_ready(c))
+            return k;
+        if (rw_now_ms() > deadline)
+            return -1;
+        sleep_ms(50);
+    }
+}
+
 int rw_cluster_owner(rw_cluster *c, const char *key)
 {
     redisContext *ctx = rw_connect(c->node[0].port);

@@ -62,8 +62,8 @@ int rw_redis_start_with(rw_redis *r, const char *const *args);
  * Stop it with rw_redis_stop. Returns 0 or -1. */
 int rw_sentinel_start(rw_redis *s, int master_port, const char *name, int down_after_ms);
 
-/* A Redis Cluster of masters on loopback, without replicas. */
-#define RW_CLUSTER_MAX 4
+/* A Redis Cluster on loopback: masters, and replicas if added. */
+#define RW_CLUSTER_MAX 6
 typedef struct rw_cluster {
     rw_redis node[RW_CLUSTER_MAX];
     char id[RW_CLUSTER_MAX][48]; /* CLUSTER MYID of each */
@@ -76,6 +76,11 @@ typedef struct rw_cluster {
  * waits (bounded) until every node says cluster_state:ok and knows all.
  * Returns 0, or -1 (what was started is stopped). */
 int rw_cluster_start(rw_cluster *c, int count);
+
+/* Starts one more node, joins it and makes it a replica of node MASTER;
+ * waits (bounded) until the master sees it in sync and every node knows
+ * it. Returns its index, or -1. */
+int rw_cluster_add_replica(rw_cluster *c, int master);
 
 /* Stops every node and removes their folders. */
 void rw_cluster_stop(rw_cluster *c);

@@ -15,6 +15,9 @@
  *   node for ASK), the request is answered once;
  * - a master stopped and started again: the daemon starts over from a new
  *   slot map and answers again;
+ * - a master killed (SIGKILL) with a replica: once the cluster promotes
+ *   it, the daemon finds it and answers requests whose claims live on its
+ *   slots (the times are printed: FAILOVER cluster ...);
  * - a stream in a cluster (transport = stream, one stream) is read from
  *   its owner and its entries acknowledged there;
  * - libredwork seeded on a node the daemon does not subscribe through
@@ -32,6 +35,7 @@
 #include <criterion/criterion.h>
 
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -410,4 +414,62 @@ Test(cluster, sharded_streams_spread_over_masters)
         }
     }
     cr_assert_eq(left, 0, "entries left unacknowledged in the shards");
+}
+
+/* "role:master" in node K's INFO replication. */
+static int is_master(int k)
+{
+    redisContext *c = rw_connect(fx.cl.node[k].port);
+    if (c == NULL)
+        return 0;
+    redisReply *r = redisCommand(c, "INFO replication");
+    int master = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "role:master");
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return master;
+}
+
+Test(cluster, a_master_killed_its_replica_promoted)
+{
+    int replica = rw_cluster_add_replica(&fx.cl, 0);
+    cr_assert_geq(replica, 0, "the replica of node 0 did not join and sync");
+    start_daemon(NULL, NULL);
+    call_through(1, "before");
+    char id[96];
+    req_id_on(0, "promoted", id, sizeof id);
+
+    long long killed = rw_now_ms();
+    kill(fx.cl.node[0].pid, SIGKILL);
+    rw_wait_exit(fx.cl.node[0].pid, 5000);
+    fx.cl.node[0].pid = 0;
+    long long deadline = killed + 20000, promoted = 0;
+    while (!promoted && rw_now_ms() < deadline) {
+        if (is_master(replica))
+            promoted = rw_now_ms();
+        else
+            nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+    }
+    cr_assert(promoted, "the replica was not promoted in 20 s");
+    /* Node 0, the seed and the subscriber's node, is gone: the daemon
+     * finds the cluster through the masters it knew. Calls go through
+     * node 1 until one is answered. */
+    cJSON *reply = NULL;
+    int tries = 0;
+    while (reply == NULL && rw_now_ms() < promoted + 15000) {
+        reply = call_via(1, id, 200);
+        tries++;
+    }
+    long long answered = rw_now_ms();
+    if (reply == NULL)
+        show_log();
+    cr_assert_not_null(reply, "no answer within 15 s of the promotion");
+    cr_assert_str_eq(rw_error_code(reply), "");
+    cJSON_Delete(reply);
+    char key[160];
+    snprintf(key, sizeof key, "redwork:claim:%s", id);
+    cr_assert_eq(exists_on(replica, key, 0), 1, "the claim is not on the promoted replica");
+    fprintf(stderr, "FAILOVER cluster: promoted %lld ms after the kill; a request on its "
+            "slots answered %lld ms after the promotion (%d tries of 200 ms)\n",
+            promoted - killed, answered - promoted, tries);
 }
