@@ -157,8 +157,8 @@ $(B)/tests/integration/test_%: $(B)/tests/integration/test_%.o $(HARNESS_OBJS)
 
 $(B)/tests/integration/test_client: lib/libredwork.a
 $(B)/tests/integration/test_stream: lib/libredwork.a
-$(B)/tests/integration/test_sentinel: lib/libredwork.a
-$(B)/tests/integration/test_cluster: lib/libredwork.a
+$(B)/tests/integration/test_sentinel: $(B)/tests/integration/load.o lib/libredwork.a
+$(B)/tests/integration/test_cluster: $(B)/tests/integration/load.o lib/libredwork.a
 
 deps:
 	$(Q)scripts/deps.sh

@@ -5,10 +5,11 @@
  * equal ranges) and a daemon given only node 0 as its seed, with
  * cluster = on. What they check:
  *
- * - requests published on any node are answered (Pub/Sub is
+ * - 10,000 requests published at once are each answered exactly once;
+ *   requests published on any node are answered (Pub/Sub is
  *   cluster-wide), and every keyed command lands on the master of its
- *   slot: each claim key and the heartbeat are found on their owner, and
- *   the claims of a burst are spread over all three masters;
+ *   slot: each claim key (of the first 300) and the heartbeat are found
+ *   on their owner, and the claims are spread over all three masters;
  * - a slot moved while the daemon runs (-MOVED) and a slot half-way
  *   through a migration (-ASK) are followed without the daemon losing its
  *   connections: the claim key lands on the new owner (on the importing
@@ -18,6 +19,11 @@
  * - a master killed (SIGKILL) with a replica: once the cluster promotes
  *   it, the daemon finds it and answers requests whose claims live on its
  *   slots (the times are printed: FAILOVER cluster ...);
+ * - CLUSTER FAILOVER of a master to its replica under a steady load of
+ *   calls through libredwork, Pub/Sub and sharded streams: the time from
+ *   the switch to the first new call answered is bounded, every call
+ *   after the recovery is answered, and what was refused or lost is
+ *   printed (FAILOVER CLUSTER FAILOVER, ...: load.h);
  * - a stream in a cluster (transport = stream, one stream) is read from
  *   its owner and its entries acknowledged there;
  * - libredwork seeded on a node the daemon does not subscribe through
@@ -27,7 +33,8 @@
  * - stream_shards = 6: the shards jobs{0..5} spread over the masters,
  *   each read by its own blocking reader (an entry on any shard is
  *   answered at once, not after another shard's block), dead letters
- *   beside their shard, libredwork seeded on each node sends to shards;
+ *   beside their shard, libredwork seeded on each node sends to shards,
+ *   10,000 calls through them are all answered and leave nothing behind;
  * - a seed that does not answer at start: exit 69 naming it.
  *
  * Run: make all build/tests/integration/test_cluster &&
@@ -42,14 +49,19 @@
 #include <time.h>
 
 #include "harness.h"
+#include "load.h"
 #include "redwork/client.h"
 
 #define MASTERS 3
+
+#define RECOVERY_BOUND_MS 5000 /* the target is 3 s; CI machines are slower */
 
 static struct {
     rw_cluster cl;
     rw_daemon d;
     char dir[RW_PATH_MAX];
+    redwork_client *client; /* for a load */
+    rw_load load;
 } fx;
 
 static void setup(void)
@@ -61,6 +73,8 @@ static void setup(void)
 
 static void teardown(void)
 {
+    rw_load_stop(&fx.load);
+    redwork_client_close(fx.client);
     rw_daemon_stop(&fx.d, 5000);
     rw_cluster_stop(&fx.cl);
     rw_rmdir(fx.dir);
@@ -188,8 +202,8 @@ static int echo_body(int i, const char *req_id, char *buf, size_t len, void *arg
 
 Test(cluster, keyed_commands_land_on_their_slots)
 {
-    enum { N = 600 };
-    start_daemon(NULL, NULL);
+    enum { N = 10000, CHECKED = 300 };
+    start_daemon(NULL, "queue_size = 20000\n");
     char hb[192];
     snprintf(hb, sizeof hb, "%s", fx.d.hb_key);
     int owner = rw_cluster_owner(&fx.cl, hb);
@@ -201,10 +215,11 @@ Test(cluster, keyed_commands_land_on_their_slots)
     rw_bulk b;
     cr_assert_eq(rw_bulk_open(&b, fx.cl.node[0].port, "cl", N), 0);
     cr_assert_eq(rw_bulk_publish(&b, "request", 2, echo_body, NULL), N);
-    cr_assert_eq(rw_bulk_collect(&b, 20000), 0, "%d of %d answered", b.seen, N);
+    cr_assert_eq(rw_bulk_collect(&b, 30000), 0, "%d of %d answered", b.seen, N);
+    cr_assert_eq(rw_bulk_fence(&b, "request", 5000), 0, "fence not answered");
     cr_assert_eq(rw_bulk_exactly_once(&b), N, "some request answered twice");
     int per_node[MASTERS] = {0};
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < CHECKED; i++) {
         char id[96], key[160];
         rw_bulk_req_id(&b, i, id, sizeof id);
         snprintf(key, sizeof key, "redwork:claim:%s", id);
@@ -215,7 +230,8 @@ Test(cluster, keyed_commands_land_on_their_slots)
     }
     rw_bulk_close(&b);
     for (int k = 0; k < MASTERS; k++)
-        cr_assert_gt(per_node[k], N / 6, "node %d holds %d of %d claims", k, per_node[k], N);
+        cr_assert_gt(per_node[k], CHECKED / 6, "node %d holds %d of %d claims", k, per_node[k],
+                     CHECKED);
 
     /* Pub/Sub is cluster-wide: a request published on another node and a
      * reply subscribed there. */
@@ -403,6 +419,20 @@ Test(cluster, sharded_streams_spread_over_masters)
     /* libredwork, seeded on every node, sends to the shards of a master. */
     for (int k = 0; k < MASTERS; k++)
         client_call_via(k, 1, SHARDS);
+
+    /* 10,000 calls, 256 in flight, from one client: every one answered. */
+    redwork_client_options o;
+    redwork_client_options_init(&o);
+    o.port = fx.cl.node[1].port;
+    o.cluster = 1;
+    o.transport_stream = 1;
+    o.stream_shards = SHARDS;
+    snprintf(o.channel, sizeof o.channel, "jobs");
+    char err[512] = "";
+    fx.client = redwork_client_open(&o, err, sizeof err);
+    cr_assert_not_null(fx.client, "%s", err);
+    int ok = rw_load_burst(fx.client, 10000, 256, 10000);
+    cr_assert_eq(ok, 10000, "%d of 10000 stream calls answered", ok);
     deadline = rw_now_ms() + 5000;
     long long left = 1;
     while (left != 0 && rw_now_ms() < deadline) {
@@ -472,4 +502,68 @@ Test(cluster, a_master_killed_its_replica_promoted)
     fprintf(stderr, "FAILOVER cluster: promoted %lld ms after the kill; a request on its "
             "slots answered %lld ms after the promotion (%d tries of 200 ms)\n",
             promoted - killed, answered - promoted, tries);
+}
+
+/* CLUSTER FAILOVER of node 0 to a replica under a steady load through
+ * libredwork (seeded on node 1), switched when the replica says it is the
+ * master. */
+static void failover_under_load(const char *what, int stream)
+{
+    int replica = rw_cluster_add_replica(&fx.cl, 0);
+    cr_assert_geq(replica, 0, "the replica of node 0 did not join and sync");
+    if (stream)
+        start_daemon("jobs", "transport = stream\nstream_shards = 6\nclaim_idle_ms = 1000\n");
+    else
+        start_daemon(NULL, NULL);
+    redwork_client_options o;
+    redwork_client_options_init(&o);
+    o.port = fx.cl.node[1].port;
+    o.cluster = 1;
+    o.connect_timeout_ms = 500;
+    o.transport_stream = stream;
+    o.stream_shards = stream ? 6 : 0;
+    if (stream)
+        snprintf(o.channel, sizeof o.channel, "jobs");
+    char err[512] = "";
+    fx.client = redwork_client_open(&o, err, sizeof err);
+    cr_assert_not_null(fx.client, "%s", err);
+
+    cr_assert_eq(rw_load_start(&fx.load, fx.client), 0);
+    nanosleep(&(struct timespec){.tv_sec = 1}, NULL); /* a steady state first */
+    long long fault_ms = rw_now_ms();
+    redisContext *c = rw_connect(fx.cl.node[replica].port);
+    cr_assert_not_null(c);
+    redisReply *r = redisCommand(c, "CLUSTER FAILOVER");
+    cr_assert(r && r->type == REDIS_REPLY_STATUS, "CLUSTER FAILOVER refused");
+    freeReplyObject(r);
+    redisFree(c);
+    long long switch_ms = 0;
+    while (!switch_ms && rw_now_ms() < fault_ms + 10000) {
+        if (is_master(replica))
+            switch_ms = rw_now_ms();
+        else
+            nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+    }
+    cr_assert(switch_ms, "%s: the replica did not take over in 10 s", what);
+    rw_failover f;
+    cr_assert_eq(rw_load_failover(&fx.load, what, fault_ms, switch_ms, &f), 0,
+                 "%s: some calls have no outcome", what);
+    if (f.recovered_ms == 0 || f.failed_late > 0)
+        show_log();
+    cr_assert_neq(f.recovered_ms, 0, "%s: no call made after the switch was answered", what);
+    cr_assert_leq(f.recovered_ms - switch_ms, RECOVERY_BOUND_MS,
+                  "%s: the first new call was answered %lld ms after the switch", what,
+                  f.recovered_ms - switch_ms);
+    cr_assert_eq(f.failed_late, 0, "%s: %d calls failed after the recovery", what,
+                 f.failed_late);
+}
+
+Test(cluster, failover_under_load_pubsub)
+{
+    failover_under_load("CLUSTER FAILOVER, Pub/Sub", 0);
+}
+
+Test(cluster, failover_under_load_stream)
+{
+    failover_under_load("CLUSTER FAILOVER, stream shards", 1);
 }

@@ -7,7 +7,7 @@
  * sentinels only.
  *
  * Failover tests run a steady load through libredwork (one call every
- * LOAD_INTERVAL_MS, each with its own outcome), make the failover happen
+ * RW_LOAD_INTERVAL_MS, each with its own outcome: load.h), make the failover happen
  * (SENTINEL FAILOVER, or SIGKILL of the master), and take the time of the
  * switch from the +switch-master message of a sentinel. They report, and
  * bound, the time from the switch to the first call made after it that is
@@ -18,9 +18,7 @@
  *      REDWORK_ROOT=$PWD build/tests/integration/test_sentinel */
 #include <criterion/criterion.h>
 
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,21 +26,13 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "load.h"
 #include "redwork/client.h"
 
 #define MASTER_NAME "rwmaster"
 #define DOWN_AFTER_MS 1000
 #define SENTINELS 3
-#define LOAD_INTERVAL_MS 5
-#define LOAD_MAX 4000
-#define CALL_TIMEOUT_MS 3000
 #define RECOVERY_BOUND_MS 5000 /* the target is 3 s; CI machines are slower */
-
-typedef struct call {
-    long long sent_ms, done_ms; /* done_ms 0: no outcome yet */
-    redwork_status status;
-    int published;              /* redwork_call_async() returned 0 */
-} call;
 
 static struct {
     rw_redis master, replica, sentinel[SENTINELS];
@@ -50,20 +40,12 @@ static struct {
     char dir[RW_PATH_MAX];
     char sentinels[256];
     redwork_client *client;
-    /* the load */
-    call calls[LOAD_MAX];
-    pthread_mutex_t lock;
-    int sent;
-    atomic_int stop;
-    pthread_t thread;
-    int loading;
-} fx = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-static void stop_load(void);
+    rw_load load;
+} fx;
 
 static void teardown(void)
 {
-    stop_load();
+    rw_load_stop(&fx.load);
     redwork_client_close(fx.client);
     fx.client = NULL;
     rw_daemon_stop(&fx.d, 15000);
@@ -217,129 +199,29 @@ static long long wait_switch(redisContext *c, int timeout_ms)
     return at;
 }
 
-/* ---- a steady load through libredwork --------------------------------------- */
+/* ---- a failover under load ---------------------------------------------------- */
 
-static void on_outcome(redwork_result *res, void *arg)
-{
-    call *c = arg;
-    pthread_mutex_lock(&fx.lock);
-    c->status = res->status;
-    c->done_ms = rw_now_ms();
-    pthread_mutex_unlock(&fx.lock);
-    redwork_result_free(res);
-}
-
-static void *load_main(void *arg)
-{
-    (void)arg;
-    long long t0 = rw_now_ms();
-    for (int i = 0; i < LOAD_MAX && !atomic_load(&fx.stop); i++) {
-        char payload[32];
-        snprintf(payload, sizeof payload, "{\"i\":%d}", i);
-        pthread_mutex_lock(&fx.lock);
-        fx.calls[i].sent_ms = rw_now_ms();
-        fx.sent = i + 1;
-        pthread_mutex_unlock(&fx.lock);
-        int published = redwork_call_async(fx.client, "echo", payload, CALL_TIMEOUT_MS,
-                                           on_outcome, &fx.calls[i]) == 0;
-        pthread_mutex_lock(&fx.lock);
-        fx.calls[i].published = published;
-        pthread_mutex_unlock(&fx.lock);
-        long long next = t0 + (long long)(i + 1) * LOAD_INTERVAL_MS;
-        long long now = rw_now_ms();
-        if (next > now)
-            sleep_ms(next - now);
-    }
-    return NULL;
-}
-
-static void start_load(void)
-{
-    atomic_store(&fx.stop, 0);
-    cr_assert_eq(pthread_create(&fx.thread, NULL, load_main, NULL), 0);
-    fx.loading = 1;
-}
-
-static void stop_load(void)
-{
-    if (!fx.loading)
-        return;
-    atomic_store(&fx.stop, 1);
-    pthread_join(fx.thread, NULL);
-    fx.loading = 0;
-}
-
-/* Waits (bounded) until every call sent has an outcome. */
-static void wait_outcomes(void)
-{
-    long long deadline = rw_now_ms() + CALL_TIMEOUT_MS + 3000;
-    int pending = 1;
-    while (pending && rw_now_ms() < deadline) {
-        pending = 0;
-        pthread_mutex_lock(&fx.lock);
-        for (int i = 0; i < fx.sent; i++)
-            pending += fx.calls[i].done_ms == 0;
-        pthread_mutex_unlock(&fx.lock);
-        if (pending)
-            sleep_ms(20);
-    }
-    cr_assert_eq(pending, 0, "%d calls have no outcome", pending);
-}
-
-/* Runs the load through a failover FAIL() makes, and checks and reports:
- * the time from the switch to the first call sent after it that is
- * answered, the calls that failed, and that after the recovery every call
- * is answered. */
+/* Runs the load through a failover FAIL() makes, switched when a sentinel
+ * announces +switch-master, and checks: a call made after the switch is
+ * answered within RECOVERY_BOUND_MS, and after the recovery every call. */
 static void load_through_failover(const char *what, void (*fail)(void))
 {
     redisContext *sw = watch_switch();
-    start_load();
+    cr_assert_eq(rw_load_start(&fx.load, fx.client), 0);
     sleep_ms(1000); /* a steady state first */
-    long long failed_at = rw_now_ms();
+    long long fault_ms = rw_now_ms();
     fail();
     long long switch_ms = wait_switch(sw, 20000);
     redisFree(sw);
-    long long recovered_ms = 0;
-    for (long long deadline = rw_now_ms() + 10000; recovered_ms == 0 && rw_now_ms() < deadline;
-         sleep_ms(10)) {
-        pthread_mutex_lock(&fx.lock);
-        for (int i = 0; i < fx.sent; i++)
-            if (fx.calls[i].sent_ms >= switch_ms && fx.calls[i].status == REDWORK_OK &&
-                fx.calls[i].done_ms != 0 &&
-                (recovered_ms == 0 || fx.calls[i].done_ms < recovered_ms))
-                recovered_ms = fx.calls[i].done_ms;
-        pthread_mutex_unlock(&fx.lock);
-    }
-    sleep_ms(1500); /* the load goes on after the recovery */
-    stop_load();
-    wait_outcomes();
-
-    /* Refused: the client could not publish (no master to publish to),
-     * and said so at once. Lost: published, and no reply came. */
-    int refused = 0, lost = 0, failed_late = 0, published = 0;
-    char lost_at[128] = "";
-    size_t used = 0;
-    for (int i = 0; i < fx.sent; i++) {
-        published += fx.calls[i].published;
-        if (fx.calls[i].status == REDWORK_OK)
-            continue;
-        refused += !fx.calls[i].published;
-        lost += fx.calls[i].published;
-        if (fx.calls[i].published && used + 16 < sizeof lost_at)
-            used += (size_t)snprintf(lost_at + used, sizeof lost_at - used, " %+lld",
-                                     fx.calls[i].sent_ms - switch_ms);
-        failed_late += recovered_ms != 0 && fx.calls[i].sent_ms > recovered_ms + 500;
-    }
-    fprintf(stderr, "sentinel: %s: switch %lld ms after the fault; first new call answered "
-            "%lld ms after the switch; of %d calls %d refused at once (no master), %d of the "
-            "%d published lost%s%s%s\n", what, switch_ms - failed_at,
-            recovered_ms ? recovered_ms - switch_ms : -1, fx.sent, refused, lost, published,
-            lost ? " (sent at, ms from the switch:" : "", lost ? lost_at : "", lost ? ")" : "");
-    cr_assert_neq(recovered_ms, 0, "%s: no call made after the switch was answered", what);
-    cr_assert_leq(recovered_ms - switch_ms, RECOVERY_BOUND_MS,
+    rw_failover f;
+    cr_assert_eq(rw_load_failover(&fx.load, what, fault_ms, switch_ms, &f), 0,
+                 "%s: some calls have no outcome", what);
+    cr_assert_neq(f.recovered_ms, 0, "%s: no call made after the switch was answered", what);
+    cr_assert_leq(f.recovered_ms - switch_ms, RECOVERY_BOUND_MS,
                   "%s: the first new call was answered %lld ms after the switch", what,
-                  recovered_ms - switch_ms);
-    cr_assert_eq(failed_late, 0, "%s: %d calls failed after the recovery", what, failed_late);
+                  f.recovered_ms - switch_ms);
+    cr_assert_eq(f.failed_late, 0, "%s: %d calls failed after the recovery", what,
+                 f.failed_late);
 }
 
 static void sentinel_failover(void)
