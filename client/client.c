@@ -654,9 +654,18 @@ static void read_publish_counts(redwork_client *c, done_list *d) {
         freeReplyObject(r);
     }
     if (moved) {
+        /* The calls whose answers have not come went to a server that no
+         * longer takes writes: refused too, and never answered now. */
+        while (c->fifo_len > 0) {
+            waiter *w = waiter_take(c, c->fifo[c->fifo_head]);
+            c->fifo_head = (c->fifo_head + 1) % c->fifo_cap;
+            c->fifo_len--;
+            if (w != NULL)
+                done_add(d, w, REDWORK_CONNECTION, "Redis moved: the request was not taken",
+                         NULL);
+        }
         redisFree(c->pub);
         c->pub = NULL; /* reconnected by the next call, to the master */
-        c->fifo_len = 0;
         return;
     }
     if (c->pub != NULL && sdslen(c->pub->obuf) > 0 && write_pub(c) != 0)

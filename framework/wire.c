@@ -886,10 +886,11 @@ static void deliver(strand *s, const resp_value *v) {
     }
     if ((w->cfg->sentinel != NULL || w->cfg->cluster) && v->type == RESP_ERROR &&
         (strncmp(v->str, "READONLY", 8) == 0 || strncmp(v->str, "LOADING", 7) == 0 ||
-         strncmp(v->str, "CLUSTERDOWN", 11) == 0)) {
-        /* Not the master (any more), not ready, or the cluster is failing
-         * over: where the master is gets asked again, and every answer
-         * awaited comes back as NULL, to be sent again. */
+         strncmp(v->str, "CLUSTERDOWN", 11) == 0 || strncmp(v->str, "UNBLOCKED", 9) == 0)) {
+        /* Not the master (any more: a blocked read is UNBLOCKED when it
+         * turns replica), not ready, or the cluster is failing over: where
+         * the master is gets asked again, and every answer awaited comes
+         * back as NULL, to be sent again. */
         char why[160];
         snprintf(why, sizeof why, "redis answered %.100s", v->str);
         wire_drop(w, why);

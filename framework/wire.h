@@ -19,7 +19,7 @@
  * cluster-wide. A command wire routes each command to the master serving
  * its key's slot, follows -MOVED (the slot map is updated) and -ASK
  * (ASKING, then the command, there) without its user seeing either, and
- * treats -CLUSTERDOWN, -READONLY and -LOADING, a lost strand and a MOVED
+ * treats -CLUSTERDOWN, -READONLY, -LOADING and -UNBLOCKED, a lost strand and a MOVED
  * to a master it does not know as the loss of the whole wire: every
  * answer awaited comes back NULL, and the reconnect asks for the slot map
  * again. Users see one wire either way.

@@ -475,13 +475,23 @@ int rw_cluster_start(rw_cluster *c, int count)
             return -1;
         }
     }
+    /* redis-cli --cluster create: equal slot ranges in order, the nodes met. */
+    char addr[RW_CLUSTER_MAX][32], out[RW_PATH_MAX + 32];
+    char *argv[RW_CLUSTER_MAX + 5];
+    int n = 0;
+    argv[n++] = "redis-cli";
+    argv[n++] = "--cluster";
+    argv[n++] = "create";
     for (int k = 0; k < count; k++) {
-        int first = 16384 * k / count, last = 16384 * (k + 1) / count - 1;
-        if (cluster_ok(c, k, "CLUSTER ADDSLOTSRANGE %d %d", first, last) != 0 ||
-            (k > 0 && cluster_ok(c, k, "CLUSTER MEET 127.0.0.1 %d", c->node[0].port) != 0)) {
-            rw_cluster_stop(c);
-            return -1;
-        }
+        snprintf(addr[k], sizeof addr[k], "127.0.0.1:%d", c->node[k].port);
+        argv[n++] = addr[k];
+    }
+    argv[n++] = "--cluster-yes";
+    argv[n] = NULL;
+    snprintf(out, sizeof out, "%s/cluster-create.log", c->node[0].dir);
+    if (rw_run_cmd(argv, NULL, out, out, 20000) != 0) {
+        rw_cluster_stop(c);
+        return -1;
     }
     long long deadline = rw_now_ms() + 20000;
     while (!cluster_ready(c)) {
@@ -1273,7 +1283,7 @@ int rw_run_cmd(char *const argv[], const char *in_path, const char *out_path,
         close(in);
         if (child_setup_fd(1, out_path) < 0 || child_setup_fd(2, err_path) < 0)
             _exit(127);
-        execv(argv[0], argv);
+        execvp(argv[0], argv); /* a bare name is looked up in PATH */
         _exit(127);
     }
     return rw_wait_exit(pid, timeout_ms);

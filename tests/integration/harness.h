@@ -70,10 +70,11 @@ typedef struct rw_cluster {
     int count;
 } rw_cluster;
 
-/* Starts COUNT (1..RW_CLUSTER_MAX) cluster-enabled redis-servers
- * (cluster-node-timeout 1000, full coverage not required), gives them the
- * 16384 slots in equal ranges in order, joins them with CLUSTER MEET and
- * waits (bounded) until every node says cluster_state:ok and knows all.
+/* Starts COUNT (3..RW_CLUSTER_MAX) cluster-enabled redis-servers
+ * (cluster-node-timeout 1000, full coverage not required), makes them a
+ * cluster with `redis-cli --cluster create` (the 16384 slots in equal
+ * ranges, in order) and waits (bounded) until every node says
+ * cluster_state:ok and knows all.
  * Returns 0, or -1 (what was started is stopped). */
 int rw_cluster_start(rw_cluster *c, int count);
 
@@ -294,7 +295,7 @@ void rw_bulk_close(rw_bulk *b);
 
 /* ---- running a program (the CLI) ----------------------------------------- */
 
-/* Runs ARGV (ARGV[0] a path, NULL-terminated) to completion with stdin
+/* Runs ARGV (ARGV[0] a path, or a name looked up in PATH; NULL-terminated) to completion with stdin
  * from IN_PATH (NULL: /dev/null), stdout to OUT_PATH and stderr to
  * ERR_PATH (both truncated), bounded by TIMEOUT_MS. Returns its exit status
  * as rw_wait_exit (0..255, 128+signal), or -1 if it could not be started
