@@ -24,6 +24,8 @@ SAN := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sani
 ALL_CPPFLAGS := -Iinclude -Icommon -Iframework -Iclient -D_GNU_SOURCE -DREDWORK_VERSION='"$(VERSION)"' $(CPPFLAGS)
 ALL_CFLAGS := -std=c11 $(WARN) -pthread $(SAN) $(CFLAGS)
 LIBS := $(shell pkg-config --libs hiredis libcjson inih openssl 2>/dev/null || echo -lhiredis -lcjson -linih -lssl -lcrypto) -ldl -lm -pthread
+# The daemon's modules also serve HTTP (framework/http.c: /metrics, /healthz).
+DAEMON_LIBS := $(LIBS) $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
 # The SDK functions live in the daemon; plugins resolve them at dlopen time.
 EXPORT_SDK := -Wl,--export-dynamic-symbol=redwork_*
 ALL_LDFLAGS := $(SAN) $(LDFLAGS)
@@ -40,7 +42,7 @@ B := build
 # daemon's modules, main.c apart so tests can link the rest.
 COMMON := buffer url sentinel cluster config conn tls log
 MODULES := resp loop wire handback holds queue request reply plugin publish claim \
-           source_pubsub source_stream heartbeat watch dispatch pool supervisor
+           source_pubsub source_stream heartbeat watch metrics http dispatch pool supervisor
 MODULE_SRCS := $(COMMON:%=common/%.c) $(MODULES:%=framework/%.c)
 MODULE_OBJS := $(MODULE_SRCS:%.c=$(B)/%.o)
 DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
@@ -89,7 +91,7 @@ $(B)/fuzz/obj/%.o: %.c
 $(B)/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  FUZZLD  $@")
-	$(Q)$(FUZZ_CC) $(ALL_CPPFLAGS) -std=c11 $(WARN) -pthread $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+	$(Q)$(FUZZ_CC) $(ALL_CPPFLAGS) -std=c11 $(WARN) -pthread $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(DAEMON_LIBS)
 
 fuzz: deps $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
 	$(Q)set -e; for t in $(FUZZ_TARGETS); do echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
@@ -110,7 +112,7 @@ all: bin/redworkd bin/redwork lib/libredwork.a lib/libredwork.so $(HANDLER_SOS)
 bin/redworkd: $(DAEMON_OBJS)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(ALL_LDFLAGS) $(EXPORT_SDK) -o $@ $^ $(LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) $(EXPORT_SDK) -o $@ $^ $(DAEMON_LIBS)
 
 bin/redwork: $(CLI_OBJS) lib/libredwork.a
 	@mkdir -p $(@D)
@@ -149,7 +151,7 @@ $(B)/tests/plugins/%.so: tests/plugins/%.c include/redwork/handler.h
 
 $(B)/tests/unit/test_%: $(B)/tests/unit/test_%.o $(MODULE_OBJS)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(ALL_LDFLAGS) $(EXPORT_SDK) -o $@ $^ $(LIBS) -lcriterion
+	$(Q)$(CC) $(ALL_LDFLAGS) $(EXPORT_SDK) -o $@ $^ $(DAEMON_LIBS) -lcriterion
 
 $(B)/tests/integration/test_%: $(B)/tests/integration/test_%.o $(HARNESS_OBJS)
 	@$(if $(Q),echo "  LD      $@")

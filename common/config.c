@@ -91,6 +91,8 @@ static const key_spec config_keys[] = {
     INT("worker", "stream_shards", stream_shards, 0, 1024, "0"),
     BOOL("worker", "strict_modes", strict_modes, "on"),
 
+    STR("metrics", "listen", metrics_listen, ""),
+
     ENUM("log", "level", log_level, log_levels, "info"),
     ENUM("log", "format", log_format, log_formats, "text"),
 };
@@ -660,6 +662,17 @@ static int finish(parse_state *ps) {
         }
     if (list_streams(ps) != 0)
         return -1;
+    if (*cfg->metrics_listen) {
+        char host[256], why[300] = "";
+        int port = 0;
+        int bad = redwork_address_parse(cfg->metrics_listen, strlen(cfg->metrics_listen), host,
+                                        sizeof host, &port, why, sizeof why) != 0;
+        if (bad || port == 0) {
+            fail(ps, line_in(ps, "metrics", "listen"), "metrics", "listen", "'%s' %s",
+                 cfg->metrics_listen, bad ? why : "needs a port: host:port");
+            return -1;
+        }
+    }
     if (*cfg->default_handler && !valid_handler_name(cfg->default_handler)) {
         fail(ps, line_of(ps, "default_handler"), "worker", "default_handler",
              "'%s' is not a handler name ([a-z0-9_-]{1,64})",

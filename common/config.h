@@ -91,6 +91,9 @@ typedef struct config {
     size_t stream_count;     /* channel by channel, shard by shard */
     long long strict_modes;
 
+    /* [metrics] */
+    char *metrics_listen; /* "host:port" of /metrics and /healthz; "" for none */
+
     /* [log] */
     long long log_level;  /* enum log_level */
     long long log_format; /* enum log_format */

@@ -29,19 +29,12 @@ struct redwork_sentinel {
     void *warn_ctx;
 };
 
-/* Parses one "host:port", "host" or "[v6]:port" of N bytes at P: a
- * redis:// URL's address part, without user or database. */
+/* Parses one "host:port", "host" or "[v6]:port" of N bytes at P. */
 static int parse_address(const char *p, size_t n, address *out, char *err, size_t errlen) {
-    char url[300], why[256] = "";
-    redwork_url u;
-    if (n > 256 || snprintf(url, sizeof url, "redis://%.*s", (int)n, p) < 0 ||
-        redwork_url_parse(url, &u, why, sizeof why) != 0 || *u.username || u.db >= 0) {
-        snprintf(err, errlen, "'%.*s' is not host:port%s%s", (int)(n > 256 ? 256 : n), p,
-                 n <= 256 && *why ? ": " : "", n <= 256 ? why : "");
+    if (redwork_address_parse(p, n, out->host, sizeof out->host, &out->port, err, errlen) != 0)
         return -1;
-    }
-    snprintf(out->host, sizeof out->host, "%s", u.host);
-    out->port = u.port ? u.port : SENTINEL_DEFAULT_PORT;
+    if (out->port == 0)
+        out->port = SENTINEL_DEFAULT_PORT;
     return 0;
 }
 

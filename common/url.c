@@ -119,3 +119,19 @@ const char *redwork_url_redacted(const char *url, char *buf, size_t len) {
         snprintf(buf, len, "%.*s:***%s", (int)(colon - url), url, at);
     return buf;
 }
+
+int redwork_address_parse(const char *text, size_t n, char *host, size_t hostlen, int *port,
+                          char *err, size_t errlen) {
+    char url[300], why[256] = "";
+    redwork_url u;
+    if (n > 256 || snprintf(url, sizeof url, "redis://%.*s", (int)n, text) < 0 ||
+        redwork_url_parse(url, &u, why, sizeof why) != 0 || *u.username || u.db >= 0 ||
+        strlen(u.host) >= hostlen) {
+        snprintf(err, errlen, "'%.*s' is not host:port%s%s", (int)(n > 256 ? 256 : n), text,
+                 n <= 256 && *why ? ": " : "", n <= 256 ? why : "");
+        return -1;
+    }
+    snprintf(host, hostlen, "%s", u.host);
+    *port = u.port;
+    return 0;
+}

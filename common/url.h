@@ -26,6 +26,12 @@ typedef struct redwork_url {
  * (without repeating the URL, which the caller names with its key). */
 int redwork_url_parse(const char *url, redwork_url *out, char *err, size_t errlen);
 
+/* Parses the N bytes at TEXT as "host", "host:port" or "[v6]:port" (a
+ * redis:// URL's address, without user or database) into HOST (HOSTLEN
+ * bytes) and *PORT (0 when absent). Returns 0, or -1 with ERR. */
+int redwork_address_parse(const char *text, size_t n, char *host, size_t hostlen, int *port,
+                          char *err, size_t errlen);
+
 /* Copies URL into BUF (LEN bytes) with any password in it replaced by
  * "***", for messages that quote a refused URL. Returns BUF. */
 const char *redwork_url_redacted(const char *url, char *buf, size_t len);

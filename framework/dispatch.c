@@ -75,6 +75,8 @@ struct dispatcher {
     plugin_set *plugins;
     queue *q;
     stats *st;
+    metrics *m;
+    size_t slot;               /* ours in m */
     loop *lp;
     wire *cmd;
     const source_ops *source;
@@ -429,8 +431,24 @@ static void take_back(void *ctx) {
 
 /* ---- the command wire -------------------------------------------------- */
 
+/* Our slot's gauges and health, for /metrics and /healthz. */
+static void report_state(dispatcher *d) {
+    size_t depth = queue_depth(d->q);
+    size_t running = d->at_pool > depth ? d->at_pool - depth : 0;
+    if (running > (size_t)d->cfg->threads)
+        running = (size_t)d->cfg->threads;
+    metrics_gauges(d->m, d->slot, depth, (size_t)d->cfg->queue_size, running);
+    metrics_health_set(d->m, d->slot, wire_is_up(d->cmd), d->ready && d->state == RUNNING);
+}
+
+static void on_cmd_down(void *ctx, const char *why) {
+    (void)why;
+    report_state(ctx);
+}
+
 static void on_cmd_up(void *ctx) {
     dispatcher *d = ctx;
+    report_state(d);
     publisher_wire_up(d->pub);
     if (d->claims != NULL)
         claims_wire_up(d->claims);
@@ -452,6 +470,7 @@ static void on_master_switch(void *ctx, const char *new_address) {
 static void on_beat(void *ctx) {
     dispatcher *d = ctx;
     heartbeat_beat(d->hb, queue_depth(d->q));
+    report_state(d);
     publisher_expire(d->pub);
     loop_timer_start(d->lp, &d->beat_timer, BEAT_EVERY_US);
 }
@@ -490,6 +509,7 @@ static void on_stop(void *ctx) {
     if (d->state != RUNNING)
         return;
     d->state = STOPPING;
+    report_state(d); /* not serving: /healthz says so while it drains */
     log_info("dispatch", "draining: %zu queued, %zu parked", queue_depth(d->q),
              d->parked_count);
     loop_timer_start(d->lp, &d->deadline_timer, (uint64_t)d->cfg->shutdown_timeout_ms * 1000u);
@@ -640,8 +660,9 @@ static void before_wait(void *ctx) {
                          d->busy ? BUSY_ROUND_US : (uint64_t)DISPATCH_DEFER_MAX_MS * 1000u);
 }
 
-dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, stats *st,
-                            const char *handlers, char *err, size_t errlen) {
+dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, metrics *m,
+                            size_t slot, const char *handlers, char *err, size_t errlen) {
+    stats *st = metrics_stats(m, slot);
     dispatcher *d = calloc(1, sizeof *d);
     if (d == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -651,6 +672,8 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, st
     d->plugins = plugins;
     d->q = q;
     d->st = st;
+    d->m = m;
+    d->slot = slot;
     d->source = cfg->transport == TRANSPORT_STREAM ? &source_stream : &source_pubsub;
     d->cache.max = CACHE_MAX;
     d->handler_us = -1;
@@ -677,7 +700,7 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, st
     loop_timer_init(&d->flush_timer, on_flush_end, d);
     loop_timer_init(&d->pool_timer, on_pool_timer, d);
 
-    static const wire_handlers cmd_handlers = {.up = on_cmd_up};
+    static const wire_handlers cmd_handlers = {.up = on_cmd_up, .down = on_cmd_down};
     static const source_sink sink_fns = {
         .get = sink_get, .put = sink_put, .room = sink_room, .take = sink_take,
         .send = sink_send, .stopped = sink_stopped,
@@ -685,7 +708,7 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, st
     source_sink sink = sink_fns;
     sink.ctx = d;
     d->cmd = wire_create(d->lp, cfg, "commands", &cmd_handlers, d, 0);
-    d->pub = d->cmd != NULL ? publisher_create(cfg, d->cmd, st, &d->cache) : NULL;
+    d->pub = d->cmd != NULL ? publisher_create(cfg, d->cmd, m, slot, &d->cache) : NULL;
     d->hb = d->cmd != NULL ? heartbeat_create(cfg, d->cmd, handlers, st) : NULL;
     if (cfg->transport == TRANSPORT_PUBSUB && cfg->claim)
         d->claims = d->cmd != NULL ? claims_create(cfg, d->cmd, on_claim, d) : NULL;
@@ -703,7 +726,9 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, st
         (d->watch != NULL && watch_start(d->watch, err, errlen) != 0))
         goto err;
     d->ready = 1;
+    wire_count_reconnects(d->cmd, st);
     heartbeat_beat(d->hb, 0);
+    report_state(d);
     loop_timer_start(d->lp, &d->beat_timer, BEAT_EVERY_US);
     return d;
 err:

@@ -16,7 +16,7 @@
 #include "plugin.h"
 #include "queue.h"
 #include "request.h"
-#include "stats.h"
+#include "metrics.h"
 
 /* How long a daemon with claim = on leaves a request it has no room for
  * (its queue and its parked requests full) to the other daemons before it
@@ -37,11 +37,12 @@ typedef struct dispatcher dispatcher;
 /* Connects the command wire and the source and subscribes (or makes the
  * consumer groups), blocking for at most the connect timeout: when it
  * returns, requests are being received, and queued once the pool runs.
+ * It counts in slot SLOT of M, and keeps that slot's gauges and health.
  * HANDLERS is the list for the heartbeat (copied). The other arguments are
  * borrowed and must outlive the dispatcher. Returns NULL with ERR naming
  * the server, channel or stream on failure. */
-dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, stats *st,
-                            const char *handlers, char *err, size_t errlen);
+dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, metrics *m,
+                            size_t slot, const char *handlers, char *err, size_t errlen);
 
 /* The pool's hand-back (a pool_done_fn, with the dispatcher as CTX): a
  * finished request, or NULL when a pool thread exits. Any thread. */

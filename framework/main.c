@@ -20,7 +20,9 @@
 
 #include "config.h"
 #include "dispatch.h"
+#include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin.h"
 #include "pool.h"
 #include "queue.h"
@@ -98,6 +100,9 @@ static void log_sentinel(void *ctx, const char *message) {
     log_warn("sentinel", "%s", message);
 }
 
+/* In a worker just forked: the master's HTTP socket is not ours. */
+static void forget_http(void *web) { http_forget(web); }
+
 int main(int argc, char **argv) {
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
@@ -149,21 +154,46 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN); /* a dead Redis socket is an error, not death */
 
+    /* The counters every worker keeps, in one mapping its forks share. */
+    metrics *m = metrics_create(cfg->processes > 1 ? (size_t)cfg->processes : 1, err,
+                                sizeof err);
+    if (m == NULL) {
+        log_error("main", "%s", err);
+        redwork_config_free(cfg);
+        return EXIT_FAILURE;
+    }
+    http *web = NULL;
+    size_t slot = 0;
     if (cfg->processes > 1) {
+        /* The master serves the sum of its workers: the endpoint lives
+         * through any worker's death. */
+        if (*cfg->metrics_listen && (web = http_start(cfg->metrics_listen, m, err,
+                                                      sizeof err)) == NULL) {
+            log_error("main", "%s", err);
+            metrics_free(m);
+            redwork_config_free(cfg);
+            return EX_CONFIG;
+        }
         int master_status = 0;
-        int index = supervisor_run(cfg, &signals, &master_status);
+        supervisor_hooks hooks = {.m = m, .in_child = forget_http, .ctx = web};
+        int index = supervisor_run(cfg, &signals, &hooks, &master_status);
         if (index <= 0) { /* the master, after its workers stopped */
+            http_stop(web);
+            metrics_free(m);
             redwork_config_free(cfg);
             return master_status;
         }
+        web = NULL; /* the master's */
+        slot = (size_t)index - 1;
         if (redwork_config_worker_id(cfg, index) != 0) {
             log_error("main", "out of memory");
             return EXIT_FAILURE;
         }
     }
+    metrics_worker(m, slot, getpid());
 
     int status = EX_CONFIG;
-    stats st = {0};
+    stats *st = metrics_stats(m, slot);
     queue *q = NULL;
     dispatcher *d = NULL;
     pool *p = NULL;
@@ -188,7 +218,7 @@ int main(int argc, char **argv) {
         log_error("main", "out of memory");
         goto out;
     }
-    d = dispatch_create(cfg, plugins, q, &st, names, err, sizeof err);
+    d = dispatch_create(cfg, plugins, q, m, slot, names, err, sizeof err);
     if (d == NULL) {
         log_error("main", "cannot subscribe: %s", err);
         goto out;
@@ -199,9 +229,16 @@ int main(int argc, char **argv) {
         status = EXIT_FAILURE;
         goto out;
     }
+    if (cfg->processes <= 1 && *cfg->metrics_listen &&
+        (web = http_start(cfg->metrics_listen, m, err, sizeof err)) == NULL) {
+        log_error("main", "%s", err);
+        status = EX_CONFIG;
+        goto out;
+    }
     log_info("main", "redworkd %s ready: worker %s, %lld threads, channels %s, "
-             "handlers %s", REDWORK_VERSION, cfg->id, cfg->threads,
-             cfg->channels, names);
+             "handlers %s%s%s", REDWORK_VERSION, cfg->id, cfg->threads,
+             cfg->channels, names, web != NULL ? ", metrics on " : "",
+             web != NULL ? cfg->metrics_listen : "");
 
     int sig = wait_for_stop(&signals, cfg, plugins, d);
     log_info("main", "%s: draining", strsignal(sig));
@@ -210,19 +247,21 @@ int main(int argc, char **argv) {
     if (pool_wait(p, 0) != 0)
         _exit(EXIT_SHUTDOWN_TIMEOUT); /* handlers still run: no teardown */
     log_info("main", "stopped: %llu replies, %llu errors, %llu lost, %llu rejected, "
-             "%llu claims lost", stats_get(st.requests), stats_get(st.errors),
-             stats_get(st.lost), stats_get(st.rejected), stats_get(st.claims_lost));
+             "%llu claims lost", stats_get(st->requests), stats_get(st->errors),
+             stats_get(st->lost), stats_get(st->rejected), stats_get(st->claims_lost));
     status = timed_out ? EXIT_SHUTDOWN_TIMEOUT : 0;
 out:
     if (p != NULL) { /* on a failed start the workers are still waiting */
         queue_close(q);
         pool_wait(p, -1);
     }
+    http_stop(web);
     pool_free(p);
     dispatch_free(d);
     queue_free(q);
     free(names);
     plugin_set_free(plugins);
+    metrics_free(m);
     redwork_config_free(cfg);
     return status;
 }

@@ -54,6 +54,7 @@ static void run_request(const config *cfg, request *req, buffer *scratch) {
     }
     reply r;
     reply_init(&r);
+    req->wait_us = (long long)(start - req->received_us); /* its handler runs */
     int rc = plugin_handle(req->handler, req, &r);
     long long duration = (long long)(clock_now_us() - start);
     req->duration_us = duration;

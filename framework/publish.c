@@ -15,11 +15,14 @@
 
 #include "clock.h"
 #include "log.h"
+#include "plugin.h"
 #include "resp.h"
 
 struct publisher {
     const config *cfg;
     wire *w;
+    metrics *m;
+    size_t slot;
     stats *st;
     request_cache *cache;
     request head;        /* the list's anchor: head.next is the oldest */
@@ -27,13 +30,16 @@ struct publisher {
     log_limit lost_limit;
 };
 
-publisher *publisher_create(const config *cfg, wire *w, stats *st, request_cache *cache) {
+publisher *publisher_create(const config *cfg, wire *w, metrics *m, size_t slot,
+                            request_cache *cache) {
     publisher *p = calloc(1, sizeof *p);
     if (p == NULL)
         return NULL;
     p->cfg = cfg;
     p->w = w;
-    p->st = st;
+    p->m = m;
+    p->slot = slot;
+    p->st = metrics_stats(m, slot);
     p->cache = cache;
     request_list_init(&p->head);
     p->lost_limit = (log_limit)LOG_LIMIT_INIT;
@@ -104,6 +110,8 @@ void publisher_send(publisher *p, request *req) {
         stats_add(p->st->requests);
         if (req->is_error)
             stats_add(p->st->errors);
+        metrics_request(p->m, p->slot, req->handler != NULL ? plugin_name(req->handler) : NULL,
+                        req->outcome, req->duration_us, req->wait_us);
     }
     if (req->lost) {
         lose(p, req, "out of memory");

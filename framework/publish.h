@@ -20,16 +20,17 @@
 
 #include "config.h"
 #include "request.h"
-#include "stats.h"
+#include "metrics.h"
 #include "wire.h"
 
 #define PUBLISH_RETRY_MAX_MS 30000
 
 typedef struct publisher publisher;
 
-/* A publisher writing on W, counting in ST, giving answered requests back
- * to CACHE. All borrowed. NULL out of memory. */
-publisher *publisher_create(const config *cfg, wire *w, stats *st, request_cache *cache);
+/* A publisher writing on W, counting in slot SLOT of M, giving answered
+ * requests back to CACHE. All borrowed. NULL out of memory. */
+publisher *publisher_create(const config *cfg, wire *w, metrics *m, size_t slot,
+                            request_cache *cache);
 
 /* Loses (counts and logs) what still waits, releases its holds, recycles
  * its requests, frees. Accepts NULL. */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "plugin.h"
 #include "resp.h"
 
@@ -139,6 +140,7 @@ int reply_write(const config *cfg, request *req, const reply *r,
     buffer_reset(&req->out);
     req->has_reply = 1;
     req->is_error = reply_is_error(r);
+    req->outcome = metrics_outcome(r->code);
     reply_envelope(scratch, r, req->id, req->handler != NULL ? plugin_name(req->handler) : NULL,
                    cfg->id, duration_us);
     buffer *out = &req->out;

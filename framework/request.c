@@ -469,8 +469,10 @@ int request_expired(const request *req, uint64_t now_us) {
 
 request *request_new(void) {
     request *req = calloc(1, sizeof *req);
-    if (req != NULL)
+    if (req != NULL) {
         req->timeout_ms = -1;
+        req->wait_us = -1;
+    }
     return req;
 }
 
@@ -487,6 +489,7 @@ static void request_clear(request *req) {
     req->text = text;
     req->out = out;
     req->timeout_ms = -1;
+    req->wait_us = -1;
 }
 
 void request_free(request *req) {

@@ -61,6 +61,8 @@ struct redwork_request {
     int is_error;                /* that reply is an error */
     int lost;                    /* no reply could be made (out of memory) */
     long long duration_us;       /* how long its handler ran */
+    long long wait_us;           /* from receipt to its handler's start; -1: it never ran */
+    int outcome;                 /* the reply's outcome (metrics_outcome()) */
 
     /* The claimer's, then the publisher's: answers still to come, and
      * what came. */

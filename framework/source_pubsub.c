@@ -199,6 +199,7 @@ static source *pubsub_create(const config *cfg, loop *lp, wire *cmd, stats *st,
         free(s);
         return NULL;
     }
+    wire_count_reconnects(s->sub, st);
     return s;
 }
 

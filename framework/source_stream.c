@@ -139,6 +139,7 @@ static void dead_letter(source *s, request *req, const char *body, size_t len,
     resp_command(&req->out, (int)n, argv, lens);
     req->commands++;
     req->lost = req->lost || req->out.failed;
+    stats_add(s->st->dead_letters);
     log_warn("streams", "moving entry %s of %s to %s after %lld deliveries: %s",
              req->hold.id, req->hold.stream, dead, req->deliveries, why);
     s->sink.send(s->sink.ctx, req);
@@ -595,6 +596,8 @@ static source *stream_create(const config *cfg, loop *lp, wire *cmd, stats *st,
     loop_timer_init(&s->wake_timer, on_wake, s);
     static const wire_handlers handlers = {.up = on_rd_up, .down = on_rd_down};
     s->rd = wire_create(lp, cfg, "streams", &handlers, s, 0);
+    if (s->rd != NULL)
+        wire_count_reconnects(s->rd, st);
     if (s->rd == NULL || readers_create(s) != 0) {
         readers_free(s);
         wire_free(s->rd);

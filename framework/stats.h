@@ -1,4 +1,5 @@
-/* stats.h -- the daemon's counters. Owned by main; counted by the modules
+/* stats.h -- the daemon's counters. They live in the worker's metrics slot
+ * (metrics.h), so a respawned worker goes on from them; counted by the modules
  * of the event loop's thread, the one writer; read by the heartbeat on that
  * thread and by anyone else at any time: every field is atomic. With one
  * writer an increment needs no locked instruction, only a load and a
@@ -18,6 +19,8 @@ typedef struct stats {
     atomic_ullong claims_lost; /* dropped: the claim key existed (another
                                 * daemon took it, or the req_id was reused
                                 * within claim_ttl_ms) */
+    atomic_ullong reconnects;   /* connections to Redis made again after a loss */
+    atomic_ullong dead_letters; /* stream entries moved to <stream>:dead */
 } stats;
 
 #define stats_add(field)                                                          \

@@ -42,7 +42,7 @@ typedef struct worker {
 
 /* Forks worker K. Returns 0 in the parent (W updated), 1 in the child, -1
  * if fork failed. */
-static int spawn(worker *w, int k, const sigset_t *chld) {
+static int spawn(worker *w, int k, const sigset_t *chld, const supervisor_hooks *hooks) {
     pid_t pid = fork();
     if (pid < 0) {
         log_error("supervisor", "cannot fork worker %d: %s", k, strerror(errno));
@@ -50,8 +50,11 @@ static int spawn(worker *w, int k, const sigset_t *chld) {
     }
     if (pid == 0) {
         pthread_sigmask(SIG_UNBLOCK, chld, NULL);
+        if (hooks->in_child != NULL)
+            hooks->in_child(hooks->ctx);
         return 1;
     }
+    metrics_worker(hooks->m, (size_t)k - 1, pid);
     w->pid = pid;
     w->started_us = clock_now_us();
     w->respawn_us = 0;
@@ -83,7 +86,8 @@ static void signal_all(worker *ws, long n, int sig) {
             kill(ws[i].pid, sig);
 }
 
-int supervisor_run(const config *cfg, const sigset_t *signals, int *status) {
+int supervisor_run(const config *cfg, const sigset_t *signals, const supervisor_hooks *hooks,
+                   int *status) {
     long n = (long)cfg->processes;
     worker *ws = calloc((size_t)n, sizeof *ws);
     if (ws == NULL) {
@@ -99,7 +103,7 @@ int supervisor_run(const config *cfg, const sigset_t *signals, int *status) {
 
     log_info("supervisor", "starting %ld worker processes", n);
     for (long i = 0; i < n; i++) {
-        int r = spawn(&ws[i], (int)i + 1, &chld);
+        int r = spawn(&ws[i], (int)i + 1, &chld, hooks);
         if (r == 1) {
             free(ws);
             return (int)i + 1;
@@ -122,7 +126,7 @@ int supervisor_run(const config *cfg, const sigset_t *signals, int *status) {
             alive += ws[i].pid > 0;
             if (!stopping && ws[i].pid == 0 && ws[i].respawn_us != 0) {
                 if (ws[i].respawn_us <= now) {
-                    if (spawn(&ws[i], (int)i + 1, &chld) == 1) {
+                    if (spawn(&ws[i], (int)i + 1, &chld, hooks) == 1) {
                         free(ws);
                         return (int)i + 1;
                     }
@@ -173,6 +177,7 @@ int supervisor_run(const config *cfg, const sigset_t *signals, int *status) {
                 char how[128];
                 describe(st, how, sizeof how);
                 w->pid = 0;
+                metrics_worker(hooks->m, (size_t)i, 0);
                 w->last_status = st;
                 if (ran >= STEADY_US) {
                     w->ever_steady = 1;

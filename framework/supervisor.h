@@ -11,8 +11,20 @@
 #include <signal.h>
 
 #include "config.h"
+#include "metrics.h"
 
-/* Forks CFG's processes workers and supervises them. SIGNALS is the set the
+/* What the master does for the rest of the daemon: tells M which worker
+ * runs in which slot (slot K-1 for worker K; pid 0 when it died), and
+ * runs IN_CHILD(CTX) in each worker right after the fork (to let go of
+ * what is the master's alone, such as its HTTP socket). IN_CHILD may be
+ * NULL. */
+typedef struct supervisor_hooks {
+    metrics *m;
+    void (*in_child)(void *ctx);
+    void *ctx;
+} supervisor_hooks;
+
+/* Forks CFG's processes workers and supervises them, as HOOKS says. SIGNALS is the set the
  * caller blocked (SIGTERM, SIGINT, SIGHUP); SIGCHLD is added. Returns in
  * each worker process with its index (1..processes), after unblocking
  * SIGCHLD, so the caller goes on as a worker. In the master it returns 0
@@ -21,6 +33,7 @@
  * worker's 64, 69 or 78 when the first workers failed at start (a config
  * error, or Redis unreachable), which respawning cannot mend. Returns -1
  * with *STATUS set if the first fork failed. */
-int supervisor_run(const config *cfg, const sigset_t *signals, int *status);
+int supervisor_run(const config *cfg, const sigset_t *signals, const supervisor_hooks *hooks,
+                   int *status);
 
 #endif

@@ -99,6 +99,7 @@ struct wire {
     unsigned flags; /* WIRE_PUSH, WIRE_SENTINEL */
     int routed;     /* a cluster command wire: commands go by slot */
     char pin[WIRE_PIN_MAX]; /* cluster: only the master of this key's slot */
+    stats *st;      /* counts reconnects, if set */
     int up;
     int reads_held; /* LOOP_READ is not (wire_hold_reads) */
     strand one;     /* without routing, the one strand */
@@ -174,6 +175,8 @@ wire *wire_create(loop *lp, const config *cfg, const char *name,
     }
     return w;
 }
+
+void wire_count_reconnects(wire *w, stats *st) { w->st = st; }
 
 int wire_pin(wire *w, const char *key) {
     if (strlen(key) >= sizeof w->pin)
@@ -390,8 +393,11 @@ static void adopt(wire *w, int *fds, size_t n, redwork_cluster_map *map) {
             wire_drop(w, "cannot watch the socket");
     if (!w->up)
         return;
-    if (w->lost)
+    if (w->lost) {
         log_info("wire", "reconnected to redis %s (%s)", w->cfg->redis_where, w->name);
+        if (w->st != NULL)
+            stats_add(w->st->reconnects);
+    }
     w->lost = 0;
     if (w->h.up != NULL)
         w->h.up(w->ctx);

@@ -34,6 +34,7 @@
 #include "config.h"
 #include "loop.h"
 #include "resp.h"
+#include "stats.h"
 
 #define WIRE_STALL_MS 5000
 
@@ -67,6 +68,9 @@ wire *wire_create(loop *lp, const config *cfg, const char *name,
  * Returns 0, or -1 if KEY is too long. */
 #define WIRE_PIN_MAX 512
 int wire_pin(wire *w, const char *key);
+
+/* Counts each return of W after a loss in ST->reconnects (borrowed). */
+void wire_count_reconnects(wire *w, stats *st);
 
 /* Closes the connection (answers awaited are given NULL; the down handler
  * does not run), abandons a reconnect under way, frees. Accepts NULL. */
