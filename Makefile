@@ -61,7 +61,7 @@ HANDLER_LIBS_hash := -lcrypto
 # Test suites: unit tests link the modules; integration tests drive the
 # real daemon against a real redis-server; fixture plugins feed the loader.
 UNIT_TESTS := queue config url sentinel cluster request reply plugin resp handback holds loop
-INTEGRATION_TESTS := daemon client cli scale stream sentinel cluster
+INTEGRATION_TESTS := daemon client cli scale stream sentinel cluster metrics
 TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails bad_name no_name echo_v2
 HARNESS_OBJS := $(B)/tests/integration/harness.o
 

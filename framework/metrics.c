@@ -365,6 +365,14 @@ int metrics_render(const metrics *m, buffer *out) {
     one_value(out, "redwork_stream_dead_letters_total", "counter",
               "Stream entries moved to <stream>:dead.", SUM(st.dead_letters));
 
+    char why[256];
+    one_value(out, "redwork_healthy", "gauge",
+              "1 while every worker is connected to Redis and serving (as /healthz), else 0.",
+              (unsigned long long)metrics_health(m, why, sizeof why));
+    unsigned long long live = 0;
+    for (size_t i = 0; i < m->slots; i++)
+        live += atomic_load(&m->slot[i].pid) != 0;
+    one_value(out, "redwork_workers", "gauge", "Worker processes running.", live);
     header(out, "redwork_build_info", "gauge", "The running version, as a label.");
     buffer_append_str(out, "redwork_build_info{version=\"" REDWORK_VERSION "\"} 1\n");
 

@@ -608,6 +608,11 @@ static void redis_kill(rw_redis *r)
     }
 }
 
+void rw_redis_kill(rw_redis *r)
+{
+    redis_kill(r);
+}
+
 int rw_redis_restart(rw_redis *r)
 {
     redis_kill(r);
@@ -1598,4 +1603,61 @@ void rw_pacer_free(rw_pacer *p)
     free(p->at_ms);
     p->result = NULL;
     p->at_ms = NULL;
+}
+
+/* ---- HTTP ------------------------------------------------------------------- */
+
+char *rw_http_get(int port, const char *path, int *status, int timeout_ms)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return NULL;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    char req[512];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 || write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return NULL;
+    }
+    size_t len = 0, cap = 65536;
+    char *buf = malloc(cap);
+    ssize_t got;
+    while (buf && (got = read(fd, buf + len, cap - len - 1)) > 0) {
+        len += (size_t)got;
+        if (len + 1 == cap) {
+            char *grown = realloc(buf, cap * 2);
+            if (!grown) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+    }
+    close(fd);
+    if (!buf)
+        return NULL;
+    buf[len] = '\0';
+    char *body = strstr(buf, "\r\n\r\n");
+    if (strncmp(buf, "HTTP/1.", 7) != 0 || !body) {
+        free(buf);
+        return NULL;
+    }
+    *status = atoi(buf + 9);
+    char *out = strdup(body + 4);
+    free(buf);
+    return out;
+}
+
+double rw_metric(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (strncmp(line, name, n) == 0 && line[n] == ' ')
+            return atof(line + n + 1);
+    return -1;
 }

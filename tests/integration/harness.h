@@ -104,6 +104,10 @@ int rw_redis_start_unix(rw_redis *r);
  * Accepts a stopped R. */
 void rw_redis_stop(rw_redis *r);
 
+/* Stops R's server (SIGTERM, bounded), keeping its folder and port for
+ * rw_redis_restart(). */
+void rw_redis_kill(rw_redis *r);
+
 /* Stops R's server and starts a new one on the same port and folder,
  * waiting (bounded) until it answers PING. Returns 0 or -1. */
 int rw_redis_restart(rw_redis *r);
@@ -292,6 +296,18 @@ int rw_bulk_exactly_once(const rw_bulk *b);
 
 /* Frees everything. Accepts a zeroed B. */
 void rw_bulk_close(rw_bulk *b);
+
+/* ---- HTTP (the metrics endpoint) ----------------------------------------- */
+
+/* GET PATH from 127.0.0.1:PORT (HTTP/1.0), bounded by TIMEOUT_MS. Returns
+ * the body (malloc'd, NUL-terminated) with the status in *STATUS, or NULL
+ * if there was no whole answer. */
+char *rw_http_get(int port, const char *path, int *status, int timeout_ms);
+
+/* The value of the sample NAME (with its labels, as written: for example
+ * "redwork_requests_total{handler=\"echo\",outcome=\"ok\"}") in the
+ * exposition TEXT, or -1 if it is not there. */
+double rw_metric(const char *text, const char *name);
 
 /* ---- running a program (the CLI) ----------------------------------------- */
 
