@@ -12,6 +12,9 @@
  *   both workers, and a worker killed and respawned takes no count back;
  * - /healthz goes 503 within 2 s of Redis stopping and 200 within 2 s of
  *   its return;
+ * - a real Prometheus server on loopback, scraping the daemon every
+ *   second: sum(redwork_requests_total), asked over its HTTP API, equals
+ *   the requests sent;
  * - the shipped alert rules pass `promtool check rules`.
  *
  * Run: make all build/tests/integration/test_metrics &&
@@ -23,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <cjson/cJSON.h>
 
 #include "harness.h"
 
@@ -288,4 +293,67 @@ Test(metrics, shipped_alert_rules_pass_promtool)
     cr_assert_eq(rc, 0, "promtool check rules %s:\n%s", path, said ? said : "");
     cr_assert(said && strstr(said, "SUCCESS"), "%s", said);
     free(said);
+}
+
+/* sum(redwork_requests_total) as Prometheus on PORT answers it, or -1. */
+static double prometheus_sum(int port)
+{
+    int status = 0;
+    char *body = rw_http_get(port, "/api/v1/query?query=sum(redwork_requests_total)", &status,
+                             2000);
+    double v = -1;
+    cJSON *j = body != NULL && status == 200 ? cJSON_Parse(body) : NULL;
+    const cJSON *result = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(j, "data"), "result");
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(result, 0), "value");
+    const cJSON *text = cJSON_GetArrayItem(value, 1);
+    if (cJSON_IsString(text))
+        v = atof(text->valuestring);
+    cJSON_Delete(j);
+    free(body);
+    return v;
+}
+
+Test(metrics, a_prometheus_server_scrapes_it, .timeout = 90)
+{
+    enum { N = 50 };
+    start("prom", (rw_opts){.threads = 2});
+    send_echo("p", N);
+
+    int port = rw_free_port();
+    char conf[RW_PATH_MAX + 32], data[RW_PATH_MAX + 32], log[RW_PATH_MAX + 32], text[512];
+    snprintf(conf, sizeof conf, "%s/prometheus.yml", fx.env.redis.dir);
+    snprintf(data, sizeof data, "%s/prometheus-data", fx.env.redis.dir);
+    snprintf(log, sizeof log, "%s/prometheus.log", fx.env.redis.dir);
+    snprintf(text, sizeof text,
+             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+             "scrape_configs:\n  - job_name: redwork\n    static_configs:\n"
+             "      - targets: ['127.0.0.1:%d']\n", fx.port);
+    cr_assert_eq(rw_write_file(conf, text), 0);
+    char config_arg[RW_PATH_MAX + 64], data_arg[RW_PATH_MAX + 64], listen_arg[64];
+    snprintf(config_arg, sizeof config_arg, "--config.file=%s", conf);
+    snprintf(data_arg, sizeof data_arg, "--storage.tsdb.path=%s", data);
+    snprintf(listen_arg, sizeof listen_arg, "--web.listen-address=127.0.0.1:%d", port);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        FILE *f = freopen(log, "w", stderr);
+        (void)f;
+        execlp("prometheus", "prometheus", config_arg, data_arg, listen_arg, (char *)NULL);
+        _exit(127);
+    }
+    long long deadline = rw_now_ms() + 45000;
+    double v = -1;
+    while (v != N && rw_now_ms() < deadline) {
+        sleep_ms(250);
+        v = prometheus_sum(port);
+    }
+    kill(pid, SIGTERM);
+    rw_wait_exit(pid, 10000);
+    if (v != N) {
+        char *said = rw_read_file(log);
+        fprintf(stderr, "prometheus log:\n%s\n", said ? said : "");
+        free(said);
+    }
+    cr_assert_eq(v, N, "Prometheus says sum(redwork_requests_total) = %g, sent %d", v, N);
 }
