@@ -67,7 +67,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return answer(c, MHD_HTTP_NOT_FOUND, "text/plain", "not found: /metrics or /healthz\n", 32);
 }
 
-http *http_start(const char *listen, metrics *m, char *err, size_t errlen) {
+http *http_start(const char *listen, metrics *m, int own_thread, char *err, size_t errlen) {
     char host[256], port[16], why[300] = "";
     int port_number;
     if (redwork_address_parse(listen, strlen(listen), host, sizeof host, &port_number, why,
@@ -89,7 +89,8 @@ http *http_start(const char *listen, metrics *m, char *err, size_t errlen) {
         return NULL;
     }
     h->m = m;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = (own_thread ? MHD_USE_INTERNAL_POLLING_THREAD : MHD_USE_EPOLL) |
+                     MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
@@ -105,12 +106,22 @@ http *http_start(const char *listen, metrics *m, char *err, size_t errlen) {
     return h;
 }
 
+int http_fd(const http *h) {
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    return info != NULL ? info->epoll_fd : -1;
+}
+
+void http_serve(http *h) { MHD_run(h->daemon); }
+
 void http_forget(http *h) {
     if (h == NULL)
         return;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_LISTEN_FD);
     if (info != NULL)
         close(info->listen_fd);
+    int fd = http_fd(h);
+    if (fd >= 0)
+        close(fd);
 }
 
 void http_stop(http *h) {

@@ -15,13 +15,20 @@
 
 typedef struct http http;
 
-/* Serves M on LISTEN ("host:port", "[v6]:port"; borrowed M). Returns the
- * server, or NULL with ERR naming the address and the reason. */
-http *http_start(const char *listen, metrics *m, char *err, size_t errlen);
+/* Serves M on LISTEN ("host:port", "[v6]:port"; borrowed M), on a thread
+ * of its own if OWN_THREAD, else through http_fd() and http_serve().
+ * Returns the server, or NULL with ERR naming the address and the reason. */
+http *http_start(const char *listen, metrics *m, int own_thread, char *err, size_t errlen);
 
-/* In a process forked after http_start(): closes the listening socket it
- * inherited (the thread that serves it stayed in the parent). H is not
- * used again in this process. Accepts NULL. */
+/* Without a thread of its own: the descriptor to wait on for reading
+ * (-1 with a thread). */
+int http_fd(const http *h);
+
+/* Without a thread of its own: answers what waits, without blocking. */
+void http_serve(http *h);
+
+/* In a process forked after http_start(): closes the descriptors it
+ * inherited. H is not used again in this process. Accepts NULL. */
 void http_forget(http *h);
 
 /* Stops serving and frees. Accepts NULL. */

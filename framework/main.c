@@ -100,7 +100,10 @@ static void log_sentinel(void *ctx, const char *message) {
     log_warn("sentinel", "%s", message);
 }
 
-/* In a worker just forked: the master's HTTP socket is not ours. */
+/* The master's metrics endpoint, served on its one thread. */
+static void serve_http(void *web) { http_serve(web); }
+
+/* In a worker just forked: the master's HTTP sockets are not ours. */
 static void forget_http(void *web) { http_forget(web); }
 
 int main(int argc, char **argv) {
@@ -167,7 +170,7 @@ int main(int argc, char **argv) {
     if (cfg->processes > 1) {
         /* The master serves the sum of its workers: the endpoint lives
          * through any worker's death. */
-        if (*cfg->metrics_listen && (web = http_start(cfg->metrics_listen, m, err,
+        if (*cfg->metrics_listen && (web = http_start(cfg->metrics_listen, m, 0, err,
                                                       sizeof err)) == NULL) {
             log_error("main", "%s", err);
             metrics_free(m);
@@ -175,7 +178,8 @@ int main(int argc, char **argv) {
             return EX_CONFIG;
         }
         int master_status = 0;
-        supervisor_hooks hooks = {.m = m, .in_child = forget_http, .ctx = web};
+        supervisor_hooks hooks = {.m = m, .fd = web != NULL ? http_fd(web) : -1,
+                                  .fd_ready = serve_http, .in_child = forget_http, .ctx = web};
         int index = supervisor_run(cfg, &signals, &hooks, &master_status);
         if (index <= 0) { /* the master, after its workers stopped */
             http_stop(web);
@@ -230,7 +234,7 @@ int main(int argc, char **argv) {
         goto out;
     }
     if (cfg->processes <= 1 && *cfg->metrics_listen &&
-        (web = http_start(cfg->metrics_listen, m, err, sizeof err)) == NULL) {
+        (web = http_start(cfg->metrics_listen, m, 1, err, sizeof err)) == NULL) {
         log_error("main", "%s", err);
         status = EX_CONFIG;
         goto out;

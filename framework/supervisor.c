@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/signalfd.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <sysexits.h>
@@ -42,7 +44,7 @@ typedef struct worker {
 
 /* Forks worker K. Returns 0 in the parent (W updated), 1 in the child, -1
  * if fork failed. */
-static int spawn(worker *w, int k, const sigset_t *chld, const supervisor_hooks *hooks) {
+static int spawn(worker *w, int k, const sigset_t *chld, int sfd, const supervisor_hooks *hooks) {
     pid_t pid = fork();
     if (pid < 0) {
         log_error("supervisor", "cannot fork worker %d: %s", k, strerror(errno));
@@ -50,6 +52,7 @@ static int spawn(worker *w, int k, const sigset_t *chld, const supervisor_hooks 
     }
     if (pid == 0) {
         pthread_sigmask(SIG_UNBLOCK, chld, NULL);
+        close(sfd); /* the master's */
         if (hooks->in_child != NULL)
             hooks->in_child(hooks->ctx);
         return 1;
@@ -86,6 +89,29 @@ static void signal_all(worker *ws, long n, int sig) {
             kill(ws[i].pid, sig);
 }
 
+/* Waits up to WAIT_US for a signal on SFD, serving HOOKS's fd meanwhile.
+ * Returns the signal, or 0 if none came. */
+static int wait_signal(int sfd, const supervisor_hooks *hooks, uint64_t wait_us) {
+    uint64_t until = clock_now_us() + wait_us;
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN}, {.fd = hooks->fd, .events = POLLIN}};
+        uint64_t now = clock_now_us();
+        int ms = now >= until ? 0 : (int)((until - now + 999) / 1000);
+        int n = poll(fds, hooks->fd >= 0 ? 2 : 1, ms);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return 0;
+        if (hooks->fd >= 0 && (fds[1].revents & POLLIN) && hooks->fd_ready != NULL)
+            hooks->fd_ready(hooks->ctx);
+        struct signalfd_siginfo si;
+        if ((fds[0].revents & POLLIN) && read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+            return (int)si.ssi_signo;
+        if (clock_now_us() >= until)
+            return 0;
+    }
+}
+
 int supervisor_run(const config *cfg, const sigset_t *signals, const supervisor_hooks *hooks,
                    int *status) {
     long n = (long)cfg->processes;
@@ -100,16 +126,24 @@ int supervisor_run(const config *cfg, const sigset_t *signals, const supervisor_
     sigaddset(&chld, SIGCHLD);
     sigaddset(&set, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &chld, NULL);
+    int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+    if (sfd < 0) {
+        log_error("supervisor", "cannot make a signalfd: %s", strerror(errno));
+        free(ws);
+        *status = EXIT_FAILURE;
+        return -1;
+    }
 
     log_info("supervisor", "starting %ld worker processes", n);
     for (long i = 0; i < n; i++) {
-        int r = spawn(&ws[i], (int)i + 1, &chld, hooks);
+        int r = spawn(&ws[i], (int)i + 1, &chld, sfd, hooks);
         if (r == 1) {
             free(ws);
             return (int)i + 1;
         }
         if (r < 0 && i == 0) {
             free(ws);
+            close(sfd);
             *status = EXIT_FAILURE;
             return -1;
         }
@@ -126,7 +160,7 @@ int supervisor_run(const config *cfg, const sigset_t *signals, const supervisor_
             alive += ws[i].pid > 0;
             if (!stopping && ws[i].pid == 0 && ws[i].respawn_us != 0) {
                 if (ws[i].respawn_us <= now) {
-                    if (spawn(&ws[i], (int)i + 1, &chld, hooks) == 1) {
+                    if (spawn(&ws[i], (int)i + 1, &chld, sfd, hooks) == 1) {
                         free(ws);
                         return (int)i + 1;
                     }
@@ -147,10 +181,7 @@ int supervisor_run(const config *cfg, const sigset_t *signals, const supervisor_
             kill_at = 0;
             failed = 1;
         }
-        uint64_t wait_us = next > now ? next - now : 0;
-        struct timespec timeout = {.tv_sec = (time_t)(wait_us / 1000000u),
-                                   .tv_nsec = (long)(wait_us % 1000000u) * 1000};
-        int sig = sigtimedwait(&set, NULL, &timeout);
+        int sig = wait_signal(sfd, hooks, next > now ? next - now : 0);
 
         if (sig == SIGTERM || sig == SIGINT) {
             if (!stopping) {
@@ -214,6 +245,7 @@ int supervisor_run(const config *cfg, const sigset_t *signals, const supervisor_
         }
     }
     free(ws);
+    close(sfd);
     *status = fatal ? fatal : failed ? EXIT_FAILURE : 0;
     log_info("supervisor", "all workers stopped; exiting %d", *status);
     return 0;

@@ -14,12 +14,17 @@
 #include "metrics.h"
 
 /* What the master does for the rest of the daemon: tells M which worker
- * runs in which slot (slot K-1 for worker K; pid 0 when it died), and
- * runs IN_CHILD(CTX) in each worker right after the fork (to let go of
- * what is the master's alone, such as its HTTP socket). IN_CHILD may be
+ * runs in which slot (slot K-1 for worker K; pid 0 when it died); while
+ * it waits for signals, also waits for FD (-1: none) to be readable and
+ * then runs FD_READY(CTX) -- the metrics endpoint, served on the master's
+ * one thread, as a fork from a process with other threads could inherit
+ * their locks held; and runs IN_CHILD(CTX) in each worker right after the
+ * fork (to let go of what is the master's alone). The functions may be
  * NULL. */
 typedef struct supervisor_hooks {
     metrics *m;
+    int fd;
+    void (*fd_ready)(void *ctx);
     void (*in_child)(void *ctx);
     void *ctx;
 } supervisor_hooks;

@@ -219,7 +219,10 @@ Test(metrics, two_processes_sum_and_survive_a_respawn)
     cr_assert_eq(rw_daemon_config(&fx.env.daemon, fx.env.redis.dir, fx.env.redis.port, "two",
                                   &(rw_opts){.threads = 1, .claim_on = 1, .extra = fx.extra,
                                              .worker_extra = "processes = 2\n"}), 0);
-    cr_assert_eq(rw_daemon_start_workers(&fx.env.daemon, 2, 10000), 0, "workers did not start");
+    if (rw_daemon_start_workers(&fx.env.daemon, 2, 10000) != 0) {
+        char *log = rw_read_file(fx.env.daemon.log);
+        cr_assert_fail("the workers did not start; the daemon's log:\n%s", log ? log : "");
+    }
     cr_assert_eq(wait_metric("redwork_workers", 2, 5000), 2);
 
     send_echo("a", N);
@@ -314,7 +317,7 @@ static double prometheus_sum(int port)
     return v;
 }
 
-Test(metrics, a_prometheus_server_scrapes_it, .timeout = 90)
+Test(metrics, a_prometheus_server_scrapes_it)
 {
     enum { N = 50 };
     start("prom", (rw_opts){.threads = 2});
