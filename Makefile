@@ -42,7 +42,7 @@ B := build
 # daemon's modules, main.c apart so tests can link the rest.
 COMMON := buffer url sentinel cluster config conn tls log
 MODULES := resp loop wire handback holds queue request reply plugin publish claim \
-           source_pubsub source_stream heartbeat watch metrics http dispatch pool supervisor
+           source_pubsub source_stream heartbeat watch metrics http notify dispatch pool supervisor
 MODULE_SRCS := $(COMMON:%=common/%.c) $(MODULES:%=framework/%.c)
 MODULE_OBJS := $(MODULE_SRCS:%.c=$(B)/%.o)
 DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
@@ -61,7 +61,7 @@ HANDLER_LIBS_hash := -lcrypto
 # Test suites: unit tests link the modules; integration tests drive the
 # real daemon against a real redis-server; fixture plugins feed the loader.
 UNIT_TESTS := queue config url sentinel cluster request reply plugin resp handback holds loop
-INTEGRATION_TESTS := daemon client cli scale stream sentinel cluster metrics
+INTEGRATION_TESTS := daemon client cli scale stream sentinel cluster metrics notify
 TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails bad_name no_name echo_v2
 HARNESS_OBJS := $(B)/tests/integration/harness.o
 

@@ -471,6 +471,7 @@ static void on_beat(void *ctx) {
     dispatcher *d = ctx;
     heartbeat_beat(d->hb, queue_depth(d->q));
     report_state(d);
+    metrics_beat(d->m, d->slot); /* the loop goes round: the watchdog may be fed */
     publisher_expire(d->pub);
     loop_timer_start(d->lp, &d->beat_timer, BEAT_EVERY_US);
 }
@@ -729,6 +730,7 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, me
     wire_count_reconnects(d->cmd, st);
     heartbeat_beat(d->hb, 0);
     report_state(d);
+    metrics_beat(m, slot);
     loop_timer_start(d->lp, &d->beat_timer, BEAT_EVERY_US);
     return d;
 err:

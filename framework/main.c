@@ -18,11 +18,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "dispatch.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "plugin.h"
 #include "pool.h"
 #include "queue.h"
@@ -81,17 +83,90 @@ static void reload_handlers(const config *cfg, plugin_set *plugins, dispatcher *
 
 /* Waits for SIGTERM or SIGINT, reloading handlers on SIGHUP; every second
  * it finalises the handlers that reloads retired. */
-static int wait_for_stop(const sigset_t *signals, const config *cfg,
-                         plugin_set *plugins, dispatcher *d) {
-    const struct timespec second = {.tv_sec = 1};
+/* A worker's loop beats every second: older than this, it is stuck. */
+#define PROGRESS_MAX_AGE_MS 3000
+
+/* How often systemd hears from us: every second, and twice per watchdog
+ * period if it wants one. */
+static uint64_t systemd_tick_us(const notifier *nt) {
+    uint64_t watchdog = notify_watchdog_usec(nt);
+    return watchdog > 0 && watchdog / 2 < 1000000u ? watchdog / 2 : 1000000u;
+}
+
+/* STATUS= a summary, and WATCHDOG=1 while every worker's loop goes round. */
+static void report_to_systemd(notifier *nt, const metrics *m) {
+    char summary[200], line[320];
+    metrics_summary(m, summary, sizeof summary);
+    int fed = notify_watchdog_usec(nt) > 0 && metrics_progressing(m, PROGRESS_MAX_AGE_MS);
+    snprintf(line, sizeof line, "STATUS=%s%s", summary, fed ? "\nWATCHDOG=1" : "");
+    notify_send(nt, line);
+}
+
+/* Tells systemd a SIGHUP reload begins (RELOADING=1, with the monotonic
+ * time newer systemd wants) and, after RELOAD(CTX), that it ended. */
+static void reload_told(notifier *nt, void (*reload)(void *ctx), void *ctx) {
+    char line[64];
+    snprintf(line, sizeof line, "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)clock_now_us());
+    notify_send(nt, line);
+    if (reload != NULL)
+        reload(ctx);
+    notify_send(nt, "READY=1");
+}
+
+typedef struct worker_reload {
+    const config *cfg;
+    plugin_set *plugins;
+    dispatcher *d;
+} worker_reload;
+
+static void reload_worker(void *ctx) {
+    worker_reload *r = ctx;
+    reload_handlers(r->cfg, r->plugins, r->d);
+}
+
+static int wait_for_stop(const sigset_t *signals, const config *cfg, plugin_set *plugins,
+                         dispatcher *d, notifier *nt, const metrics *m) {
+    uint64_t tick = systemd_tick_us(nt);
+    const struct timespec wait = {.tv_sec = (time_t)(tick / 1000000u),
+                                  .tv_nsec = (long)(tick % 1000000u) * 1000};
+    worker_reload r = {cfg, plugins, d};
     for (;;) {
-        int sig = sigtimedwait(signals, NULL, &second);
+        int sig = sigtimedwait(signals, NULL, &wait);
         if (sig == SIGTERM || sig == SIGINT)
             return sig;
         if (sig == SIGHUP)
-            reload_handlers(cfg, plugins, d);
+            reload_told(nt, reload_worker, &r);
         plugin_collect(plugins);
+        report_to_systemd(nt, m);
     }
+}
+
+/* The master's dealings with systemd and its metrics endpoint. */
+typedef struct master {
+    http *web;
+    notifier *nt;
+    metrics *m;
+    int ready; /* READY=1 sent: every worker served once */
+} master;
+
+static void master_tick(void *ctx) {
+    master *ms = ctx;
+    char why[256];
+    if (!ms->ready && metrics_health(ms->m, why, sizeof why)) {
+        ms->ready = 1;
+        notify_send(ms->nt, "READY=1");
+    }
+    if (ms->ready)
+        report_to_systemd(ms->nt, ms->m);
+}
+
+static void master_signaled(void *ctx, int sig) {
+    master *ms = ctx;
+    if (sig == SIGHUP)
+        reload_told(ms->nt, NULL, NULL); /* the workers reload on their own */
+    else
+        notify_send(ms->nt, "STOPPING=1");
 }
 
 /* The sentinels stopped answering, or answer again (sentinel.h). */
@@ -101,10 +176,14 @@ static void log_sentinel(void *ctx, const char *message) {
 }
 
 /* The master's metrics endpoint, served on its one thread. */
-static void serve_http(void *web) { http_serve(web); }
+static void serve_http(void *ctx) { http_serve(((master *)ctx)->web); }
 
-/* In a worker just forked: the master's HTTP sockets are not ours. */
-static void forget_http(void *web) { http_forget(web); }
+/* In a worker just forked: the master's sockets are not ours. */
+static void forget_master(void *ctx) {
+    master *ms = ctx;
+    http_forget(ms->web);
+    notify_close(ms->nt);
+}
 
 int main(int argc, char **argv) {
     static const struct option options[] = {
@@ -166,6 +245,7 @@ int main(int argc, char **argv) {
         return EXIT_FAILURE;
     }
     http *web = NULL;
+    notifier *nt = notify_open(); /* after this, no child inherits $NOTIFY_SOCKET */
     size_t slot = 0;
     if (cfg->processes > 1) {
         /* The master serves the sum of its workers: the endpoint lives
@@ -178,16 +258,21 @@ int main(int argc, char **argv) {
             return EX_CONFIG;
         }
         int master_status = 0;
+        master ms = {.web = web, .nt = nt, .m = m};
         supervisor_hooks hooks = {.m = m, .fd = web != NULL ? http_fd(web) : -1,
-                                  .fd_ready = serve_http, .in_child = forget_http, .ctx = web};
+                                  .fd_ready = serve_http, .tick_us = systemd_tick_us(nt),
+                                  .tick = master_tick, .signaled = master_signaled,
+                                  .in_child = forget_master, .ctx = &ms};
         int index = supervisor_run(cfg, &signals, &hooks, &master_status);
         if (index <= 0) { /* the master, after its workers stopped */
             http_stop(web);
+            notify_close(nt);
             metrics_free(m);
             redwork_config_free(cfg);
             return master_status;
         }
         web = NULL; /* the master's */
+        nt = NULL;
         slot = (size_t)index - 1;
         if (redwork_config_worker_id(cfg, index) != 0) {
             log_error("main", "out of memory");
@@ -243,8 +328,11 @@ int main(int argc, char **argv) {
              "handlers %s%s%s", REDWORK_VERSION, cfg->id, cfg->threads,
              cfg->channels, names, web != NULL ? ", metrics on " : "",
              web != NULL ? cfg->metrics_listen : "");
+    notify_send(nt, "READY=1");
+    report_to_systemd(nt, m);
 
-    int sig = wait_for_stop(&signals, cfg, plugins, d);
+    int sig = wait_for_stop(&signals, cfg, plugins, d, nt, m);
+    notify_send(nt, "STOPPING=1");
     log_info("main", "%s: draining", strsignal(sig));
     dispatch_stop(d);
     int timed_out = dispatch_join(d);
@@ -260,6 +348,7 @@ out:
         pool_wait(p, -1);
     }
     http_stop(web);
+    notify_close(nt);
     pool_free(p);
     dispatch_free(d);
     queue_free(q);

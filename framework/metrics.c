@@ -51,6 +51,7 @@ typedef struct worker_slot {
     histogram wait;
     atomic_ullong queue_depth, queue_capacity, threads_busy;
     atomic_int pid, connected, serving;
+    atomic_ullong beat_ms; /* clock_now_us() / 1000 of the loop's last round */
 } worker_slot;
 
 struct metrics {
@@ -187,6 +188,19 @@ int metrics_health(const metrics *m, char *why, size_t whylen) {
     return 1;
 }
 
+void metrics_beat(metrics *m, size_t slot_index) {
+    atomic_store(&m->slot[slot_index].beat_ms, clock_now_us() / 1000u);
+}
+
+int metrics_progressing(const metrics *m, uint64_t max_age_ms) {
+    uint64_t now_ms = clock_now_us() / 1000u;
+    for (size_t i = 0; i < m->slots; i++)
+        if (atomic_load(&m->slot[i].pid) != 0 &&
+            now_ms - atomic_load(&m->slot[i].beat_ms) > max_age_ms)
+            return 0;
+    return 1;
+}
+
 /* ---- the exposition ------------------------------------------------------ */
 
 /* Writes V as Prometheus reads a label value: \, " and newline escaped. */
@@ -308,6 +322,15 @@ static int process_figures(pid_t pid, unsigned long long *rss, unsigned long lon
     *rss = (unsigned long long)(rss_pages > 0 ? rss_pages : 0) * (unsigned long long)page;
     *cpu_us = (utime + stime) * 1000000ull / (unsigned long long)(tick > 0 ? tick : 100);
     return 0;
+}
+
+void metrics_summary(const metrics *m, char *out, size_t len) {
+    unsigned long long live = 0;
+    for (size_t i = 0; i < m->slots; i++)
+        live += atomic_load(&m->slot[i].pid) != 0;
+    snprintf(out, len, "%llu worker%s, %llu requests, %llu errors, queue %llu/%llu", live,
+             live == 1 ? "" : "s", SUM(st.requests), SUM(st.errors), SUM(queue_depth),
+             SUM(queue_capacity));
 }
 
 int metrics_render(const metrics *m, buffer *out) {

@@ -62,6 +62,16 @@ void metrics_health_set(metrics *m, size_t slot, int connected, int serving);
  * with WHY naming the first that is not. */
 int metrics_health(const metrics *m, char *why, size_t whylen);
 
+/* SLOT's event loop has just done its periodic round: it makes progress. */
+void metrics_beat(metrics *m, size_t slot);
+
+/* 1 if every live worker's loop made its round within MAX_AGE_MS. */
+int metrics_progressing(const metrics *m, uint64_t max_age_ms);
+
+/* A one-line summary for people ("2 workers, 1520 requests, 3 errors,
+ * queue 0/2048") into OUT. */
+void metrics_summary(const metrics *m, char *out, size_t len);
+
 /* Appends the exposition of every slot's sum to OUT (the Prometheus text
  * format, version 0.0.4), with the process figures of the live workers and
  * of the calling process. Returns 0, or -1 out of memory. */

@@ -156,6 +156,11 @@ int supervisor_run(const config *cfg, const sigset_t *signals, const supervisor_
     for (;;) {
         long alive = 0;
         uint64_t now = clock_now_us(), next = now + 1000000u;
+        if (hooks->tick != NULL) {
+            hooks->tick(hooks->ctx);
+            if (hooks->tick_us > 0 && now + hooks->tick_us < next)
+                next = now + hooks->tick_us;
+        }
         for (long i = 0; i < n; i++) {
             alive += ws[i].pid > 0;
             if (!stopping && ws[i].pid == 0 && ws[i].respawn_us != 0) {
@@ -182,6 +187,8 @@ int supervisor_run(const config *cfg, const sigset_t *signals, const supervisor_
             failed = 1;
         }
         int sig = wait_signal(sfd, hooks, next > now ? next - now : 0);
+        if ((sig == SIGTERM || sig == SIGINT || sig == SIGHUP) && hooks->signaled != NULL)
+            hooks->signaled(hooks->ctx, sig);
 
         if (sig == SIGTERM || sig == SIGINT) {
             if (!stopping) {

@@ -9,22 +9,27 @@
 #define REDWORK_SUPERVISOR_H
 
 #include <signal.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "metrics.h"
 
-/* What the master does for the rest of the daemon: tells M which worker
- * runs in which slot (slot K-1 for worker K; pid 0 when it died); while
- * it waits for signals, also waits for FD (-1: none) to be readable and
- * then runs FD_READY(CTX) -- the metrics endpoint, served on the master's
- * one thread, as a fork from a process with other threads could inherit
- * their locks held; and runs IN_CHILD(CTX) in each worker right after the
- * fork (to let go of what is the master's alone). The functions may be
- * NULL. */
+/* What the master does for the rest of the daemon, all on its one thread
+ * (a fork from a process with other threads could hand the child their
+ * locks held): tells M which worker runs in which slot (slot K-1 for
+ * worker K; pid 0 when it died); while it waits, also waits for FD (-1:
+ * none) to be readable and then runs FD_READY(CTX) (the metrics endpoint),
+ * and runs TICK(CTX) at least every TICK_US (systemd's status and
+ * watchdog); runs SIGNALED(CTX, SIG) as it takes SIGTERM, SIGINT or
+ * SIGHUP; and IN_CHILD(CTX) in each worker right after the fork (to let go
+ * of what is the master's alone). The functions may be NULL. */
 typedef struct supervisor_hooks {
     metrics *m;
     int fd;
     void (*fd_ready)(void *ctx);
+    uint64_t tick_us;
+    void (*tick)(void *ctx);
+    void (*signaled)(void *ctx, int sig);
     void (*in_child)(void *ctx);
     void *ctx;
 } supervisor_hooks;
