@@ -95,6 +95,7 @@ static const key_spec config_keys[] = {
 
     ENUM("log", "level", log_level, log_levels, "info"),
     ENUM("log", "format", log_format, log_formats, "text"),
+    BOOL("log", "requests", log_requests, "off"),
 };
 
 #define KEY_COUNT (sizeof config_keys / sizeof config_keys[0])

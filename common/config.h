@@ -97,6 +97,7 @@ typedef struct config {
     /* [log] */
     long long log_level;  /* enum log_level */
     long long log_format; /* enum log_format */
+    long long log_requests; /* a line per request answered */
 
     config_route *routes;
     size_t route_count;

@@ -99,6 +99,10 @@ int metrics_outcome(const char *code) {
     return (int)OUTCOMES - 1;
 }
 
+const char *metrics_outcome_name(int outcome) {
+    return outcome >= 0 && (size_t)outcome < OUTCOMES ? outcomes[outcome] : "internal";
+}
+
 /* The row of handler NAME, added if new; NO_HANDLER for none, and when
  * the table is full. */
 static size_t handler_row(metrics *m, const char *name) {

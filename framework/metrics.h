@@ -42,6 +42,9 @@ stats *metrics_stats(metrics *m, size_t slot);
  * metrics_request(); an unknown code counts as "internal". */
 int metrics_outcome(const char *code);
 
+/* The name of OUTCOME ("ok", or the error code). */
+const char *metrics_outcome_name(int outcome);
+
 /* Records one answered request in SLOT: HANDLER (NULL or "": none was
  * found), OUTCOME (metrics_outcome()), how long its handler ran and how
  * long it waited from receipt to its start (negative: it never ran). */

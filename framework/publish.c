@@ -110,8 +110,12 @@ void publisher_send(publisher *p, request *req) {
         stats_add(p->st->requests);
         if (req->is_error)
             stats_add(p->st->errors);
-        metrics_request(p->m, p->slot, req->handler != NULL ? plugin_name(req->handler) : NULL,
-                        req->outcome, req->duration_us, req->wait_us);
+        const char *handler = req->handler != NULL ? plugin_name(req->handler) : NULL;
+        metrics_request(p->m, p->slot, handler, req->outcome, req->duration_us, req->wait_us);
+        if (p->cfg->log_requests)
+            log_info("request", "req_id=%s handler=%s outcome=%s wait_us=%lld duration_us=%lld",
+                     req->id, handler != NULL ? handler : "-",
+                     metrics_outcome_name(req->outcome), req->wait_us, req->duration_us);
     }
     if (req->lost) {
         lose(p, req, "out of memory");

@@ -12,6 +12,8 @@
  *   both workers, and a worker killed and respawned takes no count back;
  * - /healthz goes 503 within 2 s of Redis stopping and 200 within 2 s of
  *   its return;
+ * - [log] requests = on writes one line per request answered, valid JSON
+ *   with format = json, naming req_id, handler and outcome;
  * - a real Prometheus server on loopback, scraping the daemon every
  *   second: sum(redwork_requests_total), asked over its HTTP API, equals
  *   the requests sent;
@@ -34,7 +36,7 @@
 static struct {
     rw_env env;
     int port; /* the metrics endpoint's */
-    char extra[128];
+    char extra[256];
 } fx;
 
 static void teardown(void)
@@ -49,10 +51,13 @@ static void sleep_ms(long ms)
     nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL);
 }
 
+/* Starts Redis and a daemon as O says, with [metrics] listen on a free
+ * port and O.extra (more sections) after it. */
 static void start(const char *tag, rw_opts o)
 {
     fx.port = rw_free_port();
-    snprintf(fx.extra, sizeof fx.extra, "[metrics]\nlisten = 127.0.0.1:%d\n", fx.port);
+    snprintf(fx.extra, sizeof fx.extra, "[metrics]\nlisten = 127.0.0.1:%d\n%s", fx.port,
+             o.extra != NULL ? o.extra : "");
     o.extra = fx.extra;
     cr_assert_eq(rw_env_start(&fx.env, tag, &o), 0, "redis-server or redworkd did not start");
 }
@@ -359,4 +364,31 @@ Test(metrics, a_prometheus_server_scrapes_it)
         free(said);
     }
     cr_assert_eq(v, N, "Prometheus says sum(redwork_requests_total) = %g, sent %d", v, N);
+}
+
+Test(metrics, request_log_lines)
+{
+    start("rlog", (rw_opts){.threads = 1, .extra = "[log]\nrequests = on\nformat = json\n"});
+    for (int i = 0; i < 3; i++)
+        cr_assert_str_eq(call_one("echo", i), "");
+    cr_assert_str_eq(call_one("nope", 0), "unknown_handler");
+    cr_assert_geq(rw_wait_file_count(fx.env.daemon.log, "req_id=", 4, 2000), 4,
+                  "not four request lines");
+    char *log = rw_read_file(fx.env.daemon.log);
+    int lines = 0, unknown = 0;
+    for (char *line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        if (strstr(line, "req_id=") == NULL)
+            continue;
+        cJSON *j = cJSON_Parse(line);
+        cr_assert_not_null(j, "not JSON: %s", line);
+        const char *msg = rw_str(j, "msg");
+        lines++;
+        unknown += strstr(msg, "req_id=nope-0 handler=- outcome=unknown_handler wait_us=-1") != NULL;
+        cr_assert(strstr(msg, "handler=echo outcome=ok") != NULL || strstr(msg, "nope-0"), "%s",
+                  msg);
+        cJSON_Delete(j);
+    }
+    free(log);
+    cr_assert_eq(lines, 4);
+    cr_assert_eq(unknown, 1, "the unknown handler's line");
 }
