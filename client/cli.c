@@ -49,7 +49,7 @@ static void usage(FILE *out) {
         "Commands:\n"
         "  call HANDLER [JSON|-]   send one request, print the reply JSON\n"
         "  bench [--handler H] [--payload BYTES] [--requests N | --duration S]\n"
-        "        [--concurrency C] [--json]\n"
+        "        [--concurrency C] [--json] [--hgrm FILE]\n"
         "                          load the daemons and report throughput and\n"
         "                          latency percentiles\n"
         "  stats [--json]          list the live workers from their heartbeats\n"
@@ -202,9 +202,10 @@ static int cmd_bench(globals *g, int argc, char **argv) {
         {"duration", required_argument, NULL, 'd'},
         {"concurrency", required_argument, NULL, 'C'},
         {"json", no_argument, NULL, 'j'},
+        {"hgrm", required_argument, NULL, 'g'},
         {NULL, 0, NULL, 0},
     };
-    const char *handler = "echo";
+    const char *handler = "echo", *hgrm = NULL;
     long payload = 16, requests = 0, concurrency = 16;
     double duration = 0;
     int json = 0, opt;
@@ -219,6 +220,7 @@ static int cmd_bench(globals *g, int argc, char **argv) {
         case 'd': duration = strtod(optarg, &end); bad = *end != '\0' || duration <= 0; break;
         case 'C': bad = parse_long(optarg, 1, 1000000L, &concurrency); break;
         case 'j': json = 1; break;
+        case 'g': hgrm = optarg; break;
         default: usage(stderr); return EXIT_USAGE;
         }
         if (bad) {
@@ -317,6 +319,15 @@ static int cmd_bench(globals *g, int argc, char **argv) {
                b->unavailable, rps, secs, us[0], us[1], us[2], us[3], us[4], us[5]);
     int code = b->ok == sent ? 0 : b->ok == 0 && b->unavailable > 0 ? EXIT_UNAVAILABLE
                                                                  : EXIT_ERROR_REPLY;
+    if (hgrm != NULL) { /* milliseconds, as HdrHistogram's plotters show */
+        FILE *f = fopen(hgrm, "w");
+        if (f == NULL || histogram_write_hgrm(h, f, 1000.0) != 0) {
+            fprintf(stderr, "redwork bench: cannot write %s: %s\n", hgrm, strerror(errno));
+            code = code ? code : EXIT_ERROR_REPLY;
+        }
+        if (f != NULL)
+            fclose(f);
+    }
     pthread_cond_destroy(&b->finished);
     pthread_mutex_destroy(&b->lock);
     free(b);

@@ -6,6 +6,7 @@
 #define REDWORK_HISTOGRAM_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #define HISTOGRAM_SUB 32
 #define HISTOGRAM_BUCKETS (HISTOGRAM_SUB + 36 * HISTOGRAM_SUB)
@@ -25,5 +26,12 @@ void histogram_record(histogram *h, uint64_t value);
 /* The value at percentile P (0..100): the highest value of the bucket
  * holding it, never above the maximum recorded. 0 when H is empty. */
 uint64_t histogram_percentile(const histogram *h, double p);
+
+/* Writes H to OUT in HdrHistogram's percentile distribution text format
+ * (what its plotters read): value (the recorded unit divided by
+ * UNIT_RATIO), percentile, total count at or below, 1/(1-percentile), at
+ * five ticks per halving of the distance to 100%, then the mean, standard
+ * deviation, maximum and count. Returns 0, or -1 if writing failed. */
+int histogram_write_hgrm(const histogram *h, FILE *out, double unit_ratio);
 
 #endif

@@ -376,6 +376,48 @@ Test(cli, bench_requests_json)
     cJSON_Delete(j);
 }
 
+/* --hgrm writes HdrHistogram's percentile text: a header, levels rising
+ * to 1 with values that never fall, the last line holding every request,
+ * and the summary lines. */
+Test(cli, bench_hgrm)
+{
+    start("lhgrm");
+    char path[RW_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/latency.hgrm", run.dir);
+    int st = redwork(NULL, "--port", port_arg(env.redis.port), "bench", "--requests", "300",
+                     "--concurrency", "8", "--hgrm", path, NULL);
+    expect_exit(st, 0);
+    char *text = rw_read_file(path);
+    cr_assert_not_null(text, "no %s", path);
+    static const char header[] = "       Value     Percentile TotalCount 1/(1-Percentile)\n\n";
+    cr_assert(strncmp(text, header, sizeof header - 1) == 0, "header: %.80s", text);
+    double last_value = 0, last_level = -1;
+    long long last_count = 0;
+    int lines = 0;
+    for (char *line = strtok(text + sizeof header - 1, "\n"); line != NULL;
+         line = strtok(NULL, "\n")) {
+        if (line[0] == '#')
+            break;
+        double value, level;
+        long long count;
+        cr_assert_geq(sscanf(line, "%lf %lf %lld", &value, &level, &count), 3, "line: %s", line);
+        cr_assert_geq(value, last_value, "values fall at: %s", line);
+        cr_assert_geq(level, last_level, "levels fall at: %s", line);
+        cr_assert_geq(count, last_count);
+        last_value = value;
+        last_level = level;
+        last_count = count;
+        lines++;
+    }
+    cr_assert_gt(lines, 10);
+    cr_assert_eq(last_level, 1.0);
+    cr_assert_eq(last_count, 300, "the last line holds every request");
+    free(text);
+    text = rw_read_file(path);
+    cr_assert(strstr(text, "Total count    =          300]") != NULL, "%s", text);
+    free(text);
+}
+
 Test(cli, bench_duration_json)
 {
     start("ldur");
