@@ -52,7 +52,7 @@ DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
 LIB_SRCS := client/client.c common/buffer.c common/url.c common/sentinel.c common/cluster.c common/conn.c \
             common/tls.c common/config.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/pic/%.o)
-CLI_OBJS := $(B)/client/cli.o $(B)/client/histogram.o
+CLI_OBJS := $(B)/client/cli.o $(B)/client/histogram.o $(B)/client/workers.o $(B)/client/top.o
 
 HANDLERS := echo greet sleep fail hash
 HANDLER_SOS := $(HANDLERS:%=handlers/%.so)

@@ -17,10 +17,11 @@
 
 #include "clock.h"
 #include "conn.h"
-#include "cluster.h"
 #include "histogram.h"
 #include "options.h"
 #include "redwork/client.h"
+#include "top.h"
+#include "workers.h"
 
 #define EXIT_ERROR_REPLY 1
 #define EXIT_UNAVAILABLE 2
@@ -53,6 +54,8 @@ static void usage(FILE *out) {
         "                          load the daemons and report throughput and\n"
         "                          latency percentiles\n"
         "  stats [--json]          list the live workers from their heartbeats\n"
+        "  top                     the live workers, refreshed each second (s: sort,\n"
+        "                          q: quit); not on a terminal: one snapshot\n"
         "\n"
         "Exit codes: 0 ok, 1 error reply (bench: any error), 2 timeout,\n"
         "no workers or connection error, 64 usage.\n");
@@ -344,55 +347,10 @@ static const char *const stat_fields[] = {
 };
 #define STAT_FIELDS (sizeof stat_fields / sizeof stat_fields[0])
 
-/* The value of FIELD in an HGETALL reply, or "". */
-static const char *hash_get(const redisReply *r, const char *field) {
-    for (size_t i = 0; r != NULL && i + 1 < r->elements; i += 2)
-        if (strcmp(r->element[i]->str, field) == 0)
-            return r->element[i + 1]->str;
-    return "";
-}
-
-/* Lists the workers whose heartbeat keys C holds: a row each on stdout,
- * or an object each in WORKERS (JSON). Returns 0, or EXIT_UNAVAILABLE
- * with the reason on stderr. */
-static int stats_of(redisContext *c, int json, cJSON *workers) {
-    char err[512], cursor[32] = "0";
-    int rounds = 0;
-    do {
-        redisReply *scan = redisCommand(c, "SCAN %s MATCH redwork:worker:* COUNT 1000", cursor);
-        if (scan == NULL || scan->type != REDIS_REPLY_ARRAY || scan->elements != 2) {
-            fprintf(stderr, "redwork stats: SCAN failed: %s\n",
-                    redwork_conn_error(c, scan, err, sizeof err));
-            freeReplyObject(scan);
-            return EXIT_UNAVAILABLE;
-        }
-        snprintf(cursor, sizeof cursor, "%s", scan->element[0]->str);
-        redisReply *keys = scan->element[1];
-        for (size_t i = 0; i < keys->elements; i++) {
-            redisReply *h = redisCommand(c, "HGETALL %s", keys->element[i]->str);
-            if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements == 0) {
-                freeReplyObject(h); /* expired between SCAN and HGETALL */
-                continue;
-            }
-            long long started = atoll(hash_get(h, "started"));
-            long long uptime = started > 0 ? ((long long)clock_wall_ms() - started) / 1000 : 0;
-            if (json) {
-                cJSON *w = cJSON_CreateObject();
-                for (size_t f = 0; f < STAT_FIELDS; f++)
-                    cJSON_AddStringToObject(w, stat_fields[f], hash_get(h, stat_fields[f]));
-                cJSON_AddNumberToObject(w, "uptime_s", (double)uptime);
-                cJSON_AddItemToArray(workers, w);
-            } else {
-                printf("%-24s %-16s %8s %-24s %10lld %10s %8s %6s\n",
-                       hash_get(h, "id"), hash_get(h, "host"), hash_get(h, "pid"),
-                       hash_get(h, "handlers"), uptime, hash_get(h, "requests"),
-                       hash_get(h, "errors"), hash_get(h, "queue_depth"));
-            }
-            freeReplyObject(h);
-        }
-        freeReplyObject(scan);
-    } while (strcmp(cursor, "0") != 0 && ++rounds < 100000);
-    return 0;
+/* Seconds since the worker W started. */
+static long long uptime_s(const cJSON *w) {
+    long long started = atoll(workers_field(w, "started"));
+    return started > 0 ? ((long long)clock_wall_ms() - started) / 1000 : 0;
 }
 
 static int cmd_stats(globals *g, int argc, char **argv) {
@@ -402,47 +360,38 @@ static int cmd_stats(globals *g, int argc, char **argv) {
         return EXIT_USAGE;
     }
     char err[1024];
-    redwork_sentinel *sentinel = NULL;
-    if (redwork_client_sentinel(&g->opt, &sentinel, err, sizeof err) != 0) {
-        fprintf(stderr, "redwork stats: %s\n", err);
-        return EXIT_USAGE;
-    }
-    conn_params p = redwork_client_conn_params(&g->opt, sentinel);
-    /* In a cluster the keys are spread over the masters: each is scanned. */
-    redwork_cluster_map map;
-    redwork_cluster_map_init(&map);
-    redisContext *c = g->opt.cluster ? redwork_cluster_discover(&p, NULL, &map, err, sizeof err)
-                                     : redwork_conn_connect(&p, err, sizeof err);
-    if (c == NULL) {
-        redwork_sentinel_free(sentinel);
+    cJSON *list = workers_read(&g->opt, err, sizeof err);
+    if (list == NULL) {
         fprintf(stderr, "redwork stats: %s\n", err);
         return EXIT_UNAVAILABLE;
     }
-    cJSON *workers = cJSON_CreateArray();
+    cJSON *shown = cJSON_CreateArray();
     if (!json)
         printf("%-24s %-16s %8s %-24s %10s %10s %8s %6s\n", "ID", "HOST", "PID",
                "HANDLERS", "UPTIME_S", "REQUESTS", "ERRORS", "QUEUE");
-    int code = g->opt.cluster ? 0 : stats_of(c, json, workers);
-    redisFree(c);
-    for (size_t i = 0; i < map.count && code == 0; i++) {
-        redisContext *node = redwork_cluster_connect_node(&p, &map, i, err, sizeof err);
-        if (node == NULL) {
-            fprintf(stderr, "redwork stats: %s\n", err);
-            code = EXIT_UNAVAILABLE;
-            break;
+    const cJSON *w;
+    cJSON_ArrayForEach(w, list) {
+        if (json) {
+            cJSON *o = cJSON_CreateObject();
+            for (size_t f = 0; f < STAT_FIELDS; f++)
+                cJSON_AddStringToObject(o, stat_fields[f], workers_field(w, stat_fields[f]));
+            cJSON_AddNumberToObject(o, "uptime_s", (double)uptime_s(w));
+            cJSON_AddItemToArray(shown, o);
+        } else {
+            printf("%-24s %-16s %8s %-24s %10lld %10s %8s %6s\n", workers_field(w, "id"),
+                   workers_field(w, "host"), workers_field(w, "pid"),
+                   workers_field(w, "handlers"), uptime_s(w), workers_field(w, "requests"),
+                   workers_field(w, "errors"), workers_field(w, "queue_depth"));
         }
-        code = stats_of(node, json, workers);
-        redisFree(node);
     }
-    redwork_cluster_map_clear(&map);
-    redwork_sentinel_free(sentinel);
-    if (json && code == 0) {
-        char *text = cJSON_PrintUnformatted(workers);
+    if (json) {
+        char *text = cJSON_PrintUnformatted(shown);
         printf("%s\n", text);
         free(text);
     }
-    cJSON_Delete(workers);
-    return code;
+    cJSON_Delete(shown);
+    cJSON_Delete(list);
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -545,6 +494,13 @@ int main(int argc, char **argv) {
         return cmd_bench(&g, argc, argv);
     if (strcmp(cmd, "stats") == 0)
         return cmd_stats(&g, argc, argv);
+    if (strcmp(cmd, "top") == 0) {
+        if (argc != 1) {
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+        return top_run(&g.opt);
+    }
     fprintf(stderr, "redwork: unknown command '%s'\n", cmd);
     usage(stderr);
     return EXIT_USAGE;

@@ -431,13 +431,18 @@ static void take_back(void *ctx) {
 
 /* ---- the command wire -------------------------------------------------- */
 
-/* Our slot's gauges and health, for /metrics and /healthz. */
-static void report_state(dispatcher *d) {
+/* Threads running a handler now: handed to the pool and not waiting in
+ * the queue. */
+static size_t threads_running(dispatcher *d) {
     size_t depth = queue_depth(d->q);
     size_t running = d->at_pool > depth ? d->at_pool - depth : 0;
-    if (running > (size_t)d->cfg->threads)
-        running = (size_t)d->cfg->threads;
-    metrics_gauges(d->m, d->slot, depth, (size_t)d->cfg->queue_size, running);
+    return running < (size_t)d->cfg->threads ? running : (size_t)d->cfg->threads;
+}
+
+/* Our slot's gauges and health, for /metrics and /healthz. */
+static void report_state(dispatcher *d) {
+    metrics_gauges(d->m, d->slot, queue_depth(d->q), (size_t)d->cfg->queue_size,
+                   threads_running(d));
     metrics_health_set(d->m, d->slot, wire_is_up(d->cmd), d->ready && d->state == RUNNING);
 }
 
@@ -455,7 +460,7 @@ static void on_cmd_up(void *ctx) {
     if (d->src != NULL)
         d->source->cmd_up(d->src);
     if (d->ready) /* not before the first subscription: it means ready */
-        heartbeat_beat(d->hb, queue_depth(d->q));
+        heartbeat_beat(d->hb, queue_depth(d->q), threads_running(d));
 }
 
 /* The sentinels moved the master: every connection goes to the new one. */
@@ -469,7 +474,7 @@ static void on_master_switch(void *ctx, const char *new_address) {
 
 static void on_beat(void *ctx) {
     dispatcher *d = ctx;
-    heartbeat_beat(d->hb, queue_depth(d->q));
+    heartbeat_beat(d->hb, queue_depth(d->q), threads_running(d));
     report_state(d);
     metrics_beat(d->m, d->slot); /* the loop goes round: the watchdog may be fed */
     publisher_expire(d->pub);
@@ -483,7 +488,7 @@ static void on_names(void *ctx) {
     d->names = NULL;
     pthread_mutex_unlock(&d->names_lock);
     if (names != NULL && heartbeat_set_handlers(d->hb, names) == 0)
-        heartbeat_beat(d->hb, queue_depth(d->q));
+        heartbeat_beat(d->hb, queue_depth(d->q), threads_running(d));
     free(names);
 }
 
@@ -728,7 +733,7 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, me
         goto err;
     d->ready = 1;
     wire_count_reconnects(d->cmd, st);
-    heartbeat_beat(d->hb, 0);
+    heartbeat_beat(d->hb, 0, 0);
     report_state(d);
     metrics_beat(m, slot);
     loop_timer_start(d->lp, &d->beat_timer, BEAT_EVERY_US);

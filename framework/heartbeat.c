@@ -67,17 +67,17 @@ static void on_answer(void *ctx, const resp_value *v) {
     hb->failing = failed;
 }
 
-void heartbeat_beat(heartbeat *hb, size_t queue_depth) {
+void heartbeat_beat(heartbeat *hb, size_t queue_depth, size_t busy) {
     if (!wire_is_up(hb->w))
         return;
-    char counters[8][24];
-    unsigned long long values[8] = {
+    char counters[9][24];
+    unsigned long long values[9] = {
         stats_get(hb->st->received), stats_get(hb->st->duplicates),
         stats_get(hb->st->rejected), stats_get(hb->st->requests),
         stats_get(hb->st->errors), stats_get(hb->st->lost),
-        stats_get(hb->st->claims_lost), queue_depth,
+        stats_get(hb->st->claims_lost), queue_depth, busy,
     };
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 9; i++)
         snprintf(counters[i], sizeof counters[i], "%llu", values[i]);
     char threads[24], ttl[24];
     snprintf(threads, sizeof threads, "%lld", hb->cfg->threads);
@@ -90,7 +90,7 @@ void heartbeat_beat(heartbeat *hb, size_t queue_depth) {
         "received", counters[0], "duplicates", counters[1],
         "rejected", counters[2], "requests", counters[3],
         "errors", counters[4], "lost", counters[5], "claims_lost", counters[6],
-        "queue_depth", counters[7],
+        "queue_depth", counters[7], "busy", counters[8],
     };
     buffer *out = wire_out(hb->w);
     resp_command(out, (int)(sizeof hset / sizeof hset[0]), hset, NULL);

@@ -23,9 +23,10 @@ heartbeat *heartbeat_create(const config *cfg, wire *w, const char *handlers,
  * -1 out of memory (the old names stay). */
 int heartbeat_set_handlers(heartbeat *hb, const char *handlers);
 
-/* Writes the key with QUEUE_DEPTH, if the wire is up. A failure is logged
+/* Writes the key with QUEUE_DEPTH and BUSY (threads running a handler), if
+ * the wire is up. A failure is logged
  * once per change between working and failing. */
-void heartbeat_beat(heartbeat *hb, size_t queue_depth);
+void heartbeat_beat(heartbeat *hb, size_t queue_depth, size_t busy);
 
 /* Deletes the key (written, not waited for). */
 void heartbeat_delete(heartbeat *hb);

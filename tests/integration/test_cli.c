@@ -12,7 +12,9 @@
  *      REDWORK_ROOT=$PWD build/tests/integration/test_cli --jobs 2 */
 #include <criterion/criterion.h>
 
+#include <fcntl.h>
 #include <stdarg.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -498,4 +500,117 @@ Test(cli, stats_without_daemon_is_empty)
     expect_exit(st, 0);
     cr_assert_eq(lines(run.stdout_text), 1, "only the header: %s", run.stdout_text);
     cr_assert(strstr(run.stdout_text, "ID"));
+}
+
+/* ---- top --------------------------------------------------------------------- */
+
+static char tmux_socket[RW_PATH_MAX + 16];
+
+/* Runs `tmux -S <socket> ARGS...`; returns its exit status, with what it
+ * printed in run.stdout_text. */
+static int tmux(const char *arg, ...)
+{
+    char *argv[ARGS_MAX + 4];
+    int argc = 0;
+    argv[argc++] = "tmux";
+    argv[argc++] = "-S";
+    argv[argc++] = tmux_socket;
+    va_list ap;
+    va_start(ap, arg);
+    for (const char *a = arg; a != NULL && argc < ARGS_MAX; a = va_arg(ap, const char *))
+        argv[argc++] = (char *)a;
+    va_end(ap);
+    argv[argc] = NULL;
+    int st = rw_run_cmd(argv, NULL, run.out, run.err, RUN_TIMEOUT_MS);
+    free(run.stdout_text);
+    run.stdout_text = rw_read_file(run.out);
+    return st;
+}
+
+/* Captures the pane until it shows NEEDLE, bounded. Returns 1 if it did. */
+static int pane_shows(const char *needle, int timeout_ms)
+{
+    long long deadline = rw_now_ms() + timeout_ms;
+    do {
+        if (tmux("capture-pane", "-p", "-t", "top", NULL) == 0 && run.stdout_text &&
+            strstr(run.stdout_text, needle))
+            return 1;
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    } while (rw_now_ms() < deadline);
+    return 0;
+}
+
+/* The largest REQ/S on the pane (the fifth column of worker rows). */
+static double pane_max_rate(const char *id_a, const char *id_b)
+{
+    double best = -1;
+    char *text = run.stdout_text ? strdup(run.stdout_text) : NULL;
+    for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, id_a, strlen(id_a)) != 0 && strncmp(line, id_b, strlen(id_b)) != 0)
+            continue;
+        char c1[64], c2[64], c3[64], c4[64], c5[64];
+        if (sscanf(line, "%63s %63s %63s %63s %63s", c1, c2, c3, c4, c5) == 5 && atof(c5) > best)
+            best = atof(c5);
+    }
+    free(text);
+    return best;
+}
+
+/* `redwork top` in an 80-column tmux pane, two daemons: both rows, numbers
+ * that move under load, `s` changes the sort, `q` exits 0. */
+Test(cli, top_under_tmux)
+{
+    start("ltop");
+    rw_daemon second;
+    cr_assert_eq(rw_daemon_config(&second, env.redis.dir, env.redis.port, "ltop2",
+                                  &(rw_opts){.claim_on = 1}), 0);
+    cr_assert_eq(rw_daemon_start(&second, 10000), 0, "the second daemon did not start");
+    snprintf(tmux_socket, sizeof tmux_socket, "%s/tmux.sock", run.dir);
+    char cmd[RW_PATH_MAX * 2];
+    snprintf(cmd, sizeof cmd, "%s/bin/redwork --port %d top", rw_root(), env.redis.port);
+    cr_assert_eq(tmux("new-session", "-d", "-s", "top", "-x", "80", "-y", "24", cmd, NULL), 0,
+                 "tmux did not start");
+    tmux("set-option", "-t", "top", "remain-on-exit", "on", NULL);
+
+    int both = pane_shows(env.daemon.id, 5000) && pane_shows(second.id, 5000);
+    cr_assert(both, "the pane does not show both workers:\n%s", run.stdout_text);
+    cr_assert(pane_shows("sort id", 1000));
+
+    /* Load, in the background: the rates move while it runs. */
+    char bin[RW_PATH_MAX + 16], port[16];
+    snprintf(bin, sizeof bin, "%s/bin/redwork", rw_root());
+    snprintf(port, sizeof port, "%d", env.redis.port);
+    pid_t load = fork();
+    cr_assert_geq(load, 0);
+    if (load == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl(bin, "redwork", "--port", port, "bench", "--duration", "4", "--concurrency", "8",
+              (char *)NULL);
+        _exit(127);
+    }
+    double moved = 0;
+    for (long long deadline = rw_now_ms() + 4000; moved <= 0 && rw_now_ms() < deadline;) {
+        tmux("capture-pane", "-p", "-t", "top", NULL);
+        moved = pane_max_rate(env.daemon.id, second.id);
+    }
+    cr_assert_gt(moved, 0, "no REQ/S moved under load:\n%s", run.stdout_text);
+    cr_assert_eq(rw_wait_exit(load, 10000), 0, "the load failed");
+
+    tmux("send-keys", "-t", "top", "s", NULL);
+    cr_assert(pane_shows("sort req/s", 3000), "s did not change the sort:\n%s",
+              run.stdout_text);
+    tmux("send-keys", "-t", "top", "q", NULL);
+    long long deadline = rw_now_ms() + 5000;
+    int dead = 0;
+    while (!dead && rw_now_ms() < deadline) {
+        tmux("display-message", "-p", "-t", "top", "#{pane_dead} #{pane_dead_status}", NULL);
+        dead = run.stdout_text && strncmp(run.stdout_text, "1 ", 2) == 0;
+    }
+    cr_assert(dead, "q did not end top: %s", run.stdout_text);
+    cr_assert_eq(atoi(run.stdout_text + 2), 0, "top exited %s", run.stdout_text + 2);
+    tmux("kill-server", NULL);
+    rw_daemon_stop(&second, 5000);
 }
