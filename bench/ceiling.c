@@ -10,7 +10,7 @@
  *       acknowledges entries. Stops on SIGTERM/SIGINT.
  *   ceiling load [-h HOST] [-p PORT] [-C CHANNEL] [-c CONCURRENCY]
  *                [-n REQUESTS | -d SECONDS] [-b PAYLOAD_BYTES] [-H HANDLER]
- *                [-e MEMBERS] [-s] [-S] [-j]
+ *                [-e MEMBERS] [-s] [-S] [-j] [-g HGRM_FILE]
  *       A raw hiredis load client: PSUBSCRIBE callback:<tag>.* first, then
  *       keeps CONCURRENCY requests in flight with pipelined PUBLISHes (-S:
  *       XADD CHANNEL * msg <json>; the request names HANDLER, echo by
@@ -21,7 +21,9 @@
  *       redworkd and against `ceiling serve` alike. -s: the other client
  *       design, one SUBSCRIBE callback:<req_id> per request, published once
  *       Redis confirms it, and UNSUBSCRIBEd after its reply; run it
- *       against redworkd to compare the two designs.
+ *       against redworkd to compare the two designs. -g: also writes the
+ *       latency distribution to HGRM_FILE in HdrHistogram's percentile
+ *       text format (milliseconds), for bench/run's picture.
  *
  * Both loop on poll(2) over their two connections; neither validates more
  * than it must: that is the point of a ceiling. */
@@ -49,6 +51,7 @@ typedef struct args {
     int json;
     int subscribe_each;
     int stream;
+    const char *hgrm; /* NULL: none */
 } args;
 
 static volatile sig_atomic_t stop;
@@ -295,6 +298,11 @@ static int load(const args *a) {
                "latency us p50 %llu p90 %llu p99 %llu p99.9 %llu max %llu\n",
                a->concurrency, ok, sent, rps, p50, p90, p99, p999,
                (unsigned long long)h->max);
+    FILE *hgrm = a->hgrm != NULL ? fopen(a->hgrm, "w") : NULL;
+    if (a->hgrm != NULL && (hgrm == NULL || histogram_write_hgrm(h, hgrm, 1000.0) != 0))
+        fprintf(stderr, "ceiling: cannot write %s\n", a->hgrm);
+    if (hgrm != NULL)
+        fclose(hgrm);
     free(data);
     free(sent_at);
     free(h);
@@ -310,12 +318,12 @@ int main(int argc, char **argv) {
     if (argc < 2 || (strcmp(argv[1], "serve") != 0 && strcmp(argv[1], "load") != 0)) {
         fprintf(stderr, "usage: ceiling serve|load [-h HOST] [-p PORT] [-C CHANNEL] "
                 "[-c CONCURRENCY] [-n REQUESTS | -d SECONDS] [-b PAYLOAD] [-H HANDLER] "
-                "[-e MEMBERS] [-s] [-S] [-j]\n");
+                "[-e MEMBERS] [-s] [-S] [-j] [-g HGRM_FILE]\n");
         return 64;
     }
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "h:p:C:c:n:d:b:H:e:jsS")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:C:c:n:d:b:H:e:jsSg:")) != -1) {
         switch (opt) {
         case 'h': a.host = optarg; break;
         case 'p': a.port = atoi(optarg); break;
@@ -330,6 +338,7 @@ int main(int argc, char **argv) {
             a.members = members;
             break;
         case 'j': a.json = 1; break;
+        case 'g': a.hgrm = optarg; break;
         case 's': a.subscribe_each = 1; break;
         case 'S': a.stream = 1; break;
         default: return 64;

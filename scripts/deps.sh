@@ -13,7 +13,7 @@ set -eu
 
 PACKAGES="build-essential pkg-config libhiredis-dev libcjson-dev libinih-dev
 libcriterion-dev redis-server python3-redis clang libclang-rt-14-dev valgrind
-libssl-dev openssl libmicrohttpd-dev prometheus tmux"
+libssl-dev openssl libmicrohttpd-dev prometheus tmux gnuplot-nox"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps.sh: dpkg-query not found: not a Debian system; install by hand:" >&2
