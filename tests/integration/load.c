@@ -1,6 +1,8 @@
 /* load.c -- calls through libredwork for the topology tests (load.h). */
 #include "load.h"
 
+#include <criterion/criterion.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +138,16 @@ int rw_load_failover(rw_load *l, const char *what, long long fault_ms, long long
             out->refused, out->lost, out->lost ? " (sent at, ms from the switch:" : "",
             out->lost ? out->lost_at : "", out->lost ? ")" : "");
     return 0;
+}
+
+void rw_load_assert_recovered(const rw_failover *f, const char *what, long long bound_ms)
+{
+    cr_assert_neq(f->recovered_ms, 0, "%s: no call made after the switch was answered", what);
+    cr_assert_leq(f->recovered_ms - f->switch_ms, bound_ms,
+                  "%s: the first new call was answered %lld ms after the switch", what,
+                  f->recovered_ms - f->switch_ms);
+    cr_assert_eq(f->failed_late, 0, "%s: %d calls failed after the recovery", what,
+                  f->failed_late);
 }
 
 /* ---- a burst -------------------------------------------------------------- */

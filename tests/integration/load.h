@@ -59,6 +59,11 @@ void rw_load_stop(rw_load *l);
 int rw_load_failover(rw_load *l, const char *what, long long fault_ms, long long switch_ms,
                      rw_failover *out);
 
+/* Asserts (Criterion) that F recovered: a call made after the switch was
+ * answered within BOUND_MS of it, and none failed after the recovery.
+ * WHAT names the failover in the messages. */
+void rw_load_assert_recovered(const rw_failover *f, const char *what, long long bound_ms);
+
 /* Makes N echo calls on C with at most WINDOW in flight, each with
  * TIMEOUT_MS. Returns how many were answered ok, or -1. */
 int rw_load_burst(redwork_client *c, int n, int window, int timeout_ms);
