@@ -52,7 +52,8 @@ DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
 LIB_SRCS := client/client.c common/buffer.c common/url.c common/sentinel.c common/cluster.c common/conn.c \
             common/tls.c common/config.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/pic/%.o)
-CLI_OBJS := $(B)/client/cli.o $(B)/client/histogram.o $(B)/client/workers.o $(B)/client/top.o
+CLI_OBJS := $(B)/client/cli.o $(B)/client/histogram.o $(B)/client/workers.o $(B)/client/top.o \
+            $(B)/client/scrape.o
 
 HANDLERS := echo greet sleep fail hash
 HANDLER_SOS := $(HANDLERS:%=handlers/%.so)
@@ -60,7 +61,7 @@ HANDLER_LIBS_hash := -lcrypto
 
 # Test suites: unit tests link the modules; integration tests drive the
 # real daemon against a real redis-server; fixture plugins feed the loader.
-UNIT_TESTS := queue config url sentinel cluster request reply plugin resp handback holds loop
+UNIT_TESTS := queue config url sentinel cluster request reply plugin resp handback holds loop scrape
 INTEGRATION_TESTS := daemon client cli scale stream sentinel cluster metrics notify
 TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails bad_name no_name echo_v2
 HARNESS_OBJS := $(B)/tests/integration/harness.o
@@ -157,6 +158,7 @@ $(B)/tests/integration/test_%: $(B)/tests/integration/test_%.o $(HARNESS_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcriterion
 
+$(B)/tests/unit/test_scrape: $(B)/client/scrape.o
 $(B)/tests/integration/test_client: lib/libredwork.a
 $(B)/tests/integration/test_stream: lib/libredwork.a
 $(B)/tests/integration/test_sentinel: $(B)/tests/integration/load.o lib/libredwork.a

@@ -86,7 +86,7 @@ void heartbeat_beat(heartbeat *hb, size_t queue_depth, size_t busy) {
         "HSET", hb->key, "pid", hb->pid, "host", hb->host, "id", hb->cfg->id,
         "channels", hb->cfg->channels, "handlers", hb->handlers,
         "started", hb->started, "threads", threads,
-        "version", REDWORK_VERSION,
+        "version", REDWORK_VERSION, "metrics", hb->cfg->metrics_listen,
         "received", counters[0], "duplicates", counters[1],
         "rejected", counters[2], "requests", counters[3],
         "errors", counters[4], "lost", counters[5], "claims_lost", counters[6],

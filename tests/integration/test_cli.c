@@ -557,14 +557,34 @@ static double pane_max_rate(const char *id_a, const char *id_b)
     return best;
 }
 
-/* `redwork top` in an 80-column tmux pane, two daemons: both rows, numbers
- * that move under load, `s` changes the sort, `q` exits 0. */
+/* The handler row NAME on the pane (HANDLER REQ/S ERR/S P99): its rate
+ * into *RATE (left alone when absent) and its p99 text into P99. */
+static void pane_handler_row(const char *name, double *rate, char *p99, size_t len)
+{
+    char *text = run.stdout_text ? strdup(run.stdout_text) : NULL;
+    for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        char c1[64], c2[64], c3[64], c4[64];
+        if (sscanf(line, "%63s %63s %63s %63s", c1, c2, c3, c4) == 4 && strcmp(c1, name) == 0) {
+            *rate = atof(c2);
+            snprintf(p99, len, "%s", c4);
+        }
+    }
+    free(text);
+}
+
+/* `redwork top` in an 80-column tmux pane, two daemons with metrics
+ * endpoints (one on a wildcard address): both rows, numbers that move
+ * under load, a handler row with its rate and p99 from the endpoints, `s`
+ * changes the sort, `q` exits 0. */
 Test(cli, top_under_tmux)
 {
-    start("ltop");
+    char metrics_a[64], metrics_b[64];
+    snprintf(metrics_a, sizeof metrics_a, "[metrics]\nlisten = 127.0.0.1:%d\n", rw_free_port());
+    snprintf(metrics_b, sizeof metrics_b, "[metrics]\nlisten = 0.0.0.0:%d\n", rw_free_port());
+    cr_assert_eq(rw_env_start(&env, "ltop", &(rw_opts){.extra = metrics_a}), 0);
     rw_daemon second;
     cr_assert_eq(rw_daemon_config(&second, env.redis.dir, env.redis.port, "ltop2",
-                                  &(rw_opts){.claim_on = 1}), 0);
+                                  &(rw_opts){.claim_on = 1, .extra = metrics_b}), 0);
     cr_assert_eq(rw_daemon_start(&second, 10000), 0, "the second daemon did not start");
     snprintf(tmux_socket, sizeof tmux_socket, "%s/tmux.sock", run.dir);
     char cmd[RW_PATH_MAX * 2];
@@ -597,6 +617,17 @@ Test(cli, top_under_tmux)
         moved = pane_max_rate(env.daemon.id, second.id);
     }
     cr_assert_gt(moved, 0, "no REQ/S moved under load:\n%s", run.stdout_text);
+    /* Both endpoints scraped: echo's row has a rate and a p99 from them. */
+    double echo_rate = -1;
+    char p99[64] = "";
+    for (long long deadline = rw_now_ms() + 4000; echo_rate <= 0 && rw_now_ms() < deadline;) {
+        tmux("capture-pane", "-p", "-t", "top", NULL);
+        pane_handler_row("echo", &echo_rate, p99, sizeof p99);
+    }
+    cr_assert_gt(echo_rate, 0, "no echo row with a rate under load:\n%s", run.stdout_text);
+    cr_assert(*p99 && strcmp(p99, "-") != 0, "echo has no p99:\n%s", run.stdout_text);
+    cr_assert_null(strstr(run.stdout_text, "metrics "), "an endpoint did not answer:\n%s",
+                   run.stdout_text);
     cr_assert_eq(rw_wait_exit(load, 10000), 0, "the load failed");
 
     tmux("send-keys", "-t", "top", "s", NULL);
