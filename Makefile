@@ -41,8 +41,9 @@ B := build
 # common/ is the layer the daemon and libredwork share; framework/ is the
 # daemon's modules, main.c apart so tests can link the rest.
 COMMON := buffer url sentinel cluster config conn tls log
-MODULES := resp loop wire handback holds queue request reply plugin publish claim \
-           source_pubsub source_stream heartbeat watch metrics http notify dispatch pool supervisor
+MODULES := resp loop wire handback holds queue request reply defer plugin publish claim \
+           source_pubsub source_stream heartbeat watch metrics http notify dispatch pool supervisor \
+           call
 MODULE_SRCS := $(COMMON:%=common/%.c) $(MODULES:%=framework/%.c)
 MODULE_OBJS := $(MODULE_SRCS:%.c=$(B)/%.o)
 DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
@@ -55,15 +56,16 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(B)/pic/%.o)
 CLI_OBJS := $(B)/client/cli.o $(B)/client/histogram.o $(B)/client/workers.o $(B)/client/top.o \
             $(B)/client/scrape.o
 
-HANDLERS := echo greet sleep fail hash
+HANDLERS := echo greet sleep fail hash delay
 HANDLER_SOS := $(HANDLERS:%=handlers/%.so)
 HANDLER_LIBS_hash := -lcrypto
+HANDLER_LIBS_delay := -pthread
 
 # Test suites: unit tests link the modules; integration tests drive the
 # real daemon against a real redis-server; fixture plugins feed the loader.
 UNIT_TESTS := queue config url sentinel cluster request reply plugin resp handback holds loop scrape
 INTEGRATION_TESTS := daemon client cli scale stream sentinel cluster metrics notify
-TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails bad_name no_name echo_v2
+TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails bad_name no_name echo_v2 v1_0 tstate too_small
 HARNESS_OBJS := $(B)/tests/integration/harness.o
 
 UNIT_BINS := $(UNIT_TESTS:%=$(B)/tests/unit/test_%)

@@ -74,6 +74,7 @@ static const key_spec config_keys[] = {
     NAME("worker", "group", group, "redwork"),
     INT("worker", "threads", threads, 0, 1024, "0"),
     INT("worker", "queue_size", queue_size, 1, 1048576, "1024"),
+    INT("worker", "max_deferred", max_deferred, 0, 1048576, "10000"),
     STR("worker", "handlers_dir", handlers_dir, "handlers"),
     STR("worker", "default_handler", default_handler, ""),
     NAME("worker", "reply_prefix", reply_prefix, PROTOCOL_REPLY_PREFIX),
@@ -756,15 +757,8 @@ void redwork_config_free(config *cfg) {
         free(cfg->routes[i].handler);
     }
     free(cfg->routes);
-    for (size_t i = 0; i < cfg->section_count; i++) {
-        config_section *s = &cfg->sections[i];
-        for (size_t j = 0; j < s->count; j++) {
-            free(s->entries[j].key);
-            free(s->entries[j].value);
-        }
-        free(s->entries);
-        free(s->name);
-    }
+    for (size_t i = 0; i < cfg->section_count; i++)
+        redwork_config_section_clear(&cfg->sections[i]);
     free(cfg->sections);
     free(cfg->redis_where);
     redwork_sentinel_free(cfg->sentinel);
@@ -813,4 +807,39 @@ const config_entry *redwork_config_section_get(const config_section *section,
         if (strcmp(section->entries[i].key, key) == 0)
             return &section->entries[i];
     return NULL;
+}
+
+void redwork_config_section_clear(config_section *s) {
+    for (size_t j = 0; j < s->count; j++) {
+        free(s->entries[j].key);
+        free(s->entries[j].value);
+    }
+    free(s->entries);
+    free(s->name);
+    memset(s, 0, sizeof *s);
+}
+
+int redwork_config_section_copy(config_section *out, const config_section *s) {
+    memset(out, 0, sizeof *out);
+    if (s == NULL)
+        return 0;
+    out->line = s->line;
+    out->name = strdup(s->name);
+    out->entries = s->count > 0 ? calloc(s->count, sizeof *out->entries) : NULL;
+    if (out->name == NULL || (s->count > 0 && out->entries == NULL)) {
+        redwork_config_section_clear(out);
+        return -1;
+    }
+    for (; out->count < s->count; out->count++) {
+        config_entry *e = &out->entries[out->count];
+        e->line = s->entries[out->count].line;
+        e->key = strdup(s->entries[out->count].key);
+        e->value = strdup(s->entries[out->count].value);
+        if (e->key == NULL || e->value == NULL) {
+            out->count++;
+            redwork_config_section_clear(out);
+            return -1;
+        }
+    }
+    return 0;
 }

@@ -72,6 +72,7 @@ typedef struct config {
     char *group;
     long long threads; /* 0 in the file means the number of CPUs */
     long long queue_size;
+    long long max_deferred;  /* deferred replies open at once (SDK 1.1) */
     char *handlers_dir; /* resolved against the file's directory */
     char *default_handler;
     char *reply_prefix;
@@ -127,6 +128,13 @@ const char *redwork_config_route_for(const config *cfg, const char *channel);
 
 /* The [handler.NAME] section, or NULL if the file has none. */
 const config_section *redwork_config_section_for(const config *cfg, const char *name);
+
+/* Makes OUT a copy of S, its own (S NULL: an empty section, with no
+ * name). Returns 0, or -1 out of memory (OUT is then empty). */
+int redwork_config_section_copy(config_section *out, const config_section *s);
+
+/* Frees what section S owns and makes it empty. */
+void redwork_config_section_clear(config_section *s);
 
 /* The value of KEY in SECTION (NULL section or absent key: NULL). */
 const config_entry *redwork_config_section_get(const config_section *section,

@@ -84,6 +84,7 @@ struct dispatcher {
     publisher *pub;
     claims *claims;             /* NULL: no claims (claim = off, or streams) */
     heartbeat *hb;
+    deferrals *deferrals;       /* replies handlers finish later */
     watch *watch;               /* NULL: no sentinels */
     request_cache cache;
     buffer scratch;             /* for the answers made on this thread */
@@ -380,7 +381,8 @@ static int sink_take(void *ctx, request *req, const char *body, size_t len,
     return 0;
 }
 
-static void sink_send(void *ctx, request *req) {
+/* A reply to send (the source's, or a deferred one's). */
+static void send_reply(void *ctx, request *req) {
     dispatcher *d = ctx;
     publisher_send(d->pub, req);
 }
@@ -421,7 +423,10 @@ static void take_back(void *ctx) {
             d->handler_us = req->duration_us;
         else
             d->handler_us += (req->duration_us - d->handler_us) / 8;
-        publisher_send(d->pub, req);
+        if (req->deferred != NULL)
+            deferrals_register(d->deferrals, req);
+        else
+            publisher_send(d->pub, req);
     }
     if (d->state == RUNNING || d->state == STOPPING) {
         unpark(d);
@@ -506,7 +511,7 @@ static void check_progress(dispatcher *d) {
     }
     if ((d->state == DRAINING || d->state == FLUSHING) &&
         atomic_load(&d->exited) == (int)d->cfg->threads && d->runnable_count == 0 &&
-        publisher_waiting(d->pub) == 0)
+        deferrals_open(d->deferrals) == 0 && publisher_waiting(d->pub) == 0)
         d->state = DONE;
 }
 
@@ -515,6 +520,7 @@ static void on_stop(void *ctx) {
     if (d->state != RUNNING)
         return;
     d->state = STOPPING;
+    plugin_set_draining(d->plugins); /* for handlers that poll redwork_host_draining() */
     report_state(d); /* not serving: /healthz says so while it drains */
     log_info("dispatch", "draining: %zu queued, %zu parked", queue_depth(d->q),
              d->parked_count);
@@ -558,11 +564,13 @@ static void on_deadline(void *ctx) {
         refuse(d, req, 1);
         refused++;
     }
+    size_t deferred = deferrals_open(d->deferrals);
+    deferrals_close(d->deferrals);
     int running = atomic_load(&d->exited) < (int)d->cfg->threads;
     d->timed_out = 1;
-    log_error("dispatch", "shutdown timed out after %lld ms: %zu queued requests answered "
-              "shutting_down, %zu replies still wait for redis%s", d->cfg->shutdown_timeout_ms,
-              refused, publisher_waiting(d->pub),
+    log_error("dispatch", "shutdown timed out after %lld ms: %zu queued and %zu deferred "
+              "requests answered shutting_down, %zu replies still wait for redis%s",
+              d->cfg->shutdown_timeout_ms, refused, deferred, publisher_waiting(d->pub),
               running ? "; handlers still running are abandoned" : "");
     d->state = FLUSHING;
     loop_timer_start(d->lp, &d->flush_timer, (uint64_t)DISPATCH_FLUSH_GRACE_MS * 1000u);
@@ -709,13 +717,14 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, me
     static const wire_handlers cmd_handlers = {.up = on_cmd_up, .down = on_cmd_down};
     static const source_sink sink_fns = {
         .get = sink_get, .put = sink_put, .room = sink_room, .take = sink_take,
-        .send = sink_send, .stopped = sink_stopped,
+        .send = send_reply, .stopped = sink_stopped,
     };
     source_sink sink = sink_fns;
     sink.ctx = d;
     d->cmd = wire_create(d->lp, cfg, "commands", &cmd_handlers, d, 0);
     d->pub = d->cmd != NULL ? publisher_create(cfg, d->cmd, m, slot, &d->cache) : NULL;
     d->hb = d->cmd != NULL ? heartbeat_create(cfg, d->cmd, handlers, st) : NULL;
+    d->deferrals = deferrals_create(cfg, d->lp, send_reply, d);
     if (cfg->transport == TRANSPORT_PUBSUB && cfg->claim)
         d->claims = d->cmd != NULL ? claims_create(cfg, d->cmd, on_claim, d) : NULL;
     d->src = d->cmd != NULL ? d->source->create(cfg, d->lp, d->cmd, st, &sink) : NULL;
@@ -723,7 +732,7 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, me
         snprintf(err, errlen, "out of memory");
         goto err;
     }
-    if (d->pub == NULL || d->hb == NULL || d->src == NULL ||
+    if (d->pub == NULL || d->hb == NULL || d->src == NULL || d->deferrals == NULL ||
         (cfg->transport == TRANSPORT_PUBSUB && cfg->claim && d->claims == NULL)) {
         snprintf(err, errlen, "out of memory");
         goto err;
@@ -761,6 +770,8 @@ void dispatch_set_handlers(dispatcher *d, const char *names) {
     loop_async_signal(&d->names_async);
 }
 
+deferrals *dispatch_deferrals(dispatcher *d) { return d->deferrals; }
+
 void dispatch_stop(dispatcher *d) { loop_async_signal(&d->stop_async); }
 
 int dispatch_join(dispatcher *d) {
@@ -783,6 +794,7 @@ void dispatch_free(dispatcher *d) {
      * to the requests the claims and the publisher hold. */
     if (d->src != NULL)
         d->source->close(d->src);
+    deferrals_free(d->deferrals);
     watch_free(d->watch);
     wire_free(d->cmd);
     claims_free(d->claims);

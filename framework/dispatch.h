@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "defer.h"
 #include "plugin.h"
 #include "queue.h"
 #include "request.h"
@@ -47,6 +48,10 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, me
 /* The pool's hand-back (a pool_done_fn, with the dispatcher as CTX): a
  * finished request, or NULL when a pool thread exits. Any thread. */
 void dispatch_handback(void *ctx, request *req, int more);
+
+/* Where the pool's handlers defer their replies to (the loop answers
+ * them). Owned by D. */
+deferrals *dispatch_deferrals(dispatcher *d);
 
 /* Starts the loop's thread. Returns 0, or -1 if it could not start. */
 int dispatch_start(dispatcher *d);

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "call.h"
 #include "clock.h"
 #include "config.h"
 #include "dispatch.h"
@@ -37,11 +38,15 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: redworkd -c FILE [-t]\n"
+            "       redworkd -c FILE --call HANDLER [JSON|-]\n"
             "\n"
             "Runs handler plugins for JSON requests published on Redis.\n"
             "\n"
             "  -c, --config FILE  the ini file to run with\n"
             "  -t, --test         check the config file and exit\n"
+            "  --call HANDLER     run one request (JSON, '-' for stdin; default {})\n"
+            "                     through HANDLER in-process, no Redis; print the\n"
+            "                     reply; exit 0 ok, 1 error reply, 78 config error\n"
             "  -h, --help         show this help\n"
             "  -V, --version      show the version\n"
             "\n"
@@ -65,10 +70,18 @@ static void check_handler_names(const config *cfg, plugin_set *plugins) {
                  cfg->path, cfg->default_handler);
 }
 
-/* SIGHUP: rescans handlers_dir and tells the heartbeat the new names. */
+/* SIGHUP: re-reads the config file for the [handler.NAME] sections,
+ * rescans handlers_dir and tells the heartbeat the new names. A file that
+ * no longer reads stops the reload: nothing changes. */
 static void reload_handlers(const config *cfg, plugin_set *plugins, dispatcher *d) {
     char err[1024];
-    int changes = plugin_reload_dir(plugins, cfg->handlers_dir, err, sizeof err);
+    config *now = redwork_config_load(cfg->path, err, sizeof err);
+    if (now == NULL) {
+        log_error("main", "SIGHUP: handlers not reloaded: %s", err);
+        return;
+    }
+    int changes = plugin_reload_dir(plugins, cfg->handlers_dir, now, err, sizeof err);
+    redwork_config_free(now);
     if (changes < 0) {
         log_error("main", "SIGHUP: handlers not reloaded: %s", err);
         return;
@@ -185,29 +198,63 @@ static void forget_master(void *ctx) {
     notify_close(ms->nt);
 }
 
+/* --call: the request from ARG ("-": stdin). */
+static int call_main(const char *path, const char *handler, const char *arg) {
+    char err[1024];
+    config *cfg = redwork_config_load(path, err, sizeof err);
+    if (cfg == NULL) {
+        log_error("config", "%s", err);
+        return EX_CONFIG;
+    }
+    redwork_log_setup((int)cfg->log_level, (int)cfg->log_format);
+    buffer in = BUFFER_INIT;
+    if (strcmp(arg, "-") == 0) {
+        char chunk[65536];
+        size_t got;
+        while ((got = fread(chunk, 1, sizeof chunk, stdin)) > 0)
+            buffer_append(&in, chunk, got);
+    } else {
+        buffer_append_str(&in, arg);
+    }
+    int status;
+    if (in.failed || redwork_config_worker_id(cfg, 0) != 0) {
+        fprintf(stderr, "redworkd --call: out of memory\n");
+        status = EXIT_FAILURE;
+    } else {
+        status = call_run(cfg, handler, in.data != NULL ? in.data : "", in.len);
+    }
+    redwork_buffer_free(&in);
+    redwork_config_free(cfg);
+    return status;
+}
+
 int main(int argc, char **argv) {
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
         {"test", no_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        {"call", required_argument, NULL, 'C'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL;
+    const char *path = NULL, *call_handler = NULL;
     int test_only = 0, opt;
     while ((opt = getopt_long(argc, argv, "c:thV", options, NULL)) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;
         case 't': test_only = 1; break;
+        case 'C': call_handler = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("redworkd %s\n", REDWORK_VERSION); return 0;
         default: usage(stderr); return EX_USAGE;
         }
     }
-    if (path == NULL || optind != argc) {
+    if (path == NULL || optind != argc - (call_handler != NULL && optind < argc)) {
         usage(stderr);
         return EX_USAGE;
     }
+    if (call_handler != NULL)
+        return call_main(path, call_handler, optind < argc ? argv[optind] : "{}");
 
     char err[1024];
     config *cfg = redwork_config_load(path, err, sizeof err);
@@ -312,7 +359,8 @@ int main(int argc, char **argv) {
         log_error("main", "cannot subscribe: %s", err);
         goto out;
     }
-    p = pool_start(cfg, (size_t)cfg->threads, q, dispatch_handback, d, err, sizeof err);
+    p = pool_start(cfg, (size_t)cfg->threads, q, plugins, dispatch_deferrals(d),
+                   dispatch_handback, d, err, sizeof err);
     if (p == NULL || dispatch_start(d) != 0) {
         log_error("main", "cannot start: %s", p == NULL ? err : "no dispatcher thread");
         status = EXIT_FAILURE;

@@ -25,6 +25,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +35,8 @@
 #include "log.h"
 
 struct redwork_host {
-    const config *cfg;
-    const config_section *section; /* [handler.NAME], or NULL */
+    const plugin_set *set;
+    config_section section; /* a copy of [handler.NAME] as loaded (empty: none) */
     const char *name;
 };
 
@@ -47,6 +48,11 @@ struct plugin {
     struct stat src; /* that file when it was loaded, to see it change */
     void *state;
     redwork_host host;
+    /* Per pool thread: what thread_init gave, and whether it ran. Each
+     * entry is its thread's only, until the plugin is finalised. */
+    void **thread_state;
+    unsigned char *thread_ready;
+    size_t threads;
     struct plugin *next_retired;
     /* Counted by the event loop's thread for every request routed here,
      * while pool threads read the fields above: on its own cache line. */
@@ -61,6 +67,7 @@ struct plugin_set {
     plugin **items;
     size_t count;
     plugin *retired; /* no reference left: to finalise on the main thread */
+    atomic_int draining; /* redwork_host_draining() */
 };
 
 plugin_set *plugin_set_create(const config *cfg, char *err, size_t errlen) {
@@ -74,16 +81,36 @@ plugin_set *plugin_set_create(const config *cfg, char *err, size_t errlen) {
     snprintf(set->tmp, sizeof set->tmp, "%s",
              tmp != NULL && *tmp && strlen(tmp) < sizeof set->tmp - 20 ? tmp : "/tmp");
     pthread_mutex_init(&set->lock, NULL);
+    atomic_init(&set->draining, 0);
     return set;
 }
 
-/* fini(), dlclose, free. */
+/* 1 if H's struct, SIZE bytes as built, has FIELD: fields added after 1.0
+ * are read only then. */
+#define HAS_FIELD(h, field) \
+    ((h)->size >= offsetof(redwork_handler, field) + sizeof((h)->field) && (h)->field != NULL)
+
+/* The size of the ABI 1.0 struct: the smallest a plugin may have. */
+#define SIZE_1_0 (offsetof(redwork_handler, fini) + sizeof(void (*)(void *)))
+
+static void free_plugin(plugin *p) {
+    redwork_config_section_clear(&p->host.section);
+    free(p->thread_state);
+    free(p->thread_ready);
+    free(p->path);
+    free(p);
+}
+
+/* thread_fini for every thread state left (on the calling thread), fini(),
+ * dlclose, free. */
 static void finalise(plugin *p) {
+    for (size_t i = 0; i < p->threads; i++)
+        if (p->thread_ready[i] && HAS_FIELD(p->h, thread_fini))
+            p->h->thread_fini(p->state, p->thread_state[i]);
     if (p->h->fini != NULL)
         p->h->fini(p->state);
     dlclose(p->dl);
-    free(p->path);
-    free(p);
+    free_plugin(p);
 }
 
 void plugin_set_free(plugin_set *set) {
@@ -144,9 +171,9 @@ static int check_handler(const char *path, const redwork_handler *h,
                  REDWORK_HANDLER_ABI_MINOR);
         return -1;
     }
-    if (h->size < sizeof(redwork_handler)) {
-        snprintf(err, errlen, "%s: handler struct is %u bytes, ABI %u.%u needs %zu",
-                 path, h->size, major, minor, sizeof(redwork_handler));
+    if (h->size < SIZE_1_0) {
+        snprintf(err, errlen, "%s: handler struct is %u bytes, ABI %u.%u needs %zu at least",
+                 path, h->size, major, minor, (size_t)SIZE_1_0);
         return -1;
     }
     if (!valid_name(h->name)) {
@@ -222,10 +249,11 @@ static char *private_copy(plugin_set *set, const char *src, char *err,
     return dst;
 }
 
-/* Loads PATH, checking its name against the COUNT plugins of OTHERS.
- * Returns the initialised plugin holding one reference, or NULL with ERR. */
+/* Loads PATH, checking its name against the COUNT plugins of OTHERS; its
+ * init() gets its section in SECTIONS. Returns the initialised plugin
+ * holding one reference, or NULL with ERR. */
 static plugin *load(plugin_set *set, const char *path, plugin *const *others,
-                    size_t count, char *err, size_t errlen) {
+                    size_t count, const config *sections, char *err, size_t errlen) {
     if (check_modes(set, path, err, errlen) != 0)
         return NULL;
     plugin *p = aligned_alloc(_Alignof(plugin), sizeof *p); /* refs' cache line */
@@ -259,9 +287,17 @@ static plugin *load(plugin_set *set, const char *path, plugin *const *others,
     if (check_handler(path, p->h, others, count, err, errlen) != 0)
         goto err;
     p->set = set;
-    p->host.cfg = set->cfg;
+    p->host.set = set;
     p->host.name = p->h->name;
-    p->host.section = redwork_config_section_for(set->cfg, p->h->name);
+    p->threads = set->cfg->threads > 0 ? (size_t)set->cfg->threads : 1;
+    p->thread_state = calloc(p->threads, sizeof *p->thread_state);
+    p->thread_ready = calloc(p->threads, 1);
+    if (p->thread_state == NULL || p->thread_ready == NULL ||
+        redwork_config_section_copy(&p->host.section,
+                                    redwork_config_section_for(sections, p->h->name)) != 0) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto err;
+    }
     if (p->h->init != NULL) {
         int rc = p->h->init(&p->host, &p->state);
         if (rc != 0) {
@@ -276,8 +312,7 @@ err:
     if (p != NULL && p->dl != NULL)
         dlclose(p->dl);
     if (p != NULL)
-        free(p->path);
-    free(p);
+        free_plugin(p);
     return NULL;
 }
 
@@ -299,7 +334,7 @@ int plugin_load_file(plugin_set *set, const char *path, char *err,
         snprintf(err, errlen, "%s: out of memory", path);
         return -1;
     }
-    plugin *p = load(set, path, set->items, set->count, err, errlen);
+    plugin *p = load(set, path, set->items, set->count, set->cfg, err, errlen);
     if (p == NULL) {
         free(items);
         return -1;
@@ -387,7 +422,7 @@ static int unchanged(const plugin *p) {
            st.st_mtim.tv_nsec == p->src.st_mtim.tv_nsec;
 }
 
-int plugin_reload_dir(plugin_set *set, const char *dir, char *err,
+int plugin_reload_dir(plugin_set *set, const char *dir, const config *sections, char *err,
                       size_t errlen) {
     char **paths = NULL;
     int count = list_plugins(set, dir, &paths, err, errlen);
@@ -421,7 +456,7 @@ int plugin_reload_dir(plugin_set *set, const char *dir, char *err,
         if (old < set->count && kept[old])
             continue;
         char why[1024];
-        plugin *p = load(set, paths[i], next, n, why, sizeof why);
+        plugin *p = load(set, paths[i], next, n, sections, why, sizeof why);
         if (p != NULL) {
             next[n++] = p;
             changes++;
@@ -531,13 +566,66 @@ int plugin_handle(const plugin *p, const redwork_request *req,
     return p->h->handle(p->state, req, rep);
 }
 
+void plugin_hold(const plugin *cp) {
+    plugin *p = (plugin *)cp; /* the count is the one mutable part */
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
+
+int plugin_thread_state(const plugin *cp, int thread, void **out) {
+    plugin *p = (plugin *)cp; /* thread THREAD's entry is that thread's */
+    *out = NULL;
+    if (thread < 0 || (size_t)thread >= p->threads || !HAS_FIELD(p->h, thread_init))
+        return 0;
+    if (!p->thread_ready[thread]) {
+        void *state = NULL;
+        int rc = p->h->thread_init(p->state, &state);
+        if (rc != 0)
+            return rc;
+        p->thread_state[thread] = state;
+        p->thread_ready[thread] = 1;
+    }
+    *out = p->thread_state[thread];
+    return 0;
+}
+
+void plugin_thread_exit(plugin_set *set, int thread) {
+    pthread_mutex_lock(&set->lock);
+    size_t n = set->count;
+    plugin **held = malloc((n > 0 ? n : 1) * sizeof *held);
+    for (size_t i = 0; held != NULL && i < n; i++) {
+        held[i] = set->items[i];
+        plugin_hold(held[i]);
+    }
+    pthread_mutex_unlock(&set->lock);
+    if (held == NULL)
+        return; /* out of memory: finalise() runs the thread_fini left, later */
+    for (size_t i = 0; i < n; i++) {
+        plugin *p = held[i];
+        if (thread >= 0 && (size_t)thread < p->threads && p->thread_ready[thread]) {
+            if (HAS_FIELD(p->h, thread_fini))
+                p->h->thread_fini(p->state, p->thread_state[thread]);
+            p->thread_ready[thread] = 0;
+        }
+        plugin_release(p);
+    }
+    free(held);
+}
+
+void plugin_set_draining(plugin_set *set) { atomic_store(&set->draining, 1); }
+
 /* ---- the SDK's host functions ------------------------------------------ */
 
 const char *redwork_host_name(const redwork_host *host) { return host->name; }
 
+const char *redwork_host_worker_id(const redwork_host *host) { return host->set->cfg->id; }
+
+int redwork_host_draining(const redwork_host *host) {
+    return atomic_load_explicit(&((plugin_set *)host->set)->draining, memory_order_relaxed);
+}
+
 const char *redwork_config_string(const redwork_host *host, const char *key,
                                   const char *def) {
-    const config_entry *e = redwork_config_section_get(host->section, key);
+    const config_entry *e = redwork_config_section_get(&host->section, key);
     return e != NULL ? e->value : def;
 }
 
@@ -545,13 +633,13 @@ const char *redwork_config_string(const redwork_host *host, const char *key,
 static int bad_value(const redwork_host *host, const config_entry *e,
                      const char *what) {
     log_error(host->name, "%s:%d: [handler.%s] %s: '%s' is not %s",
-              host->cfg->path, e->line, host->name, e->key, e->value, what);
+              host->set->cfg->path, e->line, host->name, e->key, e->value, what);
     return -1;
 }
 
 int redwork_config_int(const redwork_host *host, const char *key,
                        long long def, long long *out) {
-    const config_entry *e = redwork_config_section_get(host->section, key);
+    const config_entry *e = redwork_config_section_get(&host->section, key);
     if (e == NULL) {
         *out = def;
         return 0;
@@ -567,7 +655,7 @@ int redwork_config_int(const redwork_host *host, const char *key,
 
 int redwork_config_bool(const redwork_host *host, const char *key, int def,
                         int *out) {
-    const config_entry *e = redwork_config_section_get(host->section, key);
+    const config_entry *e = redwork_config_section_get(&host->section, key);
     if (e == NULL) {
         *out = def;
         return 0;

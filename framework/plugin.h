@@ -13,8 +13,13 @@
  * to, so a handler replaced or removed by plugin_reload_dir() keeps running
  * the requests it has and is finalised (fini, dlclose) by plugin_collect()
  * once the last is done. Loading, reloading, collecting and freeing happen
- * on the main thread; plugin_acquire(), plugin_release(), plugin_name() and
- * plugin_handle() are thread-safe. */
+ * on the main thread; plugin_acquire(), plugin_hold(), plugin_release(),
+ * plugin_name(), plugin_handle() and plugin_set_draining() are
+ * thread-safe; plugin_thread_state() and plugin_thread_exit() run on the
+ * pool thread they are for.
+ *
+ * A 1.0 plugin's struct is smaller than ours: a field added after 1.0 is
+ * read only when the plugin's size covers it. */
 #ifndef REDWORK_PLUGIN_H
 #define REDWORK_PLUGIN_H
 
@@ -48,11 +53,13 @@ int plugin_load_dir(plugin_set *set, const char *dir, char *err,
 
 /* Rescans DIR: loads new files, replaces handlers whose file changed
  * (device, inode, size or time), unloads those whose file is gone, and
- * keeps a handler whose new file is refused. One log line per change.
- * Requests in flight finish on the version they started with. Returns the
- * number of changes, or -1 with ERR if DIR cannot be read (nothing
- * changes then). */
-int plugin_reload_dir(plugin_set *set, const char *dir, char *err,
+ * keeps a handler whose new file is refused. A handler loaded now gets
+ * its [handler.NAME] section from SECTIONS (the config file as re-read;
+ * borrowed: each handler keeps a copy of its own section). One log line
+ * per change. Requests in flight finish on the version they started with.
+ * Returns the number of changes, or -1 with ERR if DIR cannot be read
+ * (nothing changes then). */
+int plugin_reload_dir(plugin_set *set, const char *dir, const config *sections, char *err,
                       size_t errlen);
 
 /* Finalises (fini, dlclose) the replaced or removed handlers that no
@@ -80,5 +87,25 @@ char *plugin_names(plugin_set *set);
 /* Runs P's handle() on REQ, filling REP. Returns what handle() returned. */
 int plugin_handle(const plugin *p, const redwork_request *req,
                   redwork_reply *rep);
+
+/* Takes one more reference to P, which the caller holds one of already
+ * (a deferred reply keeps its handler's version loaded). Give it back
+ * with plugin_release(). Thread-safe. */
+void plugin_hold(const plugin *p);
+
+/* P's thread state for pool thread THREAD (0 .. threads - 1), in *OUT:
+ * P's thread_init() runs on the calling thread, which must be THREAD, the
+ * first time. Returns 0 (*OUT NULL when P has no thread_init or THREAD is
+ * out of range), or what a failing thread_init() returned. */
+int plugin_thread_state(const plugin *p, int thread, void **out);
+
+/* On pool thread THREAD as it ends: runs thread_fini() there for every
+ * current handler with a state for THREAD. (A handler version already
+ * replaced gets its thread_fini() calls when it is finalised.) */
+void plugin_thread_exit(plugin_set *set, int thread);
+
+/* A drain has begun: redwork_host_draining() says 1 from now on. Any
+ * thread. */
+void plugin_set_draining(plugin_set *set);
 
 #endif

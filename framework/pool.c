@@ -3,7 +3,8 @@
  * DESIGN. THREADS identical workers and no Redis connection among them:
  * the event loop's thread owns all the I/O. A worker loops: pop one
  * request, answer 'timeout' if it waited past its timeout_ms, else parse
- * it and run its handler, write the reply commands into the request with
+ * it and run its handler (after the handler's thread_init, the first time
+ * on this thread), write the reply commands into the request with
  * the worker's own scratch buffer, and hand it back at once (pool_done_fn:
  * a lock-free push), saying whether the next request is already in hand:
  * the last reply of a burst wakes the loop for all of them.
@@ -25,20 +26,35 @@
 #include "plugin.h"
 #include "reply.h"
 
+typedef struct pool_thread {
+    pthread_t id;
+    struct pool *p;
+    int index;
+} pool_thread;
+
 struct pool {
     const config *cfg;
     queue *q;
+    plugin_set *plugins;
+    deferrals *deferrals;
     pool_done_fn *done;
     void *ctx;
-    pthread_t *threads;
+    pool_thread *threads;
     size_t count;
     pthread_mutex_t lock;
     pthread_cond_t exited;
     size_t running; /* threads that have not finished yet */
 };
 
-/* Runs REQ and writes its reply into it. */
-static void run_request(const config *cfg, request *req, buffer *scratch) {
+/* The calling pool thread's index, for redwork_thread_index(). */
+static _Thread_local int thread_index = -1;
+
+int redwork_thread_index(void) { return thread_index; }
+
+/* Runs REQ and writes its reply into it, unless its handler defers it
+ * (REQ->deferred is set then, and the reply is made later: defer.h). */
+static void run_request(const pool *p, request *req, buffer *scratch) {
+    const config *cfg = p->cfg;
     uint64_t start = clock_now_us();
     char why[256];
     if (request_expired(req, start)) {
@@ -52,12 +68,26 @@ static void run_request(const config *cfg, request *req, buffer *scratch) {
         reply_write_error(cfg, req, scratch, PROTOCOL_BAD_REQUEST, "%s", why);
         return;
     }
-    reply r;
-    reply_init(&r);
     req->wait_us = (long long)(start - req->received_us); /* its handler runs */
-    int rc = plugin_handle(req->handler, req, &r);
+    int rc = plugin_thread_state(req->handler, thread_index, &req->thread_state);
+    if (rc != 0) {
+        reply_write_error(cfg, req, scratch, PROTOCOL_HANDLER_FAILED,
+                          "thread_init of handler '%s' failed (returned %d)",
+                          plugin_name(req->handler), rc);
+        request_drop_tree(req);
+        return;
+    }
+    reply r;
+    reply_init_for(&r, req, p->deferrals);
+    rc = plugin_handle(req->handler, req, &r);
     long long duration = (long long)(clock_now_us() - start);
     req->duration_us = duration;
+    if (r.deferred != NULL) { /* its reply comes later */
+        req->deferred = r.deferred;
+        reply_clear(&r);
+        request_drop_tree(req);
+        return;
+    }
     if (rc != 0 && !reply_is_error(&r))
         redwork_reply_error(&r, PROTOCOL_HANDLER_FAILED, "handler '%s' failed (returned %d)",
                             plugin_name(req->handler), rc);
@@ -67,16 +97,19 @@ static void run_request(const config *cfg, request *req, buffer *scratch) {
 }
 
 static void *worker_main(void *arg) {
-    pool *p = arg;
+    pool_thread *self = arg;
+    pool *p = self->p;
+    thread_index = self->index;
     buffer scratch = BUFFER_INIT;
     request *req = queue_pop(p->q);
     while (req != NULL) {
-        run_request(p->cfg, req, &scratch);
+        run_request(p, req, &scratch);
         request *next = queue_trypop(p->q);
         p->done(p->ctx, req, next != NULL);
         req = next != NULL ? next : queue_pop(p->q);
     }
     redwork_buffer_free(&scratch);
+    plugin_thread_exit(p->plugins, thread_index);
     pthread_mutex_lock(&p->lock);
     p->running--;
     pthread_cond_signal(&p->exited);
@@ -85,8 +118,8 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-pool *pool_start(const config *cfg, size_t threads, queue *q, pool_done_fn *done,
-                 void *ctx, char *err, size_t errlen) {
+pool *pool_start(const config *cfg, size_t threads, queue *q, plugin_set *plugins,
+                 deferrals *ds, pool_done_fn *done, void *ctx, char *err, size_t errlen) {
     pool *p = calloc(1, sizeof *p);
     if (p == NULL || (p->threads = calloc(threads, sizeof *p->threads)) == NULL) {
         free(p);
@@ -95,6 +128,8 @@ pool *pool_start(const config *cfg, size_t threads, queue *q, pool_done_fn *done
     }
     p->cfg = cfg;
     p->q = q;
+    p->plugins = plugins;
+    p->deferrals = ds;
     p->done = done;
     p->ctx = ctx;
     pthread_condattr_t attr;
@@ -112,7 +147,10 @@ pool *pool_start(const config *cfg, size_t threads, queue *q, pool_done_fn *done
         pthread_mutex_lock(&p->lock);
         p->running++;
         pthread_mutex_unlock(&p->lock);
-        int rc = pthread_create(&p->threads[p->count], NULL, worker_main, p);
+        pool_thread *t = &p->threads[p->count];
+        t->p = p;
+        t->index = (int)p->count;
+        int rc = pthread_create(&t->id, NULL, worker_main, t);
         if (rc != 0) {
             pthread_mutex_lock(&p->lock);
             p->running--;
@@ -147,7 +185,7 @@ int pool_wait(pool *p, long long timeout_ms) {
     if (!done)
         return -1;
     for (size_t i = 0; i < p->count; i++)
-        pthread_join(p->threads[i], NULL);
+        pthread_join(p->threads[i].id, NULL);
     p->count = 0;
     return 0;
 }

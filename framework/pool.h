@@ -14,6 +14,8 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "defer.h"
+#include "plugin.h"
 #include "queue.h"
 #include "request.h"
 
@@ -24,11 +26,14 @@ typedef struct pool pool;
  * and with NULL when the thread exits. */
 typedef void pool_done_fn(void *ctx, request *req, int more);
 
-/* Starts THREADS threads on Q. Arguments are borrowed and must outlive the
- * pool. Returns NULL with ERR if a thread could not start (those started
+/* Starts THREADS threads on Q, running the handlers of PLUGINS, whose
+ * replies may be deferred to DS (a request whose handler deferred it comes
+ * back through DONE with REQ->deferred set and no reply written; at its
+ * end each thread runs the handlers' thread_fini). Arguments are borrowed
+ * and must outlive the pool. Returns NULL with ERR if a thread could not start (those started
  * are stopped by closing Q). */
-pool *pool_start(const config *cfg, size_t threads, queue *q, pool_done_fn *done,
-                 void *ctx, char *err, size_t errlen);
+pool *pool_start(const config *cfg, size_t threads, queue *q, plugin_set *plugins,
+                 deferrals *ds, pool_done_fn *done, void *ctx, char *err, size_t errlen);
 
 /* After queue_close(): waits up to TIMEOUT_MS (-1: for ever) for every
  * thread to finish the queue and exit. Returns 0 once all are joined, -1

@@ -19,15 +19,27 @@
 #define RESULT_MIN 256 /* first room offered to cJSON for a result */
 #define SCRATCH_KEEP 65536
 
-void reply_init(reply *r) {
+/* Empties the result and the error. */
+static void empty(reply *r) {
     r->result = NULL;
+    r->raw = (buffer)BUFFER_INIT;
     r->code[0] = '\0';
     r->message[0] = '\0';
 }
 
+void reply_init(reply *r) { reply_init_for(r, NULL, NULL); }
+
+void reply_init_for(reply *r, request *req, struct deferrals *ds) {
+    empty(r);
+    r->req = req;
+    r->deferrals = ds;
+    r->deferred = NULL;
+}
+
 void reply_clear(reply *r) {
     cJSON_Delete(r->result);
-    reply_init(r);
+    redwork_buffer_free(&r->raw);
+    empty(r);
 }
 
 int reply_is_error(const reply *r) { return r->code[0] != '\0'; }
@@ -42,6 +54,20 @@ int redwork_reply_json(redwork_reply *rep, cJSON *value) {
 
 int redwork_reply_string(redwork_reply *rep, const char *s) {
     return s == NULL ? -1 : redwork_reply_json(rep, cJSON_CreateString(s));
+}
+
+int redwork_reply_raw(redwork_reply *rep, const char *json, size_t len) {
+    size_t at = 0;
+    if (json == NULL || request_json_check(json, len, &at) != 0)
+        return redwork_reply_error(rep, PROTOCOL_HANDLER_FAILED,
+                                   "the handler's raw reply is not one JSON value "
+                                   "(at byte %zu of %zu)", at, len);
+    reply_clear(rep);
+    if (buffer_append(&rep->raw, json, len) != 0) {
+        redwork_buffer_free(&rep->raw);
+        return -1;
+    }
+    return 0;
 }
 
 /* Replaces every byte of S that is not part of valid UTF-8 with '?', so a
@@ -85,6 +111,8 @@ int redwork_reply_error(redwork_reply *rep, const char *code, const char *fmt,
 
 /* Appends the result of R as compact JSON. */
 static int append_result(buffer *out, const reply *r) {
+    if (r->raw.len > 0)
+        return buffer_append(out, r->raw.data, r->raw.len);
     if (r->result == NULL)
         return buffer_append_str(out, "null");
     /* cJSON prints into the buffer's spare room; given too little it says

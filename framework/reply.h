@@ -23,17 +23,29 @@
 
 #define REPLY_MESSAGE_MAX 1024
 
+struct deferrals;
+
 struct redwork_reply {
-    cJSON *result; /* owned; NULL means JSON null */
+    cJSON *result; /* owned; NULL means JSON null (or raw, if it holds text) */
+    buffer raw;    /* redwork_reply_raw(): the result as checked JSON text */
     char code[PROTOCOL_CODE_MAX + 1]; /* "" while no error is set */
     char message[REPLY_MESSAGE_MAX + 1];
+    /* Where redwork_reply_defer() takes the request to (NULL: it cannot
+     * be deferred), and what it made. */
+    request *req;
+    struct deferrals *deferrals;
+    struct redwork_deferred *deferred;
 };
 typedef struct redwork_reply reply;
 
-/* Makes R empty: no result, no error. Cannot fail. */
+/* Makes R empty: no result, no error, nothing to defer. Cannot fail. */
 void reply_init(reply *r);
 
-/* Frees what R owns and makes it empty. */
+/* reply_init(), for REQ's handler: one that may defer it to DS. */
+void reply_init_for(reply *r, request *req, struct deferrals *ds);
+
+/* Frees what R owns (its result, its raw text) and makes it empty; what
+ * it may defer to stays. */
 void reply_clear(reply *r);
 
 /* 1 if an error is set on R. */

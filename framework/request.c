@@ -533,6 +533,15 @@ void request_cache_clear(request_cache *cache) {
     cache->count = 0;
 }
 
+int request_json_check(const char *text, size_t len, size_t *error_at) {
+    scanner s = {.p = text, .end = text + len, .start = text};
+    int status = scan_value(&s, 0, NULL);
+    if (status == 0)
+        skip_space(&s);
+    *error_at = (size_t)(s.p - text);
+    return status == 0 && s.p == s.end ? 0 : -1;
+}
+
 /* ---- the SDK's accessors ---------------------------------------------- */
 
 const char *redwork_request_id(const redwork_request *req) { return req->id; }
@@ -577,6 +586,8 @@ int redwork_request_bool(const redwork_request *req, const char *key, int *out) 
     *out = cJSON_IsTrue(v);
     return 0;
 }
+
+void *redwork_request_thread_state(const redwork_request *req) { return req->thread_state; }
 
 long long redwork_request_time_left_ms(const redwork_request *req) {
     if (req->timeout_ms < 0)

@@ -53,6 +53,8 @@ struct redwork_request {
 
     /* The pool thread's. */
     cJSON *json;                 /* the whole object, while the handler runs */
+    void *thread_state;          /* its handler's, on that thread (thread_init) */
+    struct redwork_deferred *deferred; /* its handler deferred the reply */
 
     /* The reply: whole commands, ready to write. */
     buffer out;
@@ -121,6 +123,11 @@ int request_parse_tree(request *req, char *err, size_t errlen);
 
 /* Frees REQ->json (on the thread that built it). */
 void request_drop_tree(request *req);
+
+/* Checks that TEXT (LEN bytes) is one JSON value, by the grammar and the
+ * nesting bound the scan applies to requests (a handler's raw reply).
+ * Returns 0, or -1 with *ERROR_AT the offset where it stops being one. */
+int request_json_check(const char *text, size_t len, size_t *error_at);
 
 /* 1 if the request's timeout_ms has run out at NOW_US, else 0. */
 int request_expired(const request *req, uint64_t now_us);

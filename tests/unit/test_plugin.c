@@ -579,7 +579,7 @@ Test(plugin, reload_without_change_changes_nothing) {
     install_fixture("good", dir, "good.so");
     cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), 1);
     const plugin *before = find_handler(set, "good");
-    cr_assert_eq(plugin_reload_dir(set, dir, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(plugin_reload_dir(set, dir, cfg, err, sizeof err), 0, "%s", err);
     cr_assert_eq(find_handler(set, "good"), before, "an unchanged file was reloaded");
     cr_assert_eq(still_loaded("good.so"), 1);
     plugin_set_free(set);
@@ -596,7 +596,7 @@ Test(plugin, reload_replaces_while_a_request_holds_the_old_version) {
     cr_assert_not_null(old);
 
     install_fixture("dup_b", dir, "a.so");
-    cr_assert_eq(plugin_reload_dir(set, dir, err, sizeof err), 1, "%s", err);
+    cr_assert_eq(plugin_reload_dir(set, dir, cfg, err, sizeof err), 1, "%s", err);
     const plugin *now = find_handler(set, "dup");
     cr_assert_not_null(now);
     cr_assert_neq(now, old, "the changed file was not reloaded");
@@ -626,12 +626,12 @@ Test(plugin, reload_loads_new_and_unloads_removed_files) {
     cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), 1);
 
     install_fixture("good", dir, "good.so");
-    cr_assert_eq(plugin_reload_dir(set, dir, err, sizeof err), 1, "%s", err);
+    cr_assert_eq(plugin_reload_dir(set, dir, cfg, err, sizeof err), 1, "%s", err);
     cr_assert_eq(plugin_count(set), 2);
     cr_assert_not_null(find_handler(set, "good"));
 
     cr_assert_eq(unlink(a_path), 0);
-    cr_assert_eq(plugin_reload_dir(set, dir, err, sizeof err), 1, "%s", err);
+    cr_assert_eq(plugin_reload_dir(set, dir, cfg, err, sizeof err), 1, "%s", err);
     plugin_collect(set);
     cr_assert_eq(plugin_count(set), 1);
     cr_assert_null(find_handler(set, "dup"));
@@ -649,7 +649,7 @@ Test(plugin, reload_keeps_the_old_version_when_the_new_file_is_refused) {
     const plugin *before = find_handler(set, "good");
 
     install_fixture("wrong_major", dir, "good.so");
-    cr_assert_eq(plugin_reload_dir(set, dir, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(plugin_reload_dir(set, dir, cfg, err, sizeof err), 0, "%s", err);
     cr_assert_eq(find_handler(set, "good"), before, "the working version was dropped");
     plugin_set_free(set);
     redwork_config_free(cfg);
@@ -662,11 +662,95 @@ Test(plugin, replaced_handler_is_finalised_once_on_collect) {
     install_fixture("good", dir, "good.so");
     cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), 1);
     install_fixture("good", dir, "good.so"); /* same code, a new file */
-    cr_assert_eq(plugin_reload_dir(set, dir, err, sizeof err), 1, "%s", err);
+    cr_assert_eq(plugin_reload_dir(set, dir, cfg, err, sizeof err), 1, "%s", err);
     cr_assert_eq(file_size(fini_file), -1, "fini ran outside plugin_collect");
     plugin_collect(set);
     cr_assert_eq(file_size(fini_file), (long)strlen("fini good\n"),
                  "the old version's fini did not run exactly once");
     plugin_set_free(set);
+    redwork_config_free(cfg);
+}
+
+/* ---- SDK 1.1 ------------------------------------------------------------ */
+
+Test(plugin, reload_gives_a_new_version_the_section_as_it_is_now) {
+    config *cfg = make_config("[handler.good]\nword = Before\n");
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
+    const char *dir = handlers_dir();
+    install_fixture("good", dir, "good.so");
+    cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), 1);
+    config *now = make_config("[handler.good]\nword = After\n");
+    install_fixture("good", dir, "good.so"); /* a new file: reloaded */
+    cr_assert_eq(plugin_reload_dir(set, dir, now, err, sizeof err), 1, "%s", err);
+    redwork_config_free(now); /* the handler keeps a copy of its own */
+    int rc;
+    cJSON *out = call(find_handler(set, "good"), "{\"req_id\":\"s\"}", &rc);
+    cr_assert_str_eq(cJSON_GetObjectItem(out, "word")->valuestring, "After");
+    cJSON_Delete(out);
+    plugin_set_free(set);
+    redwork_config_free(cfg);
+}
+
+Test(plugin, a_1_0_plugin_loads_and_handles) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
+    cr_assert_eq(plugin_load_file(set, fixture("v1_0"), err, sizeof err), 0, "%s", err);
+    const plugin *p = find_handler(set, "v1_0");
+    int rc;
+    cJSON *out = call(p, "{\"req_id\":\"v\"}", &rc);
+    cr_assert_eq(rc, 0);
+    cr_assert_str_eq(cJSON_GetObjectItem(out, "abi")->valuestring, "1.0");
+    cr_assert_lt(cJSON_GetObjectItem(out, "size")->valuedouble, (double)sizeof(redwork_handler),
+                 "the fixture is not a 1.0-sized struct");
+    cJSON_Delete(out);
+    void *state = (void *)1;
+    cr_assert_eq(plugin_thread_state(p, 0, &state), 0);
+    cr_assert_null(state, "a 1.0 plugin has no thread_init to give a state");
+    plugin_thread_exit(set, 0);
+    plugin_set_free(set);
+    redwork_config_free(cfg);
+}
+
+Test(plugin, struct_smaller_than_1_0_refused) {
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
+    const char *e = expect_refused(set, fixture("too_small"));
+    cr_assert_not_null(strstr(e, "needs"), "%s", e);
+    plugin_set_free(set);
+    redwork_config_free(cfg);
+}
+
+/* The lines of the fini file, in order, into LINES (at most N). */
+static int fini_lines(char lines[][32], int n) {
+    FILE *f = fopen(fini_file, "r");
+    int count = 0;
+    while (f != NULL && count < n && fgets(lines[count], 32, f) != NULL)
+        lines[count][strcspn(lines[count], "\n")] = '\0', count++;
+    if (f != NULL)
+        fclose(f);
+    return count;
+}
+
+Test(plugin, thread_state_made_once_per_thread_and_finalised_before_fini) {
+    config *cfg = make_config("[worker]\nthreads = 2\n");
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
+    cr_assert_eq(plugin_load_file(set, fixture("tstate"), err, sizeof err), 0, "%s", err);
+    const plugin *p = find_handler(set, "tstate");
+    void *a = NULL, *again = NULL, *b = NULL, *none = (void *)1;
+    cr_assert_eq(plugin_thread_state(p, 0, &a), 0);
+    cr_assert_eq(plugin_thread_state(p, 0, &again), 0);
+    cr_assert_eq(plugin_thread_state(p, 1, &b), 0);
+    cr_assert_eq(plugin_thread_state(p, 2, &none), 0, "past the threads: no state");
+    cr_assert(a != NULL && a == again, "thread 0's state was made twice");
+    cr_assert(b != NULL && b != a, "thread 1 shares thread 0's state");
+    cr_assert_null(none);
+    plugin_thread_exit(set, 1); /* thread 1 ends: its thread_fini runs now */
+    char lines[8][32];
+    cr_assert_eq(fini_lines(lines, 8), 3);
+    cr_assert_str_eq(lines[2], "thread_fini -1"); /* made off the pool: index -1 */
+    plugin_set_free(set); /* thread 0's at finalise, then fini */
+    cr_assert_eq(fini_lines(lines, 8), 5);
+    cr_assert_str_eq(lines[3], "thread_fini -1");
+    cr_assert_str_eq(lines[4], "fini tstate");
     redwork_config_free(cfg);
 }

@@ -350,3 +350,37 @@ Test(reply, encode_is_one_line) {
     free(text);
     reply_clear(&r);
 }
+
+Test(reply, raw_json_goes_in_as_written) {
+    reply r;
+    reply_init(&r);
+    const char raw[] = " {\"n\":[1,2.5e3,\"\\u00e9\"],\"t\":true} ";
+    cr_assert_eq(redwork_reply_raw(&r, raw, sizeof raw - 1), 0);
+    char *text = reply_encode(&r, "raw1", "h", "w", 1);
+    cr_assert_not_null(strstr(text, "\"result\": {\"n\":[1,2.5e3,\"\\u00e9\"],\"t\":true} ,"),
+                       "the raw text was not put in as written: %s", text);
+    free(text);
+    cJSON *env = encode_parse(&r, "raw1", "h");
+    cJSON *n = cJSON_GetObjectItem(cJSON_GetObjectItem(env, "result"), "n");
+    cr_assert_eq(cJSON_GetArraySize(n), 3);
+    cJSON_Delete(env);
+    cr_assert_eq(redwork_reply_string(&r, "replaced"), 0);
+    cr_assert_eq(r.raw.len, 0, "a later setter did not replace the raw text");
+    reply_clear(&r);
+}
+
+Test(reply, raw_that_is_not_one_json_value_is_an_error) {
+    static const char *const bad[] = {"", "   ", "{\"a\":", "[1,]", "1 2", "{\"a\":1}x", "nul"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        reply r;
+        reply_init(&r);
+        cr_expect_eq(redwork_reply_raw(&r, bad[i], strlen(bad[i])), -1, "accepted '%s'", bad[i]);
+        cr_expect_str_eq(r.code, "handler_failed", "'%s'", bad[i]);
+        cr_expect_not_null(strstr(r.message, "at byte"), "%s", r.message);
+        reply_clear(&r);
+    }
+    reply r;
+    reply_init(&r);
+    cr_assert_eq(redwork_reply_raw(&r, NULL, 0), -1);
+    reply_clear(&r);
+}
