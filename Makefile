@@ -64,7 +64,7 @@ HANDLER_LIBS_delay := -pthread
 # Test suites: unit tests link the modules; integration tests drive the
 # real daemon against a real redis-server; fixture plugins feed the loader.
 UNIT_TESTS := queue config url sentinel cluster request reply plugin resp handback holds loop scrape
-INTEGRATION_TESTS := daemon client cli scale stream sentinel cluster metrics notify
+INTEGRATION_TESTS := daemon client cli scale stream sentinel cluster metrics notify sdk
 TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails bad_name no_name echo_v2 v1_0 tstate too_small
 HARNESS_OBJS := $(B)/tests/integration/harness.o
 
@@ -107,7 +107,7 @@ fuzz: deps $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
 
 .PRECIOUS: $(B)/%.o # keep the objects of pattern rules: no rebuild on every make
 
-.PHONY: all deps test test-symbols test-unit test-integration test-python test-node demo bench fuzz valgrind tsan install uninstall clean
+.PHONY: all deps test test-symbols test-unit test-integration test-plugins test-python test-node demo bench fuzz valgrind tsan install uninstall clean
 .DEFAULT_GOAL := all
 
 all: bin/redworkd bin/redwork lib/libredwork.a lib/libredwork.so $(HANDLER_SOS)
@@ -189,7 +189,9 @@ test-unit:
 
 test-integration:
 	$(Q)set -e; for t in $(INTEGRATION_BINS); do echo "== $$t"; \
-	    REDWORK_ROOT=$(CURDIR) $$t --jobs 2; done
+	    REDWORK_ROOT=$(CURDIR) REDWORK_TEST_PLUGINS=$(B)/tests/plugins $$t --jobs 2; done
+
+test-plugins: $(TEST_PLUGIN_SOS)
 
 test-python:
 	$(Q)echo "== tests/python"; REDWORK_ROOT=$(CURDIR) $(PYTHON) -m unittest discover -s tests/python -v

@@ -19,13 +19,19 @@
  * daemon answered first), and the loop's, dropped when the request is
  * answered. Whoever drops the last frees it. It also holds a reference to
  * its handler's version, so a reload cannot unload code that a timer of
- * that version will still call back into.
+ * that version will still call back into, and one to the deferrals, whose
+ * memory outlives the loop while a handler still holds a reply: a finish
+ * that comes after deferrals_free() finds them marked gone and drops its
+ * reply. A finish moves the state, pushes and signals the loop under one
+ * mutex that deferrals_free() also takes, so no finish is half-way through
+ * signalling a loop that is being freed.
  *
  * The deadlines share one loop timer, set to the nearest; when it fires
  * the open requests are scanned, which is cheap next to what a thousand
  * of them would cost in timers. */
 #include "defer.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -60,6 +66,9 @@ struct deferrals {
     deferrals_answer_fn *answer;
     void *ctx;
     atomic_long in_flight;    /* deferred and not answered: max_deferred */
+    atomic_long refs;         /* the owner's, and one per deferred reply alive */
+    pthread_mutex_t finishing; /* a finish's hand-over; gone */
+    int gone;                 /* deferrals_free() has run: finishes are dropped */
     handback finished;        /* any thread -> the loop */
     loop_async finished_async;
 
@@ -71,13 +80,23 @@ struct deferrals {
     int closed;
 };
 
-/* Drops a reference; the last frees D. */
+/* Drops a reference to DS; the last frees it. */
+static void deferrals_unref(deferrals *ds) {
+    if (atomic_fetch_sub_explicit(&ds->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    pthread_mutex_destroy(&ds->finishing);
+    free(ds);
+}
+
+/* Drops a reference to D; the last frees it. */
 static void unref(redwork_deferred *d) {
     if (atomic_fetch_sub_explicit(&d->refs, 1, memory_order_acq_rel) != 1)
         return;
+    deferrals *ds = d->owner;
     reply_clear(&d->r);
     plugin_release(d->handler);
     free(d);
+    deferrals_unref(ds);
 }
 
 /* ---- the SDK ------------------------------------------------------------ */
@@ -97,6 +116,7 @@ redwork_deferred *redwork_reply_defer(redwork_reply *rep) {
     }
     atomic_init(&d->state, OPEN);
     atomic_init(&d->refs, 2);
+    atomic_fetch_add(&ds->refs, 1);
     reply_init(&d->r);
     d->owner = ds;
     d->req = rep->req;
@@ -110,15 +130,20 @@ redwork_deferred *redwork_reply_defer(redwork_reply *rep) {
 redwork_reply *redwork_deferred_reply(redwork_deferred *d) { return &d->r; }
 
 int redwork_deferred_finish(redwork_deferred *d) {
-    int open = OPEN;
-    if (atomic_compare_exchange_strong_explicit(&d->state, &open, FINISHED,
-                                                memory_order_acq_rel, memory_order_acquire)) {
-        deferrals *ds = d->owner; /* read before D may be freed */
+    deferrals *ds = d->owner; /* alive: D holds a reference */
+    int open = OPEN, sent = 0;
+    pthread_mutex_lock(&ds->finishing);
+    if (!ds->gone && atomic_compare_exchange_strong_explicit(&d->state, &open, FINISHED,
+                                                             memory_order_acq_rel,
+                                                             memory_order_acquire)) {
         handback_push(&ds->finished, &d->back); /* with the handler's reference */
         loop_async_signal(&ds->finished_async);
-        return 0;
+        sent = 1; /* D may be gone already: the loop frees it */
     }
-    reply_clear(&d->r); /* the daemon answered first */
+    pthread_mutex_unlock(&ds->finishing);
+    if (sent)
+        return 0;
+    reply_clear(&d->r); /* the daemon answered first, or has stopped */
     unref(d);
     return 1;
 }
@@ -213,6 +238,8 @@ deferrals *deferrals_create(const config *cfg, loop *lp, deferrals_answer_fn *an
     ds->answer = answer_fn;
     ds->ctx = ctx;
     atomic_init(&ds->in_flight, 0);
+    atomic_init(&ds->refs, 1);
+    pthread_mutex_init(&ds->finishing, NULL);
     handback_init(&ds->finished);
     loop_async_init(lp, &ds->finished_async, take_finished, ds);
     ds->open.prev = ds->open.next = &ds->open;
@@ -265,6 +292,9 @@ void deferrals_close(deferrals *ds) {
 void deferrals_free(deferrals *ds) {
     if (ds == NULL)
         return;
+    pthread_mutex_lock(&ds->finishing); /* no finish is signalling now, nor will */
+    ds->gone = 1;
+    pthread_mutex_unlock(&ds->finishing);
     handback_node *n = handback_take(&ds->finished);
     while (n != NULL) { /* finished, not answered: the handlers' references */
         redwork_deferred *d = (redwork_deferred *)((char *)n - offsetof(redwork_deferred, back));
@@ -282,5 +312,5 @@ void deferrals_free(deferrals *ds) {
     }
     redwork_buffer_free(&ds->scratch);
     loop_async_remove(ds->lp, &ds->finished_async);
-    free(ds);
+    deferrals_unref(ds); /* the owner's: the handlers may hold the rest */
 }

@@ -30,9 +30,10 @@ typedef void deferrals_answer_fn(void *ctx, request *req);
 deferrals *deferrals_create(const config *cfg, loop *lp, deferrals_answer_fn *answer,
                             void *ctx);
 
-/* Frees DS (once the loop has stopped and no pool thread runs). Requests
- * still open are freed unanswered; their handlers' finishes are dropped.
- * Accepts NULL. */
+/* Frees DS (once the loop has stopped and no pool thread runs; before
+ * the loop is freed). Requests still open are freed unanswered, and any
+ * finish from now on is dropped; the memory a finish needs lasts until
+ * the last deferred reply is finished. Accepts NULL. */
 void deferrals_free(deferrals *ds);
 
 /* REQ, deferred by its handler (REQ->deferred), is back from the pool:

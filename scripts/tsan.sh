@@ -13,8 +13,8 @@ cd "$(dirname "$0")/.."
 restore() { rm -f bin/redworkd bin/redwork lib/libredwork.a lib/libredwork.so; make -s all; }
 trap restore EXIT
 
-tests=${TSAN_TESTS:-daemon scale stream cli}
-make -s all build/tests/plugins/echo_v2.so $(for t in $tests; do echo build/tests/integration/test_$t; done)
+tests=${TSAN_TESTS:-daemon scale stream cli sdk}
+make -s all test-plugins $(for t in $tests; do echo build/tests/integration/test_$t; done)
 rm -f bin/redworkd bin/redwork lib/libredwork.a
 make -s SANITIZE=thread B=build/tsan bin/redworkd bin/redwork
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 report_thread_leaks=0 second_deadlock_stack=1"

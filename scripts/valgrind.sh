@@ -46,6 +46,7 @@ default_handler = greet
 threads = 2
 claim = on
 reply_store = list
+shutdown_timeout_ms = 8000
 handlers_dir = $PWD/handlers
 [routes]
 news_* = echo
@@ -67,6 +68,14 @@ for body in 'not json' '[1,2]' '{"no":"id"}' '{"req_id":"a b"}' '{"req_id":"b1",
 done
 redis-cli -p "$port" publish news_sports '{"req_id":"b6","x":1}' >/dev/null
 wait_for 60 redis_says 1 exists callback:b6
+# Deferred replies: finished, timed out (its late finish dropped at the
+# handler's fini), and one still open when the drain begins.
+for body in '{"req_id":"d1","handler":"delay","ms":10}' \
+            '{"req_id":"d2","handler":"delay","ms":4000,"timeout_ms":50}' \
+            '{"req_id":"d3","handler":"delay","ms":1500}'; do
+    redis-cli -p "$port" publish request "$body" >/dev/null
+done
+wait_for 60 redis_says 1 exists callback:d2
 kill -HUP "$daemon_pid" # a reload too
 sleep 1
 
@@ -81,4 +90,19 @@ if [ "$status" -ne 0 ]; then
     exit 1
 fi
 grep -q "ERROR SUMMARY: 0 errors" "$tmp/memcheck.log"
+redis_says 1 exists callback:d3 || { echo "valgrind.sh: the drain did not wait for d3" >&2; exit 1; }
+
+echo "== valgrind: redworkd --call, a deferred reply and its timeout"
+for req in '{"ms":10}' '{"ms":4000,"timeout_ms":50}'; do
+    status=0
+    TMPDIR=$tmp valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
+        --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+        --log-file="$tmp/memcheck-call.log" bin/redworkd -c "$tmp/vg.ini" --call delay "$req" \
+        2> "$tmp/call.log" || status=$?
+    if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then # 1: an error reply, the timeout
+        echo "valgrind.sh: redworkd --call delay '$req' under memcheck exited $status" >&2
+        sed -n '/Invalid\|uninitialised\|definitely lost in/,+15p' "$tmp/memcheck-call.log" | head -80 >&2
+        exit 1
+    fi
+done
 echo "valgrind.sh: 0 errors, 0 bytes definitely lost"

@@ -739,6 +739,26 @@ const char *rw_str(const cJSON *obj, const char *name)
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
+int rw_result_is(const cJSON *reply, const char *want, char *got, size_t gotlen)
+{
+    cJSON *w = cJSON_Parse(want);
+    const cJSON *result = cJSON_GetObjectItemCaseSensitive(reply, "result");
+    int same = w != NULL && result != NULL && cJSON_Compare(result, w, 1);
+    char *text = result != NULL ? cJSON_PrintUnformatted(result) : NULL;
+    snprintf(got, gotlen, "%s", text != NULL ? text : "(none)");
+    cJSON_free(text);
+    cJSON_Delete(w);
+    return same;
+}
+
+int rw_bulk_count_code(const rw_bulk *b, const char *code)
+{
+    int k = 0;
+    for (int i = 0; i < b->n; i++)
+        k += b->reply[i] && strcmp(rw_error_code(b->reply[i]), code) == 0;
+    return k;
+}
+
 const char *rw_error_code(const cJSON *reply)
 {
     const cJSON *err = cJSON_GetObjectItemCaseSensitive(reply, "error");

@@ -242,6 +242,18 @@ const char *rw_error_code(const cJSON *reply);
 /* The string member NAME of OBJ, or "" if missing or not a string. */
 const char *rw_str(const cJSON *obj, const char *name);
 
+/* 1 if REPLY's result equals the JSON text WANT, else 0; GOT (GOTLEN
+ * bytes) gets the result as text either way. */
+int rw_result_is(const cJSON *reply, const char *want, char *got, size_t gotlen);
+
+/* Asserts (in a Criterion test) that REPLY's result is the JSON text WANT. */
+#define rw_assert_result(reply, want)                                                  \
+    do {                                                                               \
+        char got_[1024];                                                               \
+        cr_assert(rw_result_is((reply), (want), got_, sizeof got_),                    \
+                  "result %s, expected %s", got_, (want));                             \
+    } while (0)
+
 /* ---- many requests in flight -------------------------------------------- */
 
 /* Builds the body of request I (req_id REQ_ID) into BUF. Returns 0 or -1. */
@@ -293,6 +305,9 @@ int rw_bulk_fence(rw_bulk *b, const char *channel, int timeout_ms);
 
 /* Requests with exactly one reply. */
 int rw_bulk_exactly_once(const rw_bulk *b);
+
+/* How many of B's first replies have error code CODE ("" = ok). */
+int rw_bulk_count_code(const rw_bulk *b, const char *code);
 
 /* Frees everything. Accepts a zeroed B. */
 void rw_bulk_close(rw_bulk *b);

@@ -132,15 +132,6 @@ static double num(const cJSON *obj, const char *name)
     return v->valuedouble;
 }
 
-static void assert_result(const cJSON *reply, const char *want)
-{
-    cJSON *w = cJSON_Parse(want);
-    const cJSON *got = cJSON_GetObjectItemCaseSensitive(reply, "result");
-    int same = w && got && cJSON_Compare(got, w, 1);
-    cJSON_Delete(w);
-    cr_assert(same, "result is not %s: %s", want, run.stdout_text);
-}
-
 /* ---- call ------------------------------------------------------------------ */
 
 Test(cli, call_ok)
@@ -151,7 +142,7 @@ Test(cli, call_ok)
     expect_exit(st, 0);
     cJSON *reply = stdout_json();
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok")));
-    assert_result(reply, "{\"a\":1}");
+    rw_assert_result(reply, "{\"a\":1}");
     cr_assert(strncmp(rw_str(reply, "req_id"), "rw-", 3) == 0, "req_id %s",
               rw_str(reply, "req_id"));
     cr_assert_str_eq(rw_str(reply, "handler"), "echo");
@@ -163,7 +154,7 @@ Test(cli, call_ok)
     st = redwork(NULL, "--port", port_arg(env.redis.port), "call", "echo", NULL);
     expect_exit(st, 0);
     reply = stdout_json();
-    assert_result(reply, "{}");
+    rw_assert_result(reply, "{}");
     cJSON_Delete(reply);
 }
 
@@ -211,7 +202,7 @@ Test(cli, call_reads_stdin)
                      "-", NULL);
     expect_exit(st, 0);
     cJSON *reply = stdout_json();
-    assert_result(reply, "{\"b\":2}");
+    rw_assert_result(reply, "{\"b\":2}");
     cJSON_Delete(reply);
 
     st = redwork("not json", "--port", port_arg(env.redis.port), "call", "echo", "-", NULL);
@@ -225,7 +216,7 @@ Test(cli, config_file)
     int st = redwork(NULL, "-c", env.daemon.conf, "call", "echo", "{\"c\":3}", NULL);
     expect_exit(st, 0);
     cJSON *reply = stdout_json();
-    assert_result(reply, "{\"c\":3}");
+    rw_assert_result(reply, "{\"c\":3}");
     cr_assert_str_eq(rw_str(reply, "worker"), env.daemon.id);
     cJSON_Delete(reply);
     st = redwork(NULL, "--config", env.daemon.conf, "call", "echo", NULL);
@@ -263,7 +254,7 @@ Test(cli, unix_socket_by_url_and_redis_url)
     int st = redwork(NULL, "--url", url, "call", "echo", "{\"u\":1}", NULL);
     expect_exit(st, 0);
     cJSON *reply = stdout_json();
-    assert_result(reply, "{\"u\":1}");
+    rw_assert_result(reply, "{\"u\":1}");
     cr_assert_str_eq(rw_str(reply, "worker"), env.daemon.id);
     cJSON_Delete(reply);
 
@@ -271,7 +262,7 @@ Test(cli, unix_socket_by_url_and_redis_url)
     expect_exit(redwork(NULL, "-u", url, "call", "echo", NULL), 0);
     expect_exit(redwork(NULL, "call", "echo", "{\"env\":true}", NULL), 0);
     reply = stdout_json();
-    assert_result(reply, "{\"env\":true}");
+    rw_assert_result(reply, "{\"env\":true}");
     cJSON_Delete(reply);
 
     /* The daemon took ?db=2: its heartbeat is there, not in database 0. */

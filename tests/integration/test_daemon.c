@@ -77,19 +77,6 @@ static void assert_error(const cJSON *reply, const char *code)
     cr_assert_str_eq(rw_error_code(reply), code);
 }
 
-/* Asserts the reply's result equals the JSON text WANT. */
-static void assert_result(const cJSON *reply, const char *want)
-{
-    cJSON *w = cJSON_Parse(want);
-    cr_assert_not_null(w);
-    const cJSON *got = cJSON_GetObjectItemCaseSensitive(reply, "result");
-    char *text = got ? cJSON_PrintUnformatted(got) : NULL;
-    int same = got && cJSON_Compare(got, w, 1);
-    cJSON_Delete(w);
-    cr_assert(same, "result %s, expected %s", text ? text : "(none)", want);
-    free(text);
-}
-
 /* Calls BODY and asserts the reply is an error CODE. */
 static void expect_error(const char *body, const char *req_id, const char *code)
 {
@@ -103,7 +90,7 @@ static void assert_still_serving(void)
 {
     cJSON *reply = call("{\"handler\":\"echo\",\"req_id\":\"alive\",\"x\":1}", "alive");
     assert_ok(reply);
-    assert_result(reply, "{\"x\":1}");
+    rw_assert_result(reply, "{\"x\":1}");
     cJSON_Delete(reply);
 }
 
@@ -123,15 +110,6 @@ static int sleep_body(int i, const char *req_id, char *buf, size_t len, void *ar
     int n = snprintf(buf, len, "{\"handler\":\"sleep\",\"req_id\":\"%s\",\"ms\":%d}",
                      req_id, *(const int *)arg);
     return n > 0 && (size_t)n < len ? 0 : -1;
-}
-
-/* How many of B's first replies have error code CODE ("" = ok). */
-static int count_code(const rw_bulk *b, const char *code)
-{
-    int k = 0;
-    for (int i = 0; i < b->n; i++)
-        k += b->reply[i] && strcmp(rw_error_code(b->reply[i]), code) == 0;
-    return k;
 }
 
 /* ---- the seed's exchange and routing --------------------------------------- */
@@ -157,7 +135,7 @@ Test(daemon, echo_by_handler_field)
                         "\"a\":[1,2]}", "e1");
     assert_ok(reply);
     cr_assert_str_eq(rw_str(reply, "handler"), "echo");
-    assert_result(reply, "{\"a\":[1,2]}");
+    rw_assert_result(reply, "{\"a\":[1,2]}");
     cJSON_Delete(reply);
 }
 
@@ -184,13 +162,13 @@ Test(daemon, hash_handler)
     start("hash", (rw_opts){0});
     cJSON *reply = call("{\"handler\":\"hash\",\"req_id\":\"h1\",\"data\":\"abc\"}", "h1");
     assert_ok(reply);
-    assert_result(reply, "{\"sha256\":\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\","
+    rw_assert_result(reply, "{\"sha256\":\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\","
                          "\"rounds\":1}");
     cJSON_Delete(reply);
     reply = call("{\"handler\":\"hash\",\"req_id\":\"h2\",\"data\":\"abc\",\"rounds\":1000}",
                  "h2");
     assert_ok(reply);
-    assert_result(reply, "{\"sha256\":\"fc8a6b86a13f71cd9a67f558ab6fd82a3dd89186163a017ed8051acf6d3f8f99\","
+    rw_assert_result(reply, "{\"sha256\":\"fc8a6b86a13f71cd9a67f558ab6fd82a3dd89186163a017ed8051acf6d3f8f99\","
                          "\"rounds\":1000}");
     cJSON_Delete(reply);
     expect_error("{\"handler\":\"hash\",\"req_id\":\"h3\"}", "h3", "bad_request");
@@ -208,7 +186,7 @@ Test(daemon, psubscribe_route)
     cJSON *reply = call_on("news_sports", "{\"req_id\":\"n1\",\"headline\":\"x\"}", "n1");
     assert_ok(reply);
     cr_assert_str_eq(rw_str(reply, "handler"), "echo");
-    assert_result(reply, "{\"headline\":\"x\"}");
+    rw_assert_result(reply, "{\"headline\":\"x\"}");
     cJSON_Delete(reply);
 
     /* The plain channel still goes to the default handler. */
@@ -260,7 +238,7 @@ Test(daemon, overlapping_subscriptions_run_once)
     cr_assert_eq(rw_bulk_collect(&b, 10000), 0, "%d of %d answered", b.seen, N);
     cr_assert_eq(rw_bulk_fence(&b, "request", 5000), 0);
     cr_assert_eq(rw_bulk_exactly_once(&b), N, "a request answered twice");
-    cr_assert_eq(count_code(&b, ""), N);
+    cr_assert_eq(rw_bulk_count_code(&b, ""), N);
     long long dups = rw_wait_hash_at_least(env.redis.port, env.daemon.hb_key,
                                            "duplicates", 2 * N, 3000);
     cr_assert_geq(dups, 2 * N, "heartbeat duplicates = %lld", dups);
@@ -410,7 +388,7 @@ Test(daemon, timeout_ms_expires_while_queued)
     cr_assert_eq(rw_bulk_send(&b, "request", body), 1);
     cr_assert_eq(rw_bulk_collect(&b, CALL_TIMEOUT_MS), 0);
     assert_ok(b.reply[0]);
-    assert_result(b.reply[0], "{\"slept_ms\":500}");
+    rw_assert_result(b.reply[0], "{\"slept_ms\":500}");
     assert_error(b.reply[1], "timeout");
     rw_bulk_close(&b);
 }
@@ -427,7 +405,7 @@ Test(daemon, queue_full_is_overloaded_at_once)
     cr_assert_eq(rw_bulk_collect(&b, CALL_TIMEOUT_MS), 0, "%d of %d answered", b.seen, N);
     cr_assert_eq(rw_bulk_fence(&b, "request", CALL_TIMEOUT_MS), 0);
     cr_assert_eq(rw_bulk_exactly_once(&b), N);
-    int ok = count_code(&b, ""), over = count_code(&b, "overloaded");
+    int ok = rw_bulk_count_code(&b, ""), over = rw_bulk_count_code(&b, "overloaded");
     cr_assert_eq(ok + over, N, "ok %d + overloaded %d", ok, over);
     cr_assert_geq(ok, 1);
     cr_assert_geq(over, 2, "one runs, one waits: the others are overloaded");
@@ -488,9 +466,9 @@ Test(daemon, sigterm_drains_queue)
     long long t0 = rw_now_ms();
     cr_assert_eq(kill(env.daemon.pid, SIGTERM), 0);
     cr_assert_eq(rw_bulk_collect(&b, 10000), 0, "%d of %d answered", b.seen, N);
-    cr_assert_eq(count_code(&b, ""), N, "all drained requests succeed");
+    cr_assert_eq(rw_bulk_count_code(&b, ""), N, "all drained requests succeed");
     for (int i = 0; i < N; i++)
-        assert_result(b.reply[i], "{\"slept_ms\":200}");
+        rw_assert_result(b.reply[i], "{\"slept_ms\":200}");
     int st = rw_daemon_wait(&env.daemon, 12000);
     long long took = rw_now_ms() - t0;
     cr_assert_eq(st, 0, "exit status %d", st);
@@ -527,8 +505,8 @@ Test(daemon, shutdown_timeout_exits_1)
     cr_assert_eq(st, 1, "exit status %d", st);
     cr_assert_lt(took, 2500, "took %lld ms to exit (shutdown_timeout_ms 300)", took);
     rw_bulk_collect(&b, 500); /* the running one may get no reply */
-    cr_assert_geq(count_code(&b, "shutting_down"), N - 1, "queued requests get shutting_down");
-    cr_assert_eq(count_code(&b, ""), 0, "no 5 s sleep could finish");
+    cr_assert_geq(rw_bulk_count_code(&b, "shutting_down"), N - 1, "queued requests get shutting_down");
+    cr_assert_eq(rw_bulk_count_code(&b, ""), 0, "no 5 s sleep could finish");
     for (int i = 0; i < N; i++)
         cr_assert_leq(b.count[i], 1);
     rw_bulk_close(&b);
@@ -599,7 +577,7 @@ Test(daemon, reply_store_list)
     cJSON *late = cJSON_Parse(r->element[1]->str);
     freeReplyObject(r);
     cr_assert_str_eq(rw_str(late, "req_id"), "l2");
-    assert_result(late, "{\"v\":8}");
+    rw_assert_result(late, "{\"v\":8}");
     cJSON_Delete(late);
     redisFree(c);
 }
@@ -774,7 +752,7 @@ Test(daemon, drain_answers_every_request_once)
                      b.seen, N);
         cr_assert_eq(rw_daemon_wait(&env.daemon, 20000), 0, "round %d: exit status", round);
         cr_assert_eq(rw_bulk_exactly_once(&b), N, "round %d", round);
-        cr_assert_eq(count_code(&b, ""), N, "round %d: not every reply is ok", round);
+        cr_assert_eq(rw_bulk_count_code(&b, ""), N, "round %d: not every reply is ok", round);
         rw_bulk_close(&b);
         rw_env_stop(&env);
     }
