@@ -107,7 +107,7 @@ fuzz: deps $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
 
 .PRECIOUS: $(B)/%.o # keep the objects of pattern rules: no rebuild on every make
 
-.PHONY: all deps test test-symbols test-unit test-integration test-plugins test-python test-node demo bench fuzz valgrind tsan install uninstall clean
+.PHONY: all deps test test-symbols test-unit test-integration test-plugins test-example test-python test-node demo bench fuzz valgrind tsan install uninstall clean
 .DEFAULT_GOAL := all
 
 all: bin/redworkd bin/redwork lib/libredwork.a lib/libredwork.so $(HANDLER_SOS)
@@ -173,7 +173,8 @@ deps:
 # redis-servers on a 2-core machine.
 test: deps
 	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(INTEGRATION_BINS) $(TEST_PLUGIN_SOS)
-	$(Q)$(MAKE) --no-print-directory test-symbols test-unit test-integration test-python test-node
+	$(Q)$(MAKE) --no-print-directory test-symbols test-unit test-integration test-python test-node \
+	    test-example
 
 # Every symbol the library exports carries its prefix: programs that link
 # libredwork.a must not meet our config_load or log_write.
@@ -192,6 +193,16 @@ test-integration:
 	    REDWORK_ROOT=$(CURDIR) REDWORK_TEST_PLUGINS=$(B)/tests/plugins $$t --jobs 2; done
 
 test-plugins: $(TEST_PLUGIN_SOS)
+
+# The example handler project, built and tested as its author would: with
+# pkg-config against redwork installed into a temporary prefix.
+test-example: all
+	$(Q)echo "== examples/handler against redwork installed in a temporary prefix"; \
+	    tmp=$$(mktemp -d /tmp/redwork-example.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; set -e; \
+	    $(MAKE) --no-print-directory -s install PREFIX=$$tmp/prefix; \
+	    cp -r examples/handler $$tmp/handler; rm -f $$tmp/handler/hello.so; \
+	    PKG_CONFIG_PATH=$$tmp/prefix/lib/pkgconfig PATH=$$tmp/prefix/bin:$$PATH \
+	        $(MAKE) --no-print-directory -C $$tmp/handler test
 
 test-python:
 	$(Q)echo "== tests/python"; REDWORK_ROOT=$(CURDIR) $(PYTHON) -m unittest discover -s tests/python -v

@@ -153,7 +153,8 @@ const char *redwork_request_channel(const redwork_request *req);
  * included. Read-only: do not modify or free it. To put part of it in the
  * reply, copy it with cJSON_Duplicate(), or, cheaper, refer to it with
  * cJSON_AddItemReferenceToObject() / cJSON_CreateObjectReference(): the
- * reply that handle() sets is written before the request is freed. */
+ * reply that handle() sets is written before the request is freed. A
+ * deferred reply is written after: copy into it, never refer. */
 const cJSON *redwork_request_json(const redwork_request *req);
 
 /* The string value of top-level field KEY, or NULL if it is absent or not
@@ -242,7 +243,9 @@ int redwork_reply_raw(redwork_reply *rep, const char *json, size_t len);
 
 /* Defers REP's request: handle() returns without a reply (its return
  * value and anything set on REP are ignored), and the reply is made
- * through the handle returned. Call it only in handle(), once. Returns
+ * through the handle returned. The request itself is still borrowed only
+ * until handle() returns: copy what the reply will need. Call it only in
+ * handle(), once. Returns
  * the handle, owned by the handler until redwork_deferred_finish(); or
  * NULL when max_deferred are open already or memory ran out (then reply
  * now, on REP, as usual). */
