@@ -166,6 +166,8 @@ Test(sdk, two_hundred_delays_on_one_thread)
         cr_assert_eq(result_number(b.reply[i], "delayed_ms"), 500);
         last = b.arrival_ms[i] > last ? b.arrival_ms[i] : last;
     }
+    cr_log_info("200 delays of 500 ms on one thread: the last reply %lld ms after the sending "
+                "began", last);
     cr_assert_leq(last, 1500, "the last reply came %lld ms after the sending began", last);
     cr_assert_eq(rw_bulk_fence(&b, "request", 5000), 0);
     cr_assert_eq(rw_bulk_exactly_once(&b), N);
@@ -203,6 +205,34 @@ Test(sdk, deferred_finish_against_the_deadline)
     cJSON *still = call("{\"handler\":\"echo\",\"req_id\":\"after\",\"x\":1}", "after");
     cr_assert(is_ok(still), "the daemon stopped answering");
     cJSON_Delete(still);
+}
+
+/* Bodies racing a finish against timeout_ms: ms 0..59 against 30. */
+static int race_body(int i, const char *req_id, char *buf, size_t len, void *arg)
+{
+    (void)arg;
+    return delay_body(i, req_id, buf, len, (int[]){i % 60, 30});
+}
+
+/* Hundreds of finishes racing their own deadlines, on two threads: every
+ * request is answered exactly once, ok or 'timeout' (run under TSan by
+ * make tsan). */
+Test(sdk, finish_and_timeout_race)
+{
+    enum { N = 600 };
+    start("drace", (rw_opts){.threads = 2}, delay_only);
+    rw_bulk b;
+    cr_assert_eq(rw_bulk_open(&b, env.redis.port, "drace", N), 0);
+    cr_assert_eq(rw_bulk_publish(&b, "request", 2, race_body, NULL), N);
+    cr_assert_eq(rw_bulk_collect(&b, 10000), 0, "%d of %d answered", b.seen, N);
+    int ok = rw_bulk_count_code(&b, ""), timeout = rw_bulk_count_code(&b, "timeout");
+    cr_assert_eq(ok + timeout, N, "%d ok and %d timeouts of %d", ok, timeout, N);
+    cr_assert_gt(ok, 0);
+    cr_assert_gt(timeout, 0);
+    rw_bulk_pump(&b, rw_now_ms() + 200); /* past the last finish (59 ms) */
+    cr_assert_eq(rw_bulk_fence(&b, "request", 5000), 0);
+    cr_assert_eq(rw_bulk_exactly_once(&b), N);
+    rw_bulk_close(&b);
 }
 
 /* A drain waits for an open deferred reply, which then answers ok. */
