@@ -88,4 +88,9 @@ static inline int buffer_append_ll(buffer *b, long long v) {
  * '"', '\\' and control characters. Returns 0 or -1. */
 int redwork_buffer_append_json(buffer *b, const char *s, size_t n);
 
+/* The length of the UTF-8 sequence at P (before END): 1..4, or 0 if the
+ * bytes there are not one valid sequence (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF). */
+size_t redwork_utf8_len(const unsigned char *p, const unsigned char *end);
+
 #endif

@@ -22,6 +22,7 @@
 #define PROTOCOL_FIELD_REQ_ID "req_id"
 #define PROTOCOL_FIELD_HANDLER "handler"
 #define PROTOCOL_FIELD_TIMEOUT_MS "timeout_ms"
+#define PROTOCOL_FIELD_REPLY_TO "reply_to" /* protocol 1.1 */
 
 /* Error codes of an "ok": false reply. */
 #define PROTOCOL_BAD_REQUEST "bad_request"
@@ -56,6 +57,15 @@ static inline int protocol_id_valid(const char *s, size_t n) {
         if (!protocol_id_char((unsigned char)s[i]))
             return 0;
     return 1;
+}
+
+/* 1 if the N bytes at S are a valid reply_to for replies prefixed PREFIX:
+ * PREFIX, then 1..PROTOCOL_ID_MAX characters of the req_id set. */
+static inline int protocol_reply_to_valid(const char *s, size_t n, const char *prefix) {
+    size_t p = 0;
+    while (prefix[p] != '\0' && p < n && s[p] == prefix[p])
+        p++;
+    return prefix[p] == '\0' && protocol_id_valid(s + p, n - p);
 }
 
 /* 1 if C may appear in a handler name. */

@@ -162,7 +162,7 @@ int call_run(config *cfg, const char *handler, const char *json, size_t len) {
         reply_write_error(cfg, req, &scratch, PROTOCOL_BAD_REQUEST, "%s", why);
         status = print_reply(req);
     } else if (request_scan(req, body, strlen(body), CALL_ID, strlen(CALL_ID),
-                            (size_t)cfg->max_request_bytes, clock_now_us(), why,
+                            (size_t)cfg->max_request_bytes, cfg->reply_prefix, clock_now_us(), why,
                             sizeof why) != REQUEST_OK) {
         if (*req->id == '\0')
             snprintf(req->id, sizeof req->id, CALL_ID);

@@ -361,7 +361,8 @@ static int sink_take(void *ctx, request *req, const char *body, size_t len,
                      char *why, size_t whylen) {
     dispatcher *d = ctx;
     int status = request_scan(req, body, len, channel, channel_len,
-                              (size_t)d->cfg->max_request_bytes, received_us, why, whylen);
+                              (size_t)d->cfg->max_request_bytes, d->cfg->reply_prefix, received_us,
+                              why, whylen);
     if (status == REQUEST_UNANSWERABLE) {
         stats_add(d->st->rejected);
         log_limited(&d->reject_limit, LOG_LEVEL_WARN, "dispatch",

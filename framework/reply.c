@@ -74,19 +74,31 @@ int redwork_reply_raw(redwork_reply *rep, const char *json, size_t len) {
  * message cut at REPLY_MESSAGE_MAX, or quoting a client's bytes, is still a
  * valid JSON string. */
 static void utf8_sanitize(char *s) {
-    unsigned char *p = (unsigned char *)s;
-    while (*p) {
-        size_t n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2
-                 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
-        size_t i = 1;
-        while (i < n && (p[i] & 0xC0) == 0x80)
-            i++;
-        if (n == 0 || i < n) {
+    unsigned char *p = (unsigned char *)s, *end = p + strlen(s);
+    while (p < end) {
+        size_t n = redwork_utf8_len(p, end);
+        if (n == 0)
             *p++ = '?';
+        else
+            p += n;
+    }
+}
+
+/* The offset of the first byte of the N at P that is not valid UTF-8, or
+ * N if they all are. */
+static size_t utf8_invalid_at(const char *p, size_t n) {
+    const unsigned char *u = (const unsigned char *)p, *end = u + n;
+    for (const unsigned char *q = u; q < end;) {
+        if (*q < 0x80) {
+            q++;
             continue;
         }
-        p += n;
+        size_t len = redwork_utf8_len(q, end);
+        if (len == 0)
+            return (size_t)(q - u);
+        q += len;
     }
+    return n;
 }
 
 void reply_verror(reply *r, const char *code, const char *fmt, va_list ap) {
@@ -134,10 +146,14 @@ static int append_result(buffer *out, const reply *r) {
     }
 }
 
-int reply_envelope(buffer *out, const reply *r, const char *req_id, const char *handler,
-                   const char *worker, long long duration_us) {
+int reply_envelope(buffer *out, const reply *r, const char *req_id, int id_is_number,
+                   const char *handler, const char *worker, long long duration_us) {
+    size_t start = out->len;
     buffer_append_str(out, "{\"req_id\":");
-    redwork_buffer_append_json(out, req_id, strlen(req_id));
+    if (id_is_number) /* the seed's integer id comes back an integer */
+        buffer_append_str(out, req_id);
+    else
+        redwork_buffer_append_json(out, req_id, strlen(req_id));
     if (reply_is_error(r)) {
         buffer_append_str(out, ",\"ok\":false,\"error\":{\"code\":");
         redwork_buffer_append_json(out, r->code, strlen(r->code));
@@ -146,7 +162,19 @@ int reply_envelope(buffer *out, const reply *r, const char *req_id, const char *
         buffer_append_str(out, "}");
     } else {
         buffer_append_str(out, ",\"ok\":true,\"result\":");
+        size_t from = out->len;
         append_result(out, r);
+        size_t bad = out->failed ? 0 : utf8_invalid_at(out->data + from, out->len - from);
+        if (!out->failed && bad < out->len - from) {
+            /* JSON is UTF-8: a handler's bytes that are not become its error. */
+            out->len = start;
+            reply e;
+            reply_init(&e);
+            snprintf(e.code, sizeof e.code, "%s", PROTOCOL_HANDLER_FAILED);
+            snprintf(e.message, sizeof e.message,
+                     "the handler's result is not valid UTF-8 (at byte %zu of it)", bad);
+            return reply_envelope(out, &e, req_id, id_is_number, handler, worker, duration_us);
+        }
     }
     buffer_append_str(out, ",\"handler\":");
     if (handler != NULL)
@@ -161,6 +189,15 @@ int reply_envelope(buffer *out, const reply *r, const char *req_id, const char *
     return out->failed ? -1 : 0;
 }
 
+/* Appends the argument naming REQ's reply channel (and stored reply):
+ * its reply_to, or <reply_prefix><req_id>. */
+static void reply_channel(buffer *out, const config *cfg, const request *req) {
+    if (req->reply_to != NULL)
+        resp_bulk(out, req->reply_to, req->reply_to_len);
+    else
+        resp_bulk_pair(out, cfg->reply_prefix, req->id);
+}
+
 int reply_write(const config *cfg, request *req, const reply *r,
                 long long duration_us, buffer *scratch) {
     buffer_reset(scratch);
@@ -169,24 +206,25 @@ int reply_write(const config *cfg, request *req, const reply *r,
     req->has_reply = 1;
     req->is_error = reply_is_error(r);
     req->outcome = metrics_outcome(r->code);
-    reply_envelope(scratch, r, req->id, req->handler != NULL ? plugin_name(req->handler) : NULL,
+    reply_envelope(scratch, r, req->id, req->id_is_number,
+                   req->handler != NULL ? plugin_name(req->handler) : NULL,
                    cfg->id, duration_us);
     buffer *out = &req->out;
     req->commands = 1;
     if (cfg->reply_store == REPLY_STORE_LIST) {
         resp_array(out, 3);
         resp_bulk_str(out, "RPUSH");
-        resp_bulk_pair(out, cfg->reply_prefix, req->id);
+        reply_channel(out, cfg, req);
         resp_bulk(out, scratch->data, scratch->len);
         resp_array(out, 3);
         resp_bulk_str(out, "PEXPIRE");
-        resp_bulk_pair(out, cfg->reply_prefix, req->id);
+        reply_channel(out, cfg, req);
         resp_bulk_ll(out, cfg->reply_ttl_ms);
         req->commands = 3;
     }
     resp_array(out, 3);
     resp_bulk_str(out, "PUBLISH");
-    resp_bulk_pair(out, cfg->reply_prefix, req->id);
+    reply_channel(out, cfg, req);
     resp_bulk(out, scratch->data, scratch->len);
     req->lost = scratch->failed || out->failed;
     return req->lost ? -1 : 0;

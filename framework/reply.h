@@ -4,7 +4,7 @@
  * struct redwork_reply is what the SDK's redwork_reply_* functions fill in
  * (implemented here). reply_envelope() wraps it in the protocol v1
  * envelope; reply_write() turns it into the whole commands for a request
- * ([RPUSH, PEXPIRE,] PUBLISH on <reply_prefix><req_id>) in the request's
+ * ([RPUSH, PEXPIRE,] PUBLISH on its reply_to, or <reply_prefix><req_id>) in the request's
  * out buffer, ready for the publisher to write. Both run on any thread, on
  * the objects they are given. */
 #ifndef REDWORK_REPLY_H
@@ -58,10 +58,13 @@ void reply_verror(reply *r, const char *code, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
 /* Appends to OUT the envelope for R: {"req_id":..,"ok":..,"result"|"error":..,
- * "handler":..,"worker":..,"duration_us":..}. HANDLER may be NULL (not
- * routed). R is not changed. Returns 0, or -1 out of memory. */
-int reply_envelope(buffer *out, const reply *r, const char *req_id, const char *handler,
-                   const char *worker, long long duration_us);
+ * "handler":..,"worker":..,"duration_us":..}; REQ_ID is written as a JSON
+ * number if ID_IS_NUMBER (its text is then decimal digits), else as a
+ * string. HANDLER may be NULL (not routed). A result that is not valid
+ * UTF-8 becomes a 'handler_failed' error. R is not changed. Returns 0, or
+ * -1 out of memory. */
+int reply_envelope(buffer *out, const reply *r, const char *req_id, int id_is_number,
+                   const char *handler, const char *worker, long long duration_us);
 
 /* Writes into REQ->out the commands that publish R as REQ's reply, as CFG
  * says, and sets REQ->commands and REQ->is_error. SCRATCH is the caller's

@@ -38,8 +38,9 @@ typedef struct span {
 
 typedef struct scanner {
     const char *p, *end, *start;
-    span req_id, handler, timeout;
+    span req_id, handler, timeout, reply_to;
     int too_deep;
+    int bad_utf8; /* the scan stopped at bytes that are not UTF-8 */
 } scanner;
 
 static void skip_space(scanner *s) {
@@ -67,35 +68,57 @@ static long hex4(const char *p, const char *end) {
     return v;
 }
 
-/* A string at s->p == '"'. Fills OUT (may be NULL). */
+/* A string at s->p == '"': its escapes, and UTF-8 (RFC 8259 section 8.1)
+ * with no lone surrogate, escaped or not. Fills OUT (may be NULL). On
+ * failure s->p is where it stopped. */
 static int scan_string(scanner *s, span *out) {
     const char *start = ++s->p, *p = start, *end = s->end;
     int escaped = 0;
     for (;;) {
-        while (p < end && (unsigned char)*p >= 0x20 && *p != '"' && *p != '\\')
+        while (p < end && (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x80 && *p != '"' &&
+               *p != '\\')
             p++;
-        if (p >= end || (unsigned char)*p < 0x20)
+        if (p < end && (unsigned char)*p >= 0x80) {
+            size_t n = redwork_utf8_len((const unsigned char *)p, (const unsigned char *)end);
+            if (n == 0) {
+                s->bad_utf8 = 1;
+                s->p = p;
+                return -1;
+            }
+            p += n;
+            continue;
+        }
+        if (p >= end || (unsigned char)*p < 0x20) {
+            s->p = p;
             return -1;
+        }
         if (*p == '"')
             break;
         escaped = 1; /* a backslash: one escape */
-        if (++p >= end)
+        const char *escape = p;
+        if (++p >= end) {
+            s->p = escape;
             return -1;
+        }
         if (*p == 'u') {
             long unit = hex4(p + 1, end);
-            if (unit < 0 || (unit >= 0xDC00 && unit <= 0xDFFF))
-                return -1; /* a low surrogate must follow a high one */
+            int bad = unit < 0 || (unit >= 0xDC00 && unit <= 0xDFFF); /* a lone low surrogate */
             p += 5;
-            if (unit >= 0xD800 && unit <= 0xDBFF) { /* a pair, or not Unicode */
+            if (!bad && unit >= 0xD800 && unit <= 0xDBFF) { /* a pair, or not Unicode */
                 long low = end - p >= 2 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2, end) : -1;
-                if (low < 0xDC00 || low > 0xDFFF)
-                    return -1;
+                bad = low < 0xDC00 || low > 0xDFFF;
                 p += 6;
+            }
+            if (bad) {
+                s->bad_utf8 = unit >= 0xD800 && unit <= 0xDFFF;
+                s->p = escape;
+                return -1;
             }
         } else if (*p == '"' || *p == '\\' || *p == '/' || *p == 'b' || *p == 'f' ||
                    *p == 'n' || *p == 'r' || *p == 't') {
             p++;
         } else {
+            s->p = escape;
             return -1;
         }
     }
@@ -214,6 +237,9 @@ static int scan_object(scanner *s, int depth, int top) {
             else if (s->timeout.kind == SPAN_NONE &&
                      key_is(key.p, key.n, key.escaped, PROTOCOL_FIELD_TIMEOUT_MS))
                 field = &s->timeout;
+            else if (s->reply_to.kind == SPAN_NONE &&
+                     key_is(key.p, key.n, key.escaped, PROTOCOL_FIELD_REPLY_TO))
+                field = &s->reply_to;
         }
         if (scan_value(s, depth, field) != 0)
             return -1;
@@ -305,26 +331,28 @@ static int whole_number(const char *p, size_t n, long long *out) {
     return 0;
 }
 
-/* Writes the req_id that the value at SPAN gives into ID. Returns 0, or
- * -1 if it is not a usable one. */
-static int id_of(const span *v, char id[PROTOCOL_ID_MAX + 1]) {
+/* Writes the req_id that the value at SPAN gives into REQ (its text, and
+ * whether it was a number). Returns 0, or -1 if it is not a usable one. */
+static int id_of(const span *v, request *req) {
     long long n;
     if (v->kind == SPAN_STRING && !v->escaped && protocol_id_valid(v->p, v->n)) {
-        memcpy(id, v->p, v->n);
-        id[v->n] = '\0';
+        memcpy(req->id, v->p, v->n);
+        req->id[v->n] = '\0';
+        req->id_is_number = 0;
         return 0;
     }
     if (v->kind == SPAN_NUMBER && whole_number(v->p, v->n, &n) == 0) {
-        id[redwork_ll_text(n, id)] = '\0';
+        req->id[redwork_ll_text(n, req->id)] = '\0';
+        req->id_is_number = 1;
         return 0;
     }
     return -1;
 }
 
 /* Finds the req_id of the top-level object in P without checking the
- * rest: for a body too big or too deep to scan. Returns 0 with ID set, or
- * -1. */
-static int sniff_id(const char *p, size_t len, char id[PROTOCOL_ID_MAX + 1]) {
+ * rest: for a body too big, too deep or too broken to scan. Returns 0
+ * with REQ's id set, or -1. */
+static int sniff_id(const char *p, size_t len, request *req) {
     scanner s = {.p = p, .end = p + len, .start = p};
     skip_space(&s);
     if (s.p >= s.end || *s.p != '{')
@@ -348,7 +376,7 @@ static int sniff_id(const char *p, size_t len, char id[PROTOCOL_ID_MAX + 1]) {
             if (s.p < s.end && *s.p == '"' ? scan_string(&s, &v) != 0
                                            : scan_number(&s, &v) != 0)
                 return -1;
-            return id_of(&v, id);
+            return id_of(&v, req);
         }
         if (c == '{' || c == '[') {
             depth++;
@@ -363,23 +391,29 @@ static int sniff_id(const char *p, size_t len, char id[PROTOCOL_ID_MAX + 1]) {
     return -1;
 }
 
-/* The verdict for a body that could not be scanned whole. */
+/* The verdict for a body that could not be scanned whole, or is not a
+ * request: answered if it has a req_id to be found. */
 static int refuse(request *req, const char *body, size_t len) {
-    return sniff_id(body, len, req->id) == 0 ? REQUEST_BAD : REQUEST_UNANSWERABLE;
+    if (sniff_id(body, len, req) == 0)
+        return REQUEST_BAD;
+    req->id[0] = '\0';
+    return REQUEST_UNANSWERABLE;
 }
 
 int request_scan(request *req, const char *body, size_t len, const char *channel,
-                 size_t channel_len, size_t max_bytes, uint64_t received_us,
-                 char *err, size_t errlen) {
+                 size_t channel_len, size_t max_bytes, const char *reply_prefix,
+                 uint64_t received_us, char *err, size_t errlen) {
     req->id[0] = '\0';
+    req->id_is_number = 0;
+    req->reply_to = NULL;
     if (len > max_bytes) {
         snprintf(err, errlen, "request is %zu bytes, over max_request_bytes (%zu)",
                  len, max_bytes);
         return refuse(req, body, len);
     }
-    if (memchr(body, '\0', len) != NULL) {
+    if (len > 0 && memchr(body, '\0', len) != NULL) {
         snprintf(err, errlen, "not JSON: contains a NUL byte");
-        return REQUEST_UNANSWERABLE;
+        return refuse(req, body, len);
     }
     scanner s = {.p = body, .end = body + len, .start = body};
     skip_space(&s);
@@ -391,8 +425,10 @@ int request_scan(request *req, const char *body, size_t len, const char *channel
         return refuse(req, body, len);
     }
     if (status != 0 || s.p != s.end) {
-        snprintf(err, errlen, "not JSON (at byte %zu)", (size_t)(s.p - body));
-        return REQUEST_UNANSWERABLE;
+        snprintf(err, errlen, "%s (at byte %zu)",
+                 s.bad_utf8 ? "not UTF-8 JSON: invalid UTF-8 or a lone surrogate" : "not JSON",
+                 (size_t)(s.p - body));
+        return refuse(req, body, len);
     }
     if (!is_object) {
         snprintf(err, errlen, "not a JSON object");
@@ -402,12 +438,19 @@ int request_scan(request *req, const char *body, size_t len, const char *channel
         snprintf(err, errlen, "no req_id");
         return REQUEST_UNANSWERABLE;
     }
-    if (id_of(&s.req_id, req->id) != 0) {
+    if (id_of(&s.req_id, req) != 0) {
         snprintf(err, errlen, "req_id must be 1..128 of [A-Za-z0-9_.:-] or an integer 0..2^53-1");
         return REQUEST_UNANSWERABLE;
     }
     if (s.handler.kind != SPAN_NONE && (s.handler.kind != SPAN_STRING || s.handler.n == 0)) {
         snprintf(err, errlen, "handler must be a non-empty string");
+        return REQUEST_BAD;
+    }
+    if (s.reply_to.kind != SPAN_NONE &&
+        (s.reply_to.kind != SPAN_STRING || s.reply_to.escaped ||
+         !protocol_reply_to_valid(s.reply_to.p, s.reply_to.n, reply_prefix))) {
+        snprintf(err, errlen, "reply_to must be '%s' followed by 1..128 of [A-Za-z0-9_.:-]",
+                 reply_prefix);
         return REQUEST_BAD;
     }
     long long timeout_ms = -1;
@@ -438,6 +481,10 @@ int request_scan(request *req, const char *body, size_t len, const char *channel
             req->handler_text[n] = '\0';
         }
         req->handler_field = req->handler_text;
+    }
+    if (s.reply_to.kind == SPAN_STRING) { /* in the copy: valid as long as the request */
+        req->reply_to = req->text.data + (s.reply_to.p - body);
+        req->reply_to_len = s.reply_to.n;
     }
     req->timeout_ms = timeout_ms;
     req->received_us = received_us;

@@ -42,7 +42,10 @@ struct redwork_request {
     buffer text;                 /* the body, a NUL, the channel, a NUL */
     size_t body_len;
     const char *channel;         /* in text */
-    char id[PROTOCOL_ID_MAX + 1];
+    char id[PROTOCOL_ID_MAX + 1]; /* an integer id as its decimal text */
+    int id_is_number;            /* the request's req_id was a JSON number */
+    const char *reply_to;        /* its reply_to channel (in text, not NUL-ended), or NULL */
+    size_t reply_to_len;
     const char *handler_field;   /* the "handler" field (decoded), or NULL */
     char handler_text[PROTOCOL_HANDLER_MAX + 2]; /* its storage; cut past 64 */
     long long timeout_ms;        /* -1: none */
@@ -107,14 +110,15 @@ enum request_status {
 /* Checks BODY (LEN bytes, need not be NUL-terminated) that arrived on
  * CHANNEL (CHANNEL_LEN bytes) at RECEIVED_US, and fills REQ from it: its
  * id always when there is a usable one, the rest (a copy of body and
- * channel included) on success. A body over MAX_BYTES, or nested deeper
- * than REQUEST_DEPTH_MAX, is refused without being checked whole, though
- * its top-level req_id is still looked for so it can be answered.
+ * channel included) on success. The JSON must be valid UTF-8; a reply_to
+ * must be REPLY_PREFIX then 1..128 req_id characters. A body over
+ * MAX_BYTES, nested deeper than REQUEST_DEPTH_MAX or not JSON is refused,
+ * though its top-level req_id is still looked for so it can be answered.
  * Returns REQUEST_OK, REQUEST_BAD or REQUEST_UNANSWERABLE; on either
  * failure ERR says why (and on REQUEST_BAD, REQ->id is set). */
 int request_scan(request *req, const char *body, size_t len, const char *channel,
-                 size_t channel_len, size_t max_bytes, uint64_t received_us,
-                 char *err, size_t errlen);
+                 size_t channel_len, size_t max_bytes, const char *reply_prefix,
+                 uint64_t received_us, char *err, size_t errlen);
 
 /* Builds REQ->json from the body for the handler (on the pool thread).
  * Returns 0, or -1 with ERR (out of memory, or JSON that the scan let

@@ -192,7 +192,8 @@ static void take_entry(source *s, const char *stream, const resp_value *root,
                  "(its handler crashed or stalled its worker)", deliveries);
         char err[256];
         if (request_scan(req, body->str, body->len, stream, strlen(stream),
-                         (size_t)s->cfg->max_request_bytes, received_us, err, sizeof err) !=
+                         (size_t)s->cfg->max_request_bytes, s->cfg->reply_prefix, received_us, err,
+                         sizeof err) !=
             REQUEST_UNANSWERABLE)
             reply_write_error(s->cfg, req, &s->scratch, PROTOCOL_HANDLER_FAILED,
                               "%s; moved to %s%s", why, stream, PROTOCOL_DEAD_SUFFIX);

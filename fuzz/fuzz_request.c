@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[256];
     if (req == NULL)
         return 0;
-    int status = request_scan(req, (const char *)data, size, "request", 7, 4096, 0, err,
+    int status = request_scan(req, (const char *)data, size, "request", 7, 4096, "callback:", 0, err,
                               sizeof err);
     if (status == REQUEST_OK) {
         if (strlen(redwork_request_id(req)) == 0)
@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     reply_init(&r);
     redwork_reply_error(&r, "bad_request", "%s", err);
     buffer json = BUFFER_INIT;
-    reply_envelope(&json, &r, req->id[0] ? req->id : "x", NULL, "fuzz", 0);
+    reply_envelope(&json, &r, req->id[0] ? req->id : "x", req->id_is_number, NULL, "fuzz", 0);
     cJSON *back = json.failed ? NULL : cJSON_Parse(json.data);
     if (!json.failed && back == NULL)
         abort(); /* the envelope must parse */

@@ -1,12 +1,12 @@
 /* echo -- replies with the request object minus the envelope fields
- * (req_id, handler, timeout_ms): what the caller sent is what it gets. */
+ * (req_id, handler, timeout_ms, reply_to): what the caller sent is what it gets. */
 #include <string.h>
 
 #include <redwork/handler.h>
 
 static int is_envelope(const char *key) {
     return strcmp(key, "req_id") == 0 || strcmp(key, "handler") == 0 ||
-           strcmp(key, "timeout_ms") == 0;
+           strcmp(key, "timeout_ms") == 0 || strcmp(key, "reply_to") == 0;
 }
 
 static int echo_handle(void *state, const redwork_request *req,

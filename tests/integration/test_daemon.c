@@ -54,7 +54,11 @@ static cJSON *call_on(const char *channel, const char *body, const char *req_id)
                   published);
     cr_assert_not_null(reply, "no reply to %s on callback:%s within %d ms",
                        body, req_id, CALL_TIMEOUT_MS);
-    cr_assert_str_eq(rw_str(reply, "req_id"), req_id);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(reply, "req_id");
+    char text[32] = "";
+    if (cJSON_IsNumber(id)) /* an integer id comes back an integer */
+        snprintf(text, sizeof text, "%.0f", id->valuedouble);
+    cr_assert_str_eq(cJSON_IsNumber(id) ? text : rw_str(reply, "req_id"), req_id);
     cr_assert_str_eq(rw_str(reply, "worker"), env.daemon.id);
     return reply;
 }
@@ -119,8 +123,9 @@ Test(daemon, seed_greet_exchange)
     start("seed", (rw_opts){.default_handler = "greet"});
     cJSON *reply = call("{\"user_id\":\"Alice\",\"req_id\":123}", "123");
     assert_ok(reply);
-    cr_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(reply, "req_id")),
-              "an integer req_id is answered as its decimal string");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(reply, "req_id");
+    cr_assert(cJSON_IsNumber(id) && id->valuedouble == 123,
+              "an integer req_id is answered as that integer (protocol 1.1)");
     cr_assert_str_eq(rw_str(reply, "result"), "Hello, Alice!");
     cr_assert_str_eq(rw_str(reply, "handler"), "greet");
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(reply, "duration_us");
@@ -347,6 +352,56 @@ Test(daemon, oversized_body_is_bad_request)
     cJSON *reply = call("{\"handler\":\"echo\",\"req_id\":\"small1\",\"pad\":\"x\"}", "small1");
     assert_ok(reply);
     cJSON_Delete(reply);
+}
+
+/* Protocol 1.1: broken JSON, bytes that are not UTF-8 and lone surrogate
+ * escapes are answered bad_request when a req_id comes before them. */
+Test(daemon, broken_json_and_bad_utf8_with_an_id_are_answered)
+{
+    start("utf8", (rw_opts){0});
+    static const struct {
+        const char *body, *id;
+    } cases[] = {
+        {"{\"req_id\":\"mj1\",\"handler\":\"echo\",\"x\":}", "mj1"},
+        {"{\"req_id\":\"mj2\",\"handler\":\"echo\"", "mj2"},
+        {"{\"req_id\":\"u8a\",\"handler\":\"echo\",\"x\":\"\xff\xfe\xc3\"}", "u8a"},
+        {"{\"req_id\":\"u8b\",\"handler\":\"echo\",\"x\":\"\\udc80\"}", "u8b"},
+        {"{\"req_id\":\"u8c\",\"handler\":\"echo\",\"x\":\"\\ud800\"}", "u8c"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_error(cases[i].body, cases[i].id, "bad_request");
+    /* Valid UTF-8 of every length comes back as it went. */
+    cJSON *reply = call("{\"handler\":\"echo\",\"req_id\":\"u8ok\",\"x\":\"caf\xc3\xa9 "
+                        "\xe2\x82\xac \xf0\x9f\x98\x80 \\u00e9\"}", "u8ok");
+    rw_assert_result(reply, "{\"x\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xc3\xa9\"}");
+    cJSON_Delete(reply);
+    assert_still_serving();
+}
+
+/* Protocol 1.1: reply_to sends the reply (and the stored one) to another
+ * channel under reply_prefix; anything else there is bad_request on
+ * <reply_prefix><req_id>. */
+Test(daemon, reply_to_chooses_the_reply_channel)
+{
+    start("rto", (rw_opts){.worker_extra = "reply_store = list\n"});
+    long long published = -1;
+    cJSON *reply = rw_call(env.redis.port, "request",
+                           "{\"handler\":\"echo\",\"req_id\":\"rt1\",\"reply_to\":"
+                           "\"callback:client-9\",\"x\":1}",
+                           "client-9", NULL, CALL_TIMEOUT_MS, &published);
+    cr_assert_not_null(reply, "no reply on callback:client-9");
+    cr_assert_str_eq(rw_str(reply, "req_id"), "rt1", "the envelope tells the calls apart");
+    rw_assert_result(reply, "{\"x\":1}");
+    cJSON_Delete(reply);
+    redisContext *c = rw_connect(env.redis.port);
+    cr_assert_not_null(c);
+    cr_assert_eq(rw_command_int(c, "LLEN callback:client-9"), 1, "not stored at reply_to");
+    cr_assert_eq(rw_command_int(c, "EXISTS callback:rt1"), 0, "stored at the default channel");
+    redisFree(c);
+    expect_error("{\"handler\":\"echo\",\"req_id\":\"rt2\",\"reply_to\":\"elsewhere:x\"}",
+                 "rt2", "bad_request");
+    expect_error("{\"handler\":\"echo\",\"req_id\":\"rt3\",\"reply_to\":\"callback:a b\"}",
+                 "rt3", "bad_request");
 }
 
 Test(daemon, unknown_handler_names_it)

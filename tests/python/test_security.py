@@ -811,7 +811,7 @@ class FloodTest(unittest.TestCase):
         twice = {c: len(v) for c, v in replies.items() if len(v) != 1}
         self.assertEqual(twice, {}, "answered more than once")
         for channel, (reply,) in replies.items():
-            self.assertEqual(reply["req_id"], channel[len("callback:"):])
+            self.assertEqual(str(reply["req_id"]), channel[len("callback:"):])
             self.assertFalse(reply["ok"])
             self.assertEqual(reply["error"]["code"], "bad_request", reply)
             self.assertIsNone(reply["handler"])

@@ -76,7 +76,7 @@ class SeedClientTest(unittest.TestCase):
         req_id = next(self.ids)
         receivers, reply = self.request("request", {"user_id": user_id, "req_id": req_id})
         self.assertGreaterEqual(receivers, 1, "no worker listened on 'request'")
-        self.assertEqual(reply["req_id"], str(req_id))
+        self.assertEqual(reply["req_id"], req_id)  # an integer id comes back an integer
         return reply
 
     def test_send_request_alice(self):

@@ -147,7 +147,7 @@ static cJSON *call(const plugin *p, const char *body, int *rc) {
     char perr[256];
     cr_assert_not_null(req);
     cr_assert_eq(request_scan(req, body, strlen(body), "news_sports", 11, 1 << 20,
-                              clock_now_us(), perr, sizeof perr),
+                              "callback:", clock_now_us(), perr, sizeof perr),
                  REQUEST_OK, "%s", perr);
     cr_assert_eq(request_parse_tree(req, perr, sizeof perr), 0, "%s", perr);
     reply rep;

@@ -19,7 +19,7 @@
 static char *reply_encode(const reply *r, const char *req_id, const char *handler,
                           const char *worker, long long duration_us) {
     buffer out = BUFFER_INIT;
-    cr_assert_eq(reply_envelope(&out, r, req_id, handler, worker, duration_us), 0);
+    cr_assert_eq(reply_envelope(&out, r, req_id, 0, handler, worker, duration_us), 0);
     return out.data;
 }
 
@@ -382,5 +382,42 @@ Test(reply, raw_that_is_not_one_json_value_is_an_error) {
     reply r;
     reply_init(&r);
     cr_assert_eq(redwork_reply_raw(&r, NULL, 0), -1);
+    reply_clear(&r);
+}
+
+Test(reply, integer_id_is_written_as_a_number) {
+    reply r;
+    reply_init(&r);
+    buffer out = BUFFER_INIT;
+    cr_assert_eq(reply_envelope(&out, &r, "123", 1, "greet", "w", 1), 0);
+    cr_assert_not_null(strstr(out.data, "{\"req_id\":123,"), "%s", out.data);
+    buffer_reset(&out);
+    cr_assert_eq(reply_envelope(&out, &r, "123", 0, "greet", "w", 1), 0);
+    cr_assert_not_null(strstr(out.data, "{\"req_id\":\"123\","), "%s", out.data);
+    redwork_buffer_free(&out);
+}
+
+Test(reply, a_result_that_is_not_utf8_becomes_an_error) {
+    static const char *const bad[] = {"\xff", "ok \xc3", "\xed\xa0\x80", "\xc0\xaf"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        reply r;
+        reply_init(&r);
+        cr_assert_eq(redwork_reply_string(&r, bad[i]), 0);
+        cJSON *env = encode_parse(&r, "u", "h");
+        cr_expect(cJSON_IsFalse(cJSON_GetObjectItem(env, "ok")), "case %zu was sent", i);
+        cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(env, "error"), "code")->valuestring,
+                         "handler_failed");
+        char *text = reply_encode(&r, "u", "h", "w", 1);
+        cr_expect(valid_utf8(text, strlen(text)), "case %zu: the envelope is not UTF-8", i);
+        free(text);
+        cJSON_Delete(env);
+        reply_clear(&r);
+    }
+    reply r;
+    reply_init(&r);
+    cr_assert_eq(redwork_reply_string(&r, "caf\xc3\xa9 \xf0\x9f\x98\x80"), 0);
+    cJSON *env = encode_parse(&r, "u", "h");
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(env, "ok")), "valid UTF-8 was refused");
+    cJSON_Delete(env);
     reply_clear(&r);
 }

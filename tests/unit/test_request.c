@@ -30,8 +30,8 @@ static int scan_as(const char *body, size_t len, const char *channel, size_t max
     memcpy(copy, body, len);
     request *req = request_new();
     cr_assert_not_null(req);
-    int rc = request_scan(req, copy, len, channel, strlen(channel), max_bytes, received_us,
-                          err, errlen);
+    int rc = request_scan(req, copy, len, channel, strlen(channel), max_bytes, "callback:",
+                          received_us, err, errlen);
     free(copy);
     strcpy(id, req->id);
     *out = NULL;
@@ -154,8 +154,7 @@ static const char *const unanswerable[] = {
     "not json",
     "",
     "{",
-    "{\"req_id\":\"abc\"",
-    "{\"req_id\":\"abc\"} trailing",
+    "{\"x\":\"\xff\", \"req_id\":\"after-bad-bytes\"}",
     "[1,2,3]",
     "[{\"req_id\":\"abc\"}]",
     "\"req_id\"",
@@ -219,6 +218,22 @@ static const struct {
     {"{\"req_id\":\"t3\",\"timeout_ms\":1.5}", "t3"},
     {"{\"req_id\":\"t4\",\"timeout_ms\":null}", "t4"},
     {"{\"req_id\":\"t5\",\"timeout_ms\":{}}", "t5"},
+    /* Not JSON, or not UTF-8, with a req_id to be found first (protocol 1.1). */
+    {"{\"req_id\":\"abc\"", "abc"},
+    {"{\"req_id\":\"abc\"} trailing", "abc"},
+    {"{\"req_id\":\"m1\",\"x\":}", "m1"},
+    {"{\"req_id\":12,\"x\":[1,}", "12"},
+    {"{\"req_id\":\"u1\",\"x\":\"\xff\xfe\xc3\"}", "u1"},
+    {"{\"req_id\":\"u2\",\"x\":\"\xc0\xaf\"}", "u2"},        /* overlong '/' */
+    {"{\"req_id\":\"u3\",\"x\":\"\xed\xa0\x80\"}", "u3"},    /* an encoded surrogate */
+    {"{\"req_id\":\"u4\",\"x\":\"\xf4\x90\x80\x80\"}", "u4"}, /* past U+10FFFF */
+    {"{\"req_id\":\"u5\",\"x\":\"\\udc80\"}", "u5"},       /* a lone surrogate */
+    {"{\"req_id\":\"u6\",\"x\":\"\xe2\x82\"}", "u6"},        /* cut short */
+    {"{\"req_id\":\"r1\",\"reply_to\":\"other:x\"}", "r1"},
+    {"{\"req_id\":\"r2\",\"reply_to\":\"callback:\"}", "r2"},
+    {"{\"req_id\":\"r3\",\"reply_to\":\"callback:a b\"}", "r3"},
+    {"{\"req_id\":\"r4\",\"reply_to\":5}", "r4"},
+    {"{\"req_id\":\"r5\",\"reply_to\":\"callback:\\u0061\"}", "r5"},
 };
 
 Test(request, bad_messages_keep_their_id) {
@@ -519,8 +534,36 @@ Test(request, surrogates_in_pairs_only) {
                          "{\"req_id\":\"s\",\"x\":\"\\uD800\\u0041\"}"};
     for (size_t i = 0; i < sizeof lone / sizeof lone[0]; i++) {
         char id[PROTOCOL_ID_MAX + 1], err[256];
-        cr_assert_eq(parse(lone[i], &req, id, err, sizeof err), REQUEST_UNANSWERABLE, "%s",
-                     lone[i]);
+        cr_assert_eq(parse(lone[i], &req, id, err, sizeof err), REQUEST_BAD, "%s", lone[i]);
+        cr_assert_str_eq(id, "s", "the req_id before the surrogate is answered");
+        cr_assert_not_null(strstr(err, "surrogate"), "%s", err);
         cr_assert_null(req);
     }
+}
+
+Test(request, integer_id_is_marked_a_number) {
+    request *req = parse_ok("{\"user_id\":\"Alice\",\"req_id\":123}");
+    cr_assert_str_eq(req->id, "123");
+    cr_assert(req->id_is_number);
+    request_free(req);
+    req = parse_ok("{\"req_id\":\"123\"}");
+    cr_assert_not(req->id_is_number, "a string id stays a string");
+    request_free(req);
+}
+
+Test(request, reply_to_points_into_the_copy) {
+    request *req = parse_ok("{\"req_id\":\"q1\",\"reply_to\":\"callback:client-7.x\"}");
+    cr_assert_not_null(req->reply_to);
+    cr_assert_eq(req->reply_to_len, strlen("callback:client-7.x"));
+    cr_assert_eq(memcmp(req->reply_to, "callback:client-7.x", req->reply_to_len), 0);
+    request_free(req);
+    req = parse_ok("{\"req_id\":\"q2\"}");
+    cr_assert_null(req->reply_to);
+    request_free(req);
+}
+
+Test(request, valid_utf8_of_every_length_passes) {
+    request *req = parse_ok("{\"req_id\":\"v\",\"x\":\"a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}");
+    cr_assert_str_eq(redwork_request_string(req, "x"), "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+    request_free(req);
 }
