@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -643,6 +644,54 @@ static int resolve_path(parse_state *ps, char **field, const char *section,
     return 0;
 }
 
+/* Whether the character class at P (just past its '[') holds C, in
+ * Redis's glob syntax ('^' negates, a-z ranges, '\\' escapes). Sets *END
+ * past the class. */
+static int class_holds(const char *p, char c, const char **end) {
+    int negate = *p == '^', held = 0;
+    p += negate;
+    while (*p != '\0' && *p != ']') {
+        if (*p == '\\' && p[1] != '\0') {
+            held |= p[1] == c;
+            p += 2;
+        } else if (p[1] == '-' && p[2] != '\0' && p[2] != ']') {
+            char lo = p[0] < p[2] ? p[0] : p[2], hi = p[0] < p[2] ? p[2] : p[0];
+            held |= c >= lo && c <= hi;
+            p += 3;
+        } else {
+            held |= *p++ == c;
+        }
+    }
+    *end = *p == ']' ? p + 1 : p;
+    return negate ? !held : held;
+}
+
+/* 1 if some channel that begins with PREFIX matches the Redis glob PAT:
+ * PREFIX is matched character by character, and once it is used up what
+ * is left of PAT can match the free rest (a req_id). */
+static int glob_reaches(const char *pat, const char *prefix) {
+    for (; *prefix != '\0'; prefix++) {
+        switch (*pat) {
+        case '\0':
+            return 0;
+        case '*': /* it can take the rest of PREFIX, and its rest the tail */
+            return 1;
+        case '?':
+            pat++;
+            break;
+        case '[':
+            if (!class_holds(pat + 1, *prefix, &pat))
+                return 0;
+            break;
+        default: /* a literal, escaped or not */
+            pat += *pat == '\\' && pat[1] != '\0';
+            if (*pat++ != *prefix)
+                return 0;
+        }
+    }
+    return 1;
+}
+
 /* Checks and derived values that need the whole file. */
 static int finish(parse_state *ps) {
     config *cfg = ps->cfg;
@@ -662,6 +711,20 @@ static int finish(parse_state *ps) {
                  "a stream key", cfg->channel_list[i]);
             return -1;
         }
+    /* A subscription that can hear the replies would answer them: a loop
+     * of replies to replies until the daemon stops. */
+    for (size_t i = 0; cfg->transport == TRANSPORT_PUBSUB && i < cfg->channel_count; i++) {
+        const char *ch = cfg->channel_list[i];
+        int pattern = strpbrk(ch, "*?[") != NULL;
+        if (pattern ? glob_reaches(ch, cfg->reply_prefix)
+                    : strncmp(ch, cfg->reply_prefix, strlen(cfg->reply_prefix)) == 0) {
+            fail(ps, line_of(ps, "channels"), "worker", "channels",
+                 "'%s' %s the reply channels, which begin with reply_prefix '%s': the "
+                 "daemon would answer its own replies", ch, pattern ? "can match" : "is one of",
+                 cfg->reply_prefix);
+            return -1;
+        }
+    }
     if (list_streams(ps) != 0)
         return -1;
     if (*cfg->metrics_listen) {
@@ -726,6 +789,19 @@ config *redwork_config_load(const char *path, char *err, size_t errlen) {
     ps.file = fopen(path, "r");
     if (ps.file == NULL) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        goto err;
+    }
+    /* A folder, a device such as /dev/null, or an empty file is no config:
+     * starting on defaults by mistake would be worse than stopping. */
+    struct stat st;
+    const char *not_config = fstat(fileno(ps.file), &st) != 0 ? strerror(errno)
+                             : S_ISDIR(st.st_mode)             ? "is a folder, not a config file"
+                             : !S_ISREG(st.st_mode)            ? "is not a regular file"
+                             : st.st_size == 0                 ? "is empty"
+                                                               : NULL;
+    if (not_config != NULL) {
+        snprintf(err, errlen, "%s: %s", path, not_config);
+        fclose(ps.file);
         goto err;
     }
     int rc = ini_parse_stream(read_line, &ps, on_entry, &ps);

@@ -945,6 +945,24 @@ Test(cli, bad_value_and_missing_file)
     rw_rmdir(d.dir);
 }
 
+/* -t on a folder, /dev/null or an empty file: 78, saying which and why
+ * (it used to say "configuration OK"). */
+Test(cli, config_that_is_a_folder_device_or_empty)
+{
+    cli_dir d;
+    cli_open(&d);
+    char empty[RW_PATH_MAX + 16];
+    snprintf(empty, sizeof empty, "%s/empty.ini", d.dir);
+    cr_assert_eq(rw_write_file(empty, ""), 0);
+    expect_exit(&d, 78, "-t", "-c", d.dir);
+    cr_assert(rw_wait_file_contains(d.err, "is a folder", 0), "stderr does not say why");
+    expect_exit(&d, 78, "-t", "-c", "/dev/null");
+    cr_assert(rw_wait_file_contains(d.err, "not a regular file", 0), "stderr does not say why");
+    expect_exit(&d, 78, "-t", "-c", empty);
+    cr_assert(rw_wait_file_contains(d.err, "is empty", 0), "stderr does not say why");
+    rw_rmdir(d.dir);
+}
+
 Test(cli, no_loadable_handler_is_config_error)
 {
     /* A live Redis, so only the empty handlers_dir can be the reason. */

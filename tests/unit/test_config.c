@@ -186,8 +186,15 @@ Test(config, defaults_when_keys_absent) {
     redwork_config_free(cfg);
 }
 
-Test(config, empty_file_is_all_defaults) {
-    config *cfg = load_ok("");
+/* Patterns and channels that cannot reach the reply channels load. */
+Test(config, channels_apart_from_the_replies_load) {
+    config *cfg = load_ok("[worker]\nchannels = request, news_*, [^c]*, call, callback, a?\n");
+    cr_assert_eq(cfg->channel_count, 6);
+    redwork_config_free(cfg);
+}
+
+Test(config, a_file_of_comments_is_all_defaults) {
+    config *cfg = load_ok("; nothing set: every key at its default\n");
     cr_assert_eq(cfg->redis_port, 6379);
     cr_assert_eq(cfg->channel_count, 1);
     cr_assert_str_eq(cfg->channel_list[0], "request");
@@ -567,6 +574,17 @@ static const struct bad_case bad_cases[] = {
     {"processes without claims", "[worker]\nprocesses = 2\nclaim = off\n", 3, "claim", 0},
     {"stream with a pattern", "[worker]\ntransport = stream\nchannels = jobs, news_*\n", 3,
      "channels", 0},
+    /* Subscriptions that can hear the replies: a loop of replies to replies. */
+    {"channels = *", "[worker]\nchannels = request, *\n", 2, "answer its own replies", 0},
+    {"channels = callback:*", "[worker]\nchannels = callback:*\n", 2, "channels", 0},
+    {"channels = c?llback:*", "[worker]\nchannels = c?llback:*\n", 2, "callback:", 0},
+    {"channels = [a-c]*", "[worker]\nchannels = [a-c]*\n", 2, "channels", 0},
+    {"channels = cal\\lback:*", "[worker]\nchannels = cal\\lback:*\n", 2, "channels", 0},
+    {"a channel under reply_prefix", "[worker]\nchannels = callback:x\n", 2, "channels", 0},
+    {"reply_prefix under a channel", "[worker]\nreply_prefix = req\nchannels = request\n", 3,
+     "req", 0},
+    {"reply_prefix under a pattern", "[worker]\nchannels = re*\nreply_prefix = rep:\n", 2,
+     "rep:", 0},
     {"processes 257", "[worker]\nprocesses = 257\n", 2, "processes", 0},
     {"stream_maxlen over 2^62",
      "[worker]\nstream_maxlen = 4611686018427387905\n", 2, "stream_maxlen", 0},
@@ -682,6 +700,24 @@ Test(config, missing_file_names_path) {
     err[0] = '\0';
     cr_assert_null(redwork_config_load(path, err, sizeof err));
     cr_assert_not_null(strstr(err, path), "error '%s' lacks the path", err);
+}
+
+/* A folder, a device or an empty file is not a config: refused, named. */
+Test(config, folder_device_and_empty_file_refused) {
+    const char *empty = write_ini("empty.ini", "");
+    char empty_path[PATH_MAX];
+    snprintf(empty_path, sizeof empty_path, "%s", empty);
+    const struct {
+        const char *path, *why;
+    } cases[] = {{tmpdir, "is a folder"}, {"/dev/null", "not a regular file"},
+                 {empty_path, "is empty"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        err[0] = '\0';
+        cr_expect_null(redwork_config_load(cases[i].path, err, sizeof err), "%s accepted",
+                       cases[i].path);
+        cr_expect_not_null(strstr(err, cases[i].path), "'%s' lacks the path", err);
+        cr_expect_not_null(strstr(err, cases[i].why), "'%s' does not say '%s'", err, cases[i].why);
+    }
 }
 
 Test(config, small_error_buffer_is_terminated) {

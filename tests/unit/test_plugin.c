@@ -89,11 +89,12 @@ static void write_text(const char *path, const char *text) {
     fclose(f);
 }
 
-/* A config loaded from an ini holding TEXT. */
+/* A config loaded from an ini holding TEXT ("": only a [worker] line, since
+ * an empty file is refused). */
 static config *make_config(const char *text) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/redwork.ini", tmpdir);
-    write_text(path, text);
+    write_text(path, *text ? text : "[worker]\n");
     config *cfg = redwork_config_load(path, err, sizeof err);
     cr_assert_not_null(cfg, "config: %s", err);
     return cfg;
