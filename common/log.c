@@ -28,18 +28,44 @@ void redwork_log_setup(int level, int format) {
     log_out_format = format;
 }
 
+/* Copies the N bytes of RAW into OUT (4 * N + 1 bytes at least) so that
+ * they print as one line that cannot drive a terminal or break JSON: each
+ * byte that is not part of valid UTF-8 becomes \xNN, and so, in text lines
+ * (CONTROLS), does each control character -- ESC, newlines and DEL
+ * included. (JSON lines escape controls as \u00NN themselves.) Returns the
+ * length written. */
+static size_t clean_message(const char *raw, size_t n, int controls, char *out) {
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)raw, *end = p + n;
+    size_t w = 0;
+    while (p < end) {
+        size_t len = redwork_utf8_len(p, end);
+        if (len > 0 && !(controls && len == 1 && (*p < 0x20 || *p == 0x7f))) {
+            memcpy(out + w, p, len);
+            w += len;
+            p += len;
+            continue;
+        }
+        out[w++] = '\\';
+        out[w++] = 'x';
+        out[w++] = hex[*p >> 4];
+        out[w++] = hex[*p & 15];
+        p++;
+    }
+    out[w] = '\0';
+    return w;
+}
+
 void redwork_log_vwrite(int level, const char *module, const char *fmt, va_list ap) {
     if (level < log_min_level)
         return;
     if (level < LOG_LEVEL_DEBUG || level > LOG_LEVEL_ERROR)
         level = LOG_LEVEL_ERROR;
 
-    char msg[LOG_LINE_MAX];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    /* One event, one line: a newline inside a message would split it. */
-    for (char *p = msg; *p; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
+    char raw[LOG_LINE_MAX], msg[4 * LOG_LINE_MAX + 1];
+    int written = vsnprintf(raw, sizeof raw, fmt, ap);
+    size_t len = written < 0 ? 0 : (size_t)written < sizeof raw ? (size_t)written : sizeof raw - 1;
+    clean_message(raw, len, log_out_format != LOG_FORMAT_JSON, msg);
 
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -49,7 +75,7 @@ void redwork_log_vwrite(int level, const char *module, const char *fmt, va_list 
     size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + n, sizeof ts - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
 
-    char storage[6 * LOG_LINE_MAX + 512]; /* the message escaped at worst */
+    char storage[6 * LOG_LINE_MAX + 512]; /* the message cleaned and escaped, at worst */
     buffer line;
     redwork_buffer_init_fixed(&line, storage, sizeof storage - 1); /* room for the newline */
     if (log_out_format == LOG_FORMAT_JSON) {

@@ -695,6 +695,52 @@ Test(daemon, json_log_lines)
     cr_assert_geq(lines, 2, "only %d log lines", lines);
 }
 
+/* A client's bytes in a log line -- here a channel name holding a
+ * terminal's clear-screen sequence and a byte that is not UTF-8 -- are
+ * escaped (\xNN) in text lines; in JSON lines the line stays JSON. */
+static void check_log_escapes(const char *format)
+{
+    char extra[64];
+    snprintf(extra, sizeof extra, "[log]\nformat = %s\n", format);
+    start(format, (rw_opts){.channels = "request, news_*", .extra = extra});
+    static const char channel[] = "news_\x1b[2J\xff";
+    redisContext *c = rw_connect(env.redis.port);
+    cr_assert_not_null(c);
+    redisReply *r = redisCommand(c, "PUBLISH %b %s", channel, sizeof channel - 1, "not json");
+    cr_assert(r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+    freeReplyObject(r);
+    redisFree(c);
+    cr_assert(rw_wait_file_contains(env.daemon.log, "rejected", 5000), "no rejection logged");
+    cr_assert_eq(rw_daemon_stop(&env.daemon, 10000), 0);
+    char *log = rw_read_file(env.daemon.log);
+    cr_assert_not_null(log);
+    cr_assert_null(strchr(log, '\x1b'), "an ESC byte reached the %s log", format);
+    cr_assert_null(strchr(log, '\xff'), "a byte that is not UTF-8 reached the %s log", format);
+    for (char *save = NULL, *line = strtok_r(log, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (strcmp(format, "json") == 0) {
+            cJSON *j = cJSON_Parse(line);
+            cr_assert(cJSON_IsObject(j), "not a JSON line: %s", line);
+            if (strstr(line, "rejected a ") != NULL)
+                cr_assert_not_null(strstr(rw_str(j, "msg"), "news_\x1b[2J\\xff"), "%s", line);
+            cJSON_Delete(j);
+        } else if (strstr(line, "rejected a ") != NULL) {
+            cr_assert_not_null(strstr(line, "news_\\x1b[2J\\xff"), "not escaped: %s", line);
+        }
+    }
+    free(log);
+}
+
+Test(daemon, text_log_lines_escape_control_characters)
+{
+    check_log_escapes("text");
+}
+
+Test(daemon, json_log_lines_stay_json_whatever_a_client_sends)
+{
+    check_log_escapes("json");
+}
+
 /* ---- the request path: replies out at once, drains, bounded stops ------- */
 
 /* Publishes requests FIRST..FIRST+N-1 of B in one pipeline, one write:
