@@ -2,7 +2,9 @@
  * up, calling, and the SDK's host functions (redwork_config_*, redwork_log).
  *
  * The loader trusts nothing in a file until it has checked it: the file's
- * permissions (strict_modes, as sshd's StrictModes), that dlopen resolves
+ * permissions and those of every folder above it (strict_modes, as sshd's
+ * StrictModes; the file is opened once, and the copy loaded is made from
+ * that descriptor, so the file checked is the file loaded), that dlopen resolves
  * every symbol now (RTLD_NOW), the ABI version (same major, minor not newer
  * than ours) before reading any other field, the struct size, the name, the
  * handle callback and the name's uniqueness; only then is init() called.
@@ -124,30 +126,59 @@ void plugin_set_free(plugin_set *set) {
     free(set);
 }
 
-/* With strict_modes: PATH must be owned by us or root and not writable by
- * group or others, so nobody else can put code into the daemon. */
-static int check_modes(const plugin_set *set, const char *path, char *err,
-                       size_t errlen) {
-    if (!set->cfg->strict_modes)
-        return 0;
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+/* strict_modes, for the file or folder PATH whose status is ST: owned by
+ * us or root, and not writable by group or others -- unless SHARED_OK and
+ * it is a folder with the sticky bit (like /tmp), where nobody but the
+ * owner of the entry below (checked in turn) can rename or replace it. */
+static int check_owner_mode(const char *path, const struct stat *st, int shared_ok, char *err,
+                            size_t errlen) {
+    if (st->st_uid != 0 && st->st_uid != geteuid()) {
         snprintf(err, errlen,
                  "%s: owned by uid %u, not by root or the daemon's uid %u "
-                 "(strict_modes)", path, (unsigned)st.st_uid, (unsigned)geteuid());
+                 "(strict_modes)", path, (unsigned)st->st_uid, (unsigned)geteuid());
         return -1;
     }
-    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    int sticky_dir = S_ISDIR(st->st_mode) && (st->st_mode & S_ISVTX);
+    if ((st->st_mode & (S_IWGRP | S_IWOTH)) && !(shared_ok && sticky_dir)) {
         snprintf(err, errlen,
                  "%s: writable by group or others (mode %03o; strict_modes)",
-                 path, (unsigned)(st.st_mode & 0777));
+                 path, (unsigned)(st->st_mode & 0777));
         return -1;
     }
     return 0;
+}
+
+/* strict_modes, as sshd's StrictModes, for the folder DIR and every folder
+ * above it up to /, symlinks resolved: DIR itself must pass
+ * check_owner_mode() outright (nobody else may add a file to it); the
+ * folders above may instead be sticky (see check_owner_mode). */
+static int check_folders(const plugin_set *set, const char *dir, char *err, size_t errlen) {
+    if (!set->cfg->strict_modes)
+        return 0;
+    char *real = realpath(dir, NULL);
+    if (real == NULL) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    for (int leaf = 1;; leaf = 0) { /* REAL is absolute: it ends at "/" */
+        struct stat st;
+        if (stat(real, &st) != 0) {
+            snprintf(err, errlen, "%s: %s", real, strerror(errno));
+            rc = -1;
+        } else if (check_owner_mode(real, &st, !leaf, err, errlen) != 0) {
+            size_t n = strlen(err);
+            if (!leaf) /* say whose folder it is */
+                snprintf(err + n, errlen - n, ", a folder above %s", dir);
+            rc = -1;
+        }
+        if (rc != 0 || strcmp(real, "/") == 0)
+            break;
+        char *slash = strrchr(real, '/');
+        slash[slash == real] = '\0'; /* up one: "/a" becomes "/" */
+    }
+    free(real);
+    return rc;
 }
 
 static int valid_name(const char *s) {
@@ -206,9 +237,10 @@ static void discard_copy(char *copy) {
     free(copy);
 }
 
-/* Copies SRC into a new private folder. Returns the copy's malloc'd path
- * (give it to discard_copy), or NULL with ERR. */
-static char *private_copy(plugin_set *set, const char *src, char *err,
+/* Copies the file open at IN (SRC names it) into a new private folder.
+ * Returns the copy's malloc'd path (give it to discard_copy), or NULL with
+ * ERR. */
+static char *private_copy(plugin_set *set, int in, const char *src, char *err,
                           size_t errlen) {
     const char *base = strrchr(src, '/');
     base = base != NULL ? base + 1 : src;
@@ -227,17 +259,14 @@ static char *private_copy(plugin_set *set, const char *src, char *err,
     }
     size_t dirlen = strlen(dst);
     snprintf(dst + dirlen, n - dirlen, "/%lu-%s", ++set->copies, base);
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    int out = in >= 0 ? open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700) : -1;
-    int ok = in >= 0 && out >= 0;
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
+    int ok = out >= 0 && lseek(in, 0, SEEK_SET) == 0;
     char buf[65536];
     ssize_t got;
     while (ok && (got = read(in, buf, sizeof buf)) != 0)
         ok = got > 0 && write(out, buf, (size_t)got) == got;
     if (!ok)
         snprintf(err, errlen, "%s: cannot copy to %s: %s", src, dst, strerror(errno));
-    if (in >= 0)
-        close(in);
     if (out >= 0 && close(out) != 0 && ok) {
         snprintf(err, errlen, "%s: cannot copy to %s: %s", src, dst, strerror(errno));
         ok = 0;
@@ -252,23 +281,62 @@ static char *private_copy(plugin_set *set, const char *src, char *err,
 /* Loads PATH, checking its name against the COUNT plugins of OTHERS; its
  * init() gets its section in SECTIONS. Returns the initialised plugin
  * holding one reference, or NULL with ERR. */
+/* Opens PATH once, for strict_modes to check and for the copy to be made
+ * from, so the file checked is the file loaded; a symlink's target must
+ * sit in folders that pass check_folders() too. Returns the descriptor
+ * with its status in *ST, or -1 with ERR. */
+static int open_checked(const plugin_set *set, const char *path, struct stat *st, char *err,
+                        size_t errlen) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, st) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    struct stat link;
+    int failed = !S_ISREG(st->st_mode);
+    if (failed)
+        snprintf(err, errlen, "%s: not a regular file", path);
+    else if (set->cfg->strict_modes)
+        failed = check_owner_mode(path, st, 0, err, errlen) != 0;
+    if (!failed && set->cfg->strict_modes && lstat(path, &link) == 0 && S_ISLNK(link.st_mode)) {
+        char *target = realpath(path, NULL), why[512] = "";
+        if (target == NULL) {
+            snprintf(why, sizeof why, "%s", strerror(errno));
+        } else {
+            char *slash = strrchr(target, '/');
+            slash[slash == target] = '\0'; /* its folder */
+            check_folders(set, target, why, sizeof why);
+        }
+        failed = *why != '\0';
+        if (failed)
+            snprintf(err, errlen, "%s (a symlink): %s", path, why);
+        free(target);
+    }
+    if (failed) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static plugin *load(plugin_set *set, const char *path, plugin *const *others,
                     size_t count, const config *sections, char *err, size_t errlen) {
-    if (check_modes(set, path, err, errlen) != 0)
-        return NULL;
     plugin *p = aligned_alloc(_Alignof(plugin), sizeof *p); /* refs' cache line */
     char *copy = NULL;
+    int fd = -1;
     if (p != NULL)
         memset(p, 0, sizeof *p);
     if (p == NULL || (p->path = strdup(path)) == NULL) {
         snprintf(err, errlen, "%s: out of memory", path);
         goto err;
     }
-    if (stat(path, &p->src) != 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    if ((fd = open_checked(set, path, &p->src, err, errlen)) < 0)
         goto err;
-    }
-    if ((copy = private_copy(set, path, err, errlen)) == NULL)
+    copy = private_copy(set, fd, path, err, errlen);
+    close(fd);
+    if (copy == NULL)
         goto err;
     dlerror();
     p->dl = dlopen(copy, RTLD_NOW | RTLD_LOCAL);
@@ -354,7 +422,7 @@ static int compare_names(const void *a, const void *b) {
  * and the array). Returns the count, or -1 with ERR. */
 static int list_plugins(const plugin_set *set, const char *dir, char ***paths,
                         char *err, size_t errlen) {
-    if (check_modes(set, dir, err, errlen) != 0)
+    if (check_folders(set, dir, err, errlen) != 0)
         return -1;
     DIR *d = opendir(dir);
     if (d == NULL) {

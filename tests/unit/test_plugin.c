@@ -551,6 +551,77 @@ Test(plugin, strict_modes_refuses_foreign_owner) {
     redwork_config_free(cfg);
 }
 
+/* Makes tmpdir/NAME with MODE (whatever the umask); returns its path
+ * (static, overwritten by the next call). */
+static const char *make_folder(const char *name, mode_t mode) {
+    static char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, name);
+    cr_assert_eq(mkdir(dir, 0700), 0, "mkdir %s", dir);
+    cr_assert_eq(chmod(dir, mode), 0);
+    return dir;
+}
+
+/* Every folder from handlers_dir up to / is checked, not only the last. */
+Test(plugin, strict_modes_refuses_a_writable_folder_above) {
+    char above[PATH_MAX], dir[PATH_MAX];
+    snprintf(above, sizeof above, "%s", make_folder("shared", 0775));
+    snprintf(dir, sizeof dir, "%s", make_folder("shared/handlers", 0755));
+    copy_fixture("good", "shared/handlers/good.so", 0755);
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
+    cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), -1, "loaded under a writable folder");
+    cr_assert_not_null(strstr(err, above), "'%s' does not name %s", err, above);
+    cr_assert_not_null(strstr(err, "a folder above"), "%s", err);
+    plugin_set_free(set);
+    redwork_config_free(cfg);
+}
+
+/* A sticky world-writable folder above (like /tmp) is safe: nobody but the
+ * owner of the folder below it can rename or replace that. */
+Test(plugin, strict_modes_accepts_a_sticky_folder_above) {
+    make_folder("sticky", 01777);
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", make_folder("sticky/handlers", 0755));
+    copy_fixture("good", "sticky/handlers/good.so", 0755);
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
+    cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), 1, "%s", err);
+    plugin_set_free(set);
+    redwork_config_free(cfg);
+    /* handlers_dir itself gets no such leave: anyone could add a .so. */
+    cr_assert_eq(chmod(dir, 01777), 0);
+    cfg = make_config("");
+    set = plugin_set_create(cfg, err, sizeof err);
+    cr_assert_eq(plugin_load_dir(set, dir, err, sizeof err), -1);
+    plugin_set_free(set);
+    redwork_config_free(cfg);
+}
+
+/* A symlinked .so is judged by the folders of its target too. */
+Test(plugin, strict_modes_follows_a_symlink_to_its_folder) {
+    char lib[PATH_MAX], links[PATH_MAX], link[PATH_MAX + 16], target[PATH_MAX + 16];
+    snprintf(lib, sizeof lib, "%s", make_folder("lib", 0775));
+    snprintf(links, sizeof links, "%s", make_folder("links", 0755));
+    copy_fixture("good", "lib/good.so", 0755);
+    snprintf(target, sizeof target, "%s/good.so", lib);
+    snprintf(link, sizeof link, "%s/good.so", links);
+    cr_assert_eq(symlink(target, link), 0);
+    config *cfg = make_config("");
+    plugin_set *set = plugin_set_create(cfg, err, sizeof err);
+    const char *e = expect_refused(set, link);
+    cr_assert_not_null(strstr(e, lib), "'%s' does not name the target's folder %s", e, lib);
+    cr_assert_eq(plugin_load_dir(set, links, err, sizeof err), 0);
+    plugin_set_free(set);
+    redwork_config_free(cfg);
+    /* The same link to a folder nobody else can write loads. */
+    cr_assert_eq(chmod(lib, 0755), 0);
+    cfg = make_config("");
+    set = plugin_set_create(cfg, err, sizeof err);
+    cr_assert_eq(plugin_load_dir(set, links, err, sizeof err), 1, "%s", err);
+    plugin_set_free(set);
+    redwork_config_free(cfg);
+}
+
 /* ---- reload ------------------------------------------------------------ */
 
 /* Puts fixture NAME in DIR as DEST the way an operator should: a new file
