@@ -642,9 +642,6 @@ def unanswerable_kinds():
     deep_arr = b"[" * DEEP + b"]" * DEEP
     return [
         lambda i: b"not json %d" % i,                                  # not JSON
-        lambda i: b'{"req_id":"t%d"' % i,                              # truncated
-        lambda i: b'{"req_id":"tg%d"} x' % i,                          # trailing garbage
-        lambda i: b'{"req_id":"a%d"}{"req_id":"b"}' % i,               # two values
         lambda i: b"",                                                 # empty
         lambda i: b" \t\r\n",                                          # blank
         lambda i: b'[%d,{"req_id":"arr%d"}]' % (i, i),                 # array
@@ -673,7 +670,6 @@ def unanswerable_kinds():
         lambda i: b"\xff\xfe\xfd%d" % i,                               # bad UTF-8
         lambda i: b'{"x":"\xc3\x28","n":%d}' % i,
         lambda i: b'{"req_id":"\xe2\x82%d"}' % i,
-        lambda i: b'{"req_id":"nul%d"}\x00' % i,                       # NUL bytes
         lambda i: b"\x00" * 8,
         lambda i: b'{"req_id":"nu\x00l%d","handler":"echo"}' % i,
         lambda i: b'{"req_id":"bad id","req_id":"dup%d"}' % i,         # duplicate keys
@@ -694,6 +690,12 @@ def answerable_kinds():
         lambda i, rid: b'{"req_id":"%s","req_id":"victim","handler":5}' % rid,  # duplicate
         lambda i, rid: b'{"req_id":"%s","handler":5,"x":"\xff\xfe\xc3"}' % rid,  # bad UTF-8
         lambda i, rid: b'{"handler":{"a":1},"req_id":"%s"}' % rid,
+        lambda i, rid: b'{"req_id":"%s"}\x00' % rid,                      # NUL after it
+        lambda i, rid: b'{"req_id":"%s","x":}' % rid,                      # broken JSON
+        lambda i, rid: b'{"req_id":"%s"' % rid,                            # truncated
+        lambda i, rid: b'{"req_id":"%s"} x' % rid,                         # trailing garbage
+        lambda i, rid: b'{"req_id":"%s"}{"req_id":"b"}' % rid,             # two values
+        lambda i, rid: b'{"req_id":"%s","x":"\\udc80"}' % rid,           # lone surrogate
         lambda n, rid: (b'{"req_id":"%s","pad":"%s"}' % (rid, b"p" * MAX_REQUEST_BYTES)
                         if n % 5 == 0 else b'{"req_id":"%s","handler":[1]}' % rid),
     ]
