@@ -2,9 +2,15 @@
  *
  * DESIGN. A client has three Redis connections and one reader thread:
  *
- *   sub  PSUBSCRIBEd to <reply_prefix><id>.* before the first call, so no
- *        reply can be published before the client listens; read only by
- *        the reader thread.
+ *   sub  SUBSCRIBEd to the one channel <reply_prefix><id> before the first
+ *        call, so no reply can be published before the client listens;
+ *        every request names it in reply_to (protocol 1.1). An exact
+ *        channel, not a pattern: Redis matches every PUBLISH against every
+ *        pattern subscription, so a thousand idle pattern clients would
+ *        slow every reply down. With reply_store = list each reply is
+ *        stored under its own req_id instead, so the client then
+ *        PSUBSCRIBEs <reply_prefix><id>.* (glob characters escaped) and
+ *        sends no reply_to. Read only by the reader thread.
  *   pub  callers append PUBLISH (XADD for transport = stream) without
  *        waiting for Redis's answer: calls
  *        from many threads are pipelined, and while an answer is awaited
@@ -18,8 +24,10 @@
  *        subscriber reconnects, so such a reply is never missed.
  *
  * Each call is a waiter, in a hash table keyed by its sequence number (the
- * <n> of its req_id) and in a min-heap by deadline, which gives the reader
- * its poll timeout. Whoever takes a waiter out of the table -- the reply,
+ * <n> of its req_id <id>.<n>.<token>) and in a min-heap by deadline, which
+ * gives the reader its poll timeout. The token is 64 random bits: a reply
+ * is taken for a call only if its req_id names both, so nobody who cannot
+ * see the client's ids can guess the next one and answer it first. Whoever takes a waiter out of the table -- the reply,
  * the no_workers answer, the deadline, a lost connection, or close -- is the
  * one that completes it, outside the lock, so each callback runs exactly
  * once. */
@@ -55,6 +63,7 @@
 
 typedef struct waiter {
     uint64_t seq;
+    uint64_t token;      /* the random part of its req_id */
     uint64_t sent_us;
     uint64_t deadline_us;
     redwork_callback cb;
@@ -373,6 +382,14 @@ static int waiter_add(redwork_client *c, waiter *w) {
     return 0;
 }
 
+/* The waiter of SEQ, left in place; NULL if it has been completed. */
+static waiter *waiter_find(redwork_client *c, uint64_t seq) {
+    waiter *w = c->bucket_count > 0 ? c->buckets[seq & (c->bucket_count - 1)] : NULL;
+    while (w != NULL && w->seq != seq)
+        w = w->next;
+    return w;
+}
+
 /* Takes the waiter of SEQ out of the table and the heap; NULL if it has
  * been completed already. */
 static waiter *waiter_take(redwork_client *c, uint64_t seq) {
@@ -422,12 +439,17 @@ static void result_from_reply(redwork_result *res, const char *body) {
     cJSON_Delete(env);
 }
 
+/* W's req_id, <client id>.<seq>.<token in hex>, into OUT. */
+static void format_req_id(const redwork_client *c, const waiter *w, char *out, size_t len) {
+    snprintf(out, len, "%s.%llu.%016llx", c->id, (unsigned long long)w->seq,
+             (unsigned long long)w->token);
+}
+
 /* Runs W's callback with what it was taken out for, and frees W. Called
  * without the lock. */
 static void waiter_complete(redwork_client *c, waiter *w) {
     redwork_result res = {.status = w->status};
-    snprintf(res.req_id, sizeof res.req_id, "%s.%llu", c->id,
-             (unsigned long long)w->seq);
+    format_req_id(c, w, res.req_id, sizeof res.req_id);
     res.latency_us = (long long)(clock_now_us() - w->sent_us);
     if (w->reply != NULL) {
         result_from_reply(&res, w->reply);
@@ -482,22 +504,70 @@ static void take_all(redwork_client *c, done_list *d, redwork_status status,
 
 /* ---- the reader thread --------------------------------------------------- */
 
-/* The sequence number in a reply channel <prefix><id>.<n>, or 0. */
-static uint64_t seq_of_channel(const redwork_client *c, const char *channel) {
-    size_t plen = strlen(c->opt.reply_prefix), idlen = strlen(c->id);
-    if (strncmp(channel, c->opt.reply_prefix, plen) != 0 ||
-        strncmp(channel + plen, c->id, idlen) != 0 || channel[plen + idlen] != '.')
+/* The req_id of the reply envelope BODY into ID (PROTOCOL_ID_MAX + 1
+ * bytes): the daemon writes it first, so it is read without parsing the
+ * rest; any other envelope is parsed. Returns 0, or -1 if it has none. */
+static int envelope_req_id(const char *body, char *id) {
+    static const char head[] = "{\"req_id\":\"";
+    if (strncmp(body, head, sizeof head - 1) == 0) {
+        const char *from = body + sizeof head - 1, *to = strchr(from, '"');
+        if (to == NULL || to - from > PROTOCOL_ID_MAX)
+            return -1;
+        memcpy(id, from, (size_t)(to - from));
+        id[to - from] = '\0';
         return 0;
+    }
+    cJSON *env = cJSON_Parse(body);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(env, PROTOCOL_FIELD_REQ_ID);
+    int ok = cJSON_IsString(v) && strlen(v->valuestring) <= PROTOCOL_ID_MAX;
+    if (ok)
+        strcpy(id, v->valuestring);
+    cJSON_Delete(env);
+    return ok ? 0 : -1;
+}
+
+/* Takes the waiter that the req_id ID names, <client id>.<seq>.<token>,
+ * out of the table (under the lock); NULL if it is not one of ours, has
+ * been completed already, or names the wrong token. */
+static waiter *waiter_take_id(redwork_client *c, const char *id) {
+    size_t idlen = strlen(c->id);
+    if (strncmp(id, c->id, idlen) != 0 || id[idlen] != '.')
+        return NULL;
     char *end;
-    unsigned long long n = strtoull(channel + plen + idlen + 1, &end, 10);
-    return *end == '\0' ? n : 0;
+    unsigned long long seq = strtoull(id + idlen + 1, &end, 10);
+    if (*end != '.' || strlen(end + 1) != 16)
+        return NULL;
+    unsigned long long token = strtoull(end + 1, &end, 16);
+    waiter *w = *end == '\0' ? waiter_find(c, seq) : NULL;
+    return w != NULL && w->token == token ? waiter_take(c, seq) : NULL;
+}
+
+/* Appends S to OUT (LEN bytes, NUL-terminated) with Redis's glob
+ * characters escaped, for a pattern that must match S literally. */
+static void glob_escape(char *out, size_t len, const char *s) {
+    size_t n = strlen(out);
+    for (; *s != '\0' && n + 2 < len; s++) {
+        if (strchr("*?[]\\", *s) != NULL)
+            out[n++] = '\\';
+        out[n++] = *s;
+    }
+    out[n] = '\0';
 }
 
 static redisContext *subscribe(redwork_client *c, char *err, size_t errlen) {
     redisContext *s = connect_redis(c, err, errlen);
     if (s == NULL)
         return NULL;
-    redisReply *r = redisCommand(s, "PSUBSCRIBE %s%s.*", c->opt.reply_prefix, c->id);
+    redisReply *r;
+    if (c->opt.reply_store_list) { /* a channel per call: see DESIGN */
+        char pattern[2 * (sizeof c->opt.reply_prefix + sizeof c->id) + 4] = "";
+        glob_escape(pattern, sizeof pattern, c->opt.reply_prefix);
+        glob_escape(pattern, sizeof pattern, c->id);
+        strcat(pattern, ".*");
+        r = redisCommand(s, "PSUBSCRIBE %s", pattern);
+    } else {
+        r = redisCommand(s, "SUBSCRIBE %s%s", c->opt.reply_prefix, c->id);
+    }
     int ok = r != NULL && r->type == REDIS_REPLY_ARRAY;
     if (!ok)
         redwork_conn_error(s, r, err, errlen);
@@ -554,9 +624,9 @@ static redisContext *cmd_for(redwork_client *c, const char *key) {
  * a redirect is given up on for this round (the map is asked again). */
 static void fetch_stored(redwork_client *c, done_list *list) {
     for (waiter *w = list->head; w != NULL; w = w->next) {
-        char key[sizeof c->opt.reply_prefix + sizeof c->id + 24];
-        snprintf(key, sizeof key, "%s%s.%llu", c->opt.reply_prefix, c->id,
-                 (unsigned long long)w->seq);
+        char key[sizeof c->opt.reply_prefix + PROTOCOL_ID_MAX + 1], id[PROTOCOL_ID_MAX + 1];
+        format_req_id(c, w, id, sizeof id);
+        snprintf(key, sizeof key, "%s%s", c->opt.reply_prefix, id);
         redisContext *ctx = cmd_for(c, key);
         redisReply *r = ctx != NULL ? redisCommand(ctx, "LPOP %s", key) : NULL;
         if (r != NULL && r->type == REDIS_REPLY_STRING)
@@ -590,18 +660,24 @@ static void expire(redwork_client *c, done_list *d) {
                  w->reply);
 }
 
-/* Handles every reply parsed on the sub connection. */
+/* Handles every reply parsed on the sub connection: a message (SUBSCRIBE)
+ * or a pmessage (PSUBSCRIBE), matched to its call by the envelope's
+ * req_id. */
 static void read_replies(redwork_client *c, done_list *d) {
     redisReply *r;
     while (redisGetReplyFromReader(c->sub, (void **)&r) == REDIS_OK && r != NULL) {
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
-            r->element[3]->type == REDIS_REPLY_STRING) {
-            uint64_t seq = seq_of_channel(c, r->element[2]->str);
+        const redisReply *body = r->type == REDIS_REPLY_ARRAY && (r->elements == 3 ||
+                                                                  r->elements == 4)
+                                     ? r->element[r->elements - 1] : NULL;
+        char id[PROTOCOL_ID_MAX + 1];
+        if (body != NULL && body->type == REDIS_REPLY_STRING &&
+            strcmp(r->element[0]->str, r->elements == 3 ? "message" : "pmessage") == 0 &&
+            envelope_req_id(body->str, id) == 0) {
             pthread_mutex_lock(&c->lock);
-            waiter *w = seq != 0 ? waiter_take(c, seq) : NULL;
+            waiter *w = waiter_take_id(c, id);
             pthread_mutex_unlock(&c->lock);
-            if (w != NULL) /* else: late, or a second copy; dropped */
-                done_add(d, w, REDWORK_OK, NULL, strdup(r->element[3]->str));
+            if (w != NULL) /* else: late, a second copy, or not ours; dropped */
+                done_add(d, w, REDWORK_OK, NULL, strdup(body->str));
         }
         freeReplyObject(r);
     }
@@ -948,23 +1024,42 @@ void redwork_client_close(redwork_client *c) {
 
 const char *redwork_client_id(const redwork_client *c) { return c->id; }
 
-/* The request body: PAYLOAD with req_id (and handler) set. NULL with WHY. */
-static char *make_body(const redwork_client *c, uint64_t seq, const char *handler,
+/* Why the payload OBJ cannot be sent, or NULL: a field the client sets
+ * itself (a second req_id would send the reply elsewhere, a second
+ * handler run another handler), or a key given twice. */
+static const char *payload_refused(const cJSON *obj) {
+    static const char *const envelope[] = {PROTOCOL_FIELD_REQ_ID, PROTOCOL_FIELD_HANDLER,
+                                           PROTOCOL_FIELD_REPLY_TO};
+    for (const cJSON *a = obj->child; a != NULL; a = a->next) {
+        for (size_t i = 0; i < sizeof envelope / sizeof envelope[0]; i++)
+            if (strcmp(a->string, envelope[i]) == 0)
+                return "the payload carries an envelope field (req_id, handler or reply_to): "
+                       "the client sets those";
+        for (const cJSON *b = a->next; b != NULL; b = b->next)
+            if (strcmp(a->string, b->string) == 0)
+                return "the payload has a key twice";
+    }
+    return NULL;
+}
+
+/* The request body for W: PAYLOAD with req_id, handler and reply_to set.
+ * NULL with WHY. */
+static char *make_body(const redwork_client *c, const waiter *w, const char *handler,
                        const char *payload, const char **why) {
     cJSON *obj = payload != NULL ? cJSON_Parse(payload) : cJSON_CreateObject();
-    if (!cJSON_IsObject(obj)) {
+    if (!cJSON_IsObject(obj) || (*why = payload_refused(obj)) != NULL) {
+        if (!cJSON_IsObject(obj))
+            *why = "the payload is not a JSON object";
         cJSON_Delete(obj);
-        *why = "the payload is not a JSON object";
         return NULL;
     }
-    char id[160];
-    snprintf(id, sizeof id, "%s.%llu", c->id, (unsigned long long)seq);
-    cJSON_DeleteItemFromObjectCaseSensitive(obj, PROTOCOL_FIELD_REQ_ID);
-    int ok = cJSON_AddStringToObject(obj, PROTOCOL_FIELD_REQ_ID, id) != NULL;
-    if (ok && handler != NULL) {
-        cJSON_DeleteItemFromObjectCaseSensitive(obj, "handler");
-        ok = cJSON_AddStringToObject(obj, "handler", handler) != NULL;
-    }
+    char id[PROTOCOL_ID_MAX + 1], reply_to[sizeof c->opt.reply_prefix + sizeof c->id];
+    format_req_id(c, w, id, sizeof id);
+    snprintf(reply_to, sizeof reply_to, "%s%s", c->opt.reply_prefix, c->id);
+    int ok = cJSON_AddStringToObject(obj, PROTOCOL_FIELD_REQ_ID, id) != NULL &&
+             (handler == NULL || cJSON_AddStringToObject(obj, PROTOCOL_FIELD_HANDLER, handler)) &&
+             (c->opt.reply_store_list ||
+              cJSON_AddStringToObject(obj, PROTOCOL_FIELD_REPLY_TO, reply_to) != NULL);
     char *body = ok ? cJSON_PrintUnformatted(obj) : NULL;
     cJSON_Delete(obj);
     if (body == NULL)
@@ -1032,12 +1127,13 @@ int redwork_call_async(redwork_client *c, const char *handler,
     w->sent_us = clock_now_us();
     w->deadline_us = w->sent_us + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000u;
 
+    w->token = random_u64();
     pthread_mutex_lock(&c->lock);
     w->seq = c->next_seq++;
     pthread_mutex_unlock(&c->lock);
 
     const char *why = timeout_ms > 0 ? NULL : "timeout_ms must be positive";
-    char *body = why == NULL ? make_body(c, w->seq, handler, payload, &why) : NULL;
+    char *body = why == NULL ? make_body(c, w, handler, payload, &why) : NULL;
     redwork_status status = REDWORK_INVALID;
     int wake = 0;
     if (body != NULL) {

@@ -11,12 +11,17 @@
  *     redwork_client_close(c);
  *
  * How it works. A client makes one id, unique across processes and hosts
- * ("rw-" and 16 random hex digits), and PSUBSCRIBEs callback:<id>.* once,
- * before its first request: every call's req_id is <id>.<n>, so one
- * subscription receives every reply and none can be published before the
- * client listens. A background thread reads replies and matches them to
- * their callers through a table keyed by req_id; callers publish on a
- * shared connection without waiting for each other (pipelined).
+ * ("rw-" and 16 random hex digits), and SUBSCRIBEs callback:<id> once,
+ * before its first request; every request names that channel in reply_to
+ * (protocol 1.1), so one exact subscription receives every reply and none
+ * can be published before the client listens. Each call's req_id is
+ * <id>.<n>.<64 random bits in hex>: a reply is taken only if it names the
+ * whole id, so one that sees the client's earlier ids cannot guess the
+ * next. (With reply_store_list the daemons store each reply under its own
+ * req_id, so the client PSUBSCRIBEs callback:<id>.* and sends no reply_to.)
+ * A background thread reads replies and matches them to their callers
+ * through a table keyed by req_id; callers publish on a shared connection
+ * without waiting for each other (pipelined).
  *
  * Threads. Every function taking a client is thread-safe, except
  * redwork_client_close(), which must be called once, after every other call
@@ -153,13 +158,15 @@ REDWORK_API redwork_client *redwork_client_open(const redwork_client_options *op
  * Accepts NULL. Not thread-safe (see above). */
 REDWORK_API void redwork_client_close(redwork_client *c);
 
-/* The client's id: every req_id it makes is <id>.<n>. */
+/* The client's id: every req_id it makes is <id>.<n>.<16 hex digits>, and
+ * its replies come on <reply_prefix><id>. */
 REDWORK_API const char *redwork_client_id(const redwork_client *c);
 
 /* Starts a call: HANDLER (or NULL: the daemon routes by channel) with
- * PAYLOAD, a JSON object as text (NULL: {}); its req_id is set by the
- * client. CB is called exactly once with the outcome, after at most
- * TIMEOUT_MS (> 0) plus the time to deliver it. Returns 0 if the request was
+ * PAYLOAD, a JSON object as text (NULL: {}); its req_id, handler and
+ * reply_to are set by the client: a payload that has any of them, or a key
+ * twice, is refused (REDWORK_INVALID). CB is called exactly once with the
+ * outcome, after at most TIMEOUT_MS (> 0) plus the time to deliver it. Returns 0 if the request was
  * published; -1 if the call already failed, in which case CB has been
  * called, on this thread, before the return. */
 REDWORK_API int redwork_call_async(redwork_client *c, const char *handler,

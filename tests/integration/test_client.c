@@ -98,16 +98,19 @@ static int json_eq(const char *got, const char *want)
     cr_assert(json_eq((got), (want)), "got %s, expected %s",                 \
               (got) ? (got) : "(null)", (want))
 
-/* Asserts that REQ_ID is <client id>.<n> with n >= 1; returns n. */
+/* Asserts that REQ_ID is <client id>.<n>.<16 hex digits: 64 random bits>
+ * with n >= 1; returns n. */
 static unsigned long long assert_req_id(const redwork_client *c, const char *req_id)
 {
     const char *id = redwork_client_id(c);
     size_t len = strlen(id);
     cr_assert(strncmp(req_id, id, len) == 0 && req_id[len] == '.',
-              "req_id %s is not %s.<n>", req_id, id);
+              "req_id %s is not %s.<n>.<token>", req_id, id);
     char *end;
     unsigned long long n = strtoull(req_id + len + 1, &end, 10);
-    cr_assert(*end == '\0' && n >= 1, "req_id %s has no number", req_id);
+    cr_assert(*end == '.' && n >= 1, "req_id %s has no number", req_id);
+    cr_assert_eq(strlen(end + 1), 16, "req_id %s has no 64-bit token", req_id);
+    cr_assert_eq(strspn(end + 1, "0123456789abcdef"), 16, "req_id %s: token not hex", req_id);
     return n;
 }
 
@@ -252,18 +255,33 @@ Test(client, open_close_and_ids)
     }
     cr_assert_str_neq(ids[0], ids[1], "two clients share the id %s", ids[0]);
 
-    /* Each client listens (one pattern each) before its first call. */
+    /* Each client listens on its own exact channel (no pattern: Redis would
+     * match every PUBLISH against it) before its first call. */
     redisContext *r = rw_connect(env.redis.port);
     cr_assert_not_null(r);
-    cr_assert_eq(rw_command_int(r, "PUBSUB NUMPAT"), 2);
+    cr_assert_eq(rw_command_int(r, "PUBSUB NUMPAT"), 0);
+    for (int k = 0; k < 2; k++) {
+        redisReply *n = redisCommand(r, "PUBSUB NUMSUB callback:%s", ids[k]);
+        cr_assert(n && n->type == REDIS_REPLY_ARRAY && n->elements == 2 &&
+                  n->element[1]->integer == 1, "client %s is not subscribed to its channel",
+                  ids[k]);
+        freeReplyObject(n);
+    }
 
     redwork_client_close(a);
     redwork_client_close(b);
     redwork_client_close(NULL); /* accepted */
-    long long deadline = rw_now_ms() + 3000, n;
-    while ((n = rw_command_int(r, "PUBSUB NUMPAT")) != 0 && rw_now_ms() < deadline)
+    long long deadline = rw_now_ms() + 3000;
+    redisReply *left = NULL;
+    for (;;) {
+        freeReplyObject(left);
+        left = redisCommand(r, "PUBSUB CHANNELS callback:rw-*");
+        if (left == NULL || left->elements == 0 || rw_now_ms() > deadline)
+            break;
         sleep_ms(5);
-    cr_assert_eq(n, 0, "%lld patterns still subscribed after close", n);
+    }
+    cr_assert(left && left->elements == 0, "reply channels still subscribed after close");
+    freeReplyObject(left);
     redisFree(r);
     assert_no_leaks();
 }
@@ -482,12 +500,26 @@ Test(client, sync_call_ok)
     assert_json(res.result, "{}");
     redwork_result_free(&res);
 
-    /* The client sets req_id and handler, whatever the payload says. */
-    cr_assert_eq(redwork_call(c, "echo", "{\"req_id\":\"mine\",\"handler\":\"fail\",\"x\":2}",
-                              CALL_TIMEOUT_MS, &res),
-                 REDWORK_OK, "status %s", redwork_status_name(res.status));
-    assert_json(res.result, "{\"x\":2}");
-    assert_req_id(c, res.req_id);
+    /* The client sets req_id, handler and reply_to: a payload that carries
+     * one (a second "req_id" used to send the reply to another caller's
+     * channel, a second "handler" to run another handler), or a key twice,
+     * is refused before anything is sent. */
+    static const char *const refused[] = {
+        "{\"req_id\":\"mine\",\"x\":2}", "{\"handler\":\"fail\",\"x\":2}",
+        "{\"reply_to\":\"callback:victim\"}", "{\"x\":1,\"x\":2}",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        cr_assert_eq(redwork_call(c, "echo", refused[i], CALL_TIMEOUT_MS, &res), REDWORK_INVALID,
+                     "%s: status %s", refused[i], redwork_status_name(res.status));
+        redwork_result_free(&res);
+    }
+    /* Two calls' ids differ in their random part too. */
+    char first[160];
+    cr_assert_eq(redwork_call(c, "echo", NULL, CALL_TIMEOUT_MS, &res), REDWORK_OK);
+    snprintf(first, sizeof first, "%s", res.req_id);
+    redwork_result_free(&res);
+    cr_assert_eq(redwork_call(c, "echo", NULL, CALL_TIMEOUT_MS, &res), REDWORK_OK);
+    cr_assert_str_neq(strrchr(first, '.'), strrchr(res.req_id, '.'), "the same token twice");
     redwork_result_free(&res);
 
     redwork_client_close(c);
@@ -623,14 +655,15 @@ Test(client, timeout_then_late_reply_dropped)
     cr_assert_str_neq(res.req_id, late_id);
     redwork_result_free(&res);
 
-    /* The late reply was published (and so reached the client first)... */
+    /* The late reply was published on the client's channel (and so reached
+     * the client first)... */
     char chan[200];
-    snprintf(chan, sizeof chan, "callback:%s", late_id);
+    snprintf(chan, sizeof chan, "callback:%s", redwork_client_id(c));
     int seen = 0;
     long long deadline = rw_now_ms() + 2000;
     while (!seen && (r = rw_read_reply(watch, deadline)) != NULL) {
         seen = r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
-               strcmp(r->element[2]->str, chan) == 0;
+               strcmp(r->element[2]->str, chan) == 0 && strstr(r->element[3]->str, late_id);
         freeReplyObject(r);
     }
     cr_assert(seen, "the late reply to %s was never published", late_id);
