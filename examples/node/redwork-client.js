@@ -1,27 +1,30 @@
 #!/usr/bin/env node
 'use strict';
 /*
- * redwork-client.js -- a Node.js client for redwork's wire protocol v1,
+ * redwork-client.js -- a Node.js client for redwork's wire protocol 1.1,
  * on ioredis (https://github.com/redis/ioredis).
  *
  *   const { RedworkClient } = require('./redwork-client');
  *   const client = new RedworkClient({ host: '127.0.0.1', port: 6379 });
  *   await client.connect();
  *   const reply = await client.call({ user_id: 'Alice' });
- *   // { req_id: 'node-….1', ok: true, result: 'Hello, Alice!', handler: 'greet', … }
+ *   // { req_id: 'node-….1.…', ok: true, result: 'Hello, Alice!', handler: 'greet', … }
  *   await client.close();
  *
  * How it follows the protocol:
  *
  * - Subscribe first. Redis Pub/Sub keeps nothing: a reply published while
- *   nobody listens is gone. connect() PSUBSCRIBEs once to
- *   callback:<clientId>.* and waits for Redis to confirm it; every request is
+ *   nobody listens is gone. connect() SUBSCRIBEs once to the one channel
+ *   callback:<clientId> and waits for Redis to confirm it; every request is
  *   published after that, so no reply can be missed.
- * - One subscription for many calls. Each request gets the req_id
- *   "<clientId>.<n>", so its reply comes on callback:<clientId>.<n>, which
- *   the pattern matches. Replies are matched to their callers by req_id
- *   through a Map of pending promises: any number of calls can be in flight
- *   and no call pays for a SUBSCRIBE/UNSUBSCRIBE round trip.
+ * - One exact channel for many calls. Every request names it in reply_to
+ *   (protocol 1.1). Not a pattern: Redis matches every PUBLISH against
+ *   every pattern subscription, so many idle pattern clients would slow
+ *   every reply down. Replies are matched to their callers by the reply's
+ *   req_id through a Map of pending promises: any number of calls can be in
+ *   flight and no call pays for a SUBSCRIBE/UNSUBSCRIBE round trip.
+ * - Ids nobody can guess. A req_id is "<clientId>.<n>.<64 random bits in
+ *   hex>": one who sees the client's earlier ids cannot answer its next.
  * - Two connections. A connection in subscriber mode can only (un)subscribe,
  *   so requests are PUBLISHed on a second one.
  * - No workers. PUBLISH returns how many subscribers got the request; 0
@@ -53,11 +56,6 @@ function redworkError(code, message) {
   return err;
 }
 
-/** TEXT with the Redis glob characters escaped, for a literal pattern prefix. */
-function globEscape(text) {
-  return text.replace(/[*?[\]\\]/g, '\\$&');
-}
-
 class RedworkClient {
   /**
    * @param {object} [options]
@@ -81,10 +79,10 @@ class RedworkClient {
     this.redisOptions = redisOptions;
     // Unique across processes and hosts: it names this client's replies.
     this.clientId = 'node-' + crypto.randomUUID().replace(/-/g, '');
-    this.pattern = globEscape(`${replyPrefix}${this.clientId}.`) + '*';
+    this.replyChannel = `${replyPrefix}${this.clientId}`;
     this.counter = 0;
     this.pending = new Map(); // req_id -> { resolve, reject, timer }
-    this.sub = null; // subscriber connection: the one PSUBSCRIBE
+    this.sub = null; // subscriber connection: the one SUBSCRIBE
     this.pub = null; // command connection: PUBLISH
     this.lastError = null; // the last connection error ioredis reported
   }
@@ -105,12 +103,12 @@ class RedworkClient {
       // every connection error. Calls in flight then end at their deadline.
       conn.on('error', (err) => { this.lastError = err; });
     }
-    this.sub.on('pmessage', (_pattern, channel, message) => this._onReply(channel, message));
+    this.sub.on('message', (channel, message) => this._onReply(channel, message));
     try {
       await Promise.all([this.sub.connect(), this.pub.connect()]);
-      // Resolves when Redis's psubscribe confirmation has arrived. ioredis
+      // Resolves when Redis's subscribe confirmation has arrived. ioredis
       // subscribes again by itself after a reconnection.
-      await this.sub.psubscribe(this.pattern);
+      await this.sub.subscribe(this.replyChannel);
     } catch (err) {
       this.sub.disconnect();
       this.pub.disconnect();
@@ -124,7 +122,8 @@ class RedworkClient {
   /**
    * Sends PAYLOAD (an object) and resolves with the reply object.
    *
-   * @param {object} payload the request fields; req_id is added (leave it out)
+   * @param {object} payload the request fields; req_id and reply_to are added
+   *   (leave them out)
    * @param {object} [options]
    * @param {string} [options.handler] sets the request's "handler" field
    * @param {string} [options.channel] request channel (default: the client's)
@@ -135,11 +134,13 @@ class RedworkClient {
     if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
       throw new TypeError('payload must be an object');
     }
-    if ('req_id' in payload) throw new TypeError('the client chooses req_id: leave it out');
+    if ('req_id' in payload || 'reply_to' in payload) {
+      throw new TypeError('the client sets req_id and reply_to: leave them out');
+    }
 
     this.counter += 1;
-    const reqId = `${this.clientId}.${this.counter}`;
-    const request = { ...payload, req_id: reqId };
+    const reqId = `${this.clientId}.${this.counter}.${crypto.randomBytes(8).toString('hex')}`;
+    const request = { ...payload, req_id: reqId, reply_to: this.replyChannel };
     if (handler !== undefined) request.handler = handler;
 
     // Register before publishing: the reply may arrive before PUBLISH's own
@@ -180,17 +181,17 @@ class RedworkClient {
     for (const conn of conns) conn.disconnect();
   }
 
-  /** A message on callback:<clientId>.<n>: resolve that call. */
+  /** A message on callback:<clientId>: resolve the call its req_id names. */
   _onReply(channel, message) {
-    const reqId = channel.slice(this.replyPrefix.length);
     let reply;
     try {
       reply = JSON.parse(message);
     } catch (err) {
-      this._settle(reqId, redworkError('bad_reply', `reply on ${channel} is not JSON: ${err.message}`));
-      return;
+      return; // not a reply envelope: it names no call
     }
-    this._settle(reqId, null, reply); // does nothing for a late reply
+    if (reply !== null && typeof reply.req_id === 'string') {
+      this._settle(reply.req_id, null, reply); // does nothing for a late reply
+    }
   }
 
   /**

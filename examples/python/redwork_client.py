@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A small redis-py client for redwork's wire protocol v1.
+"""A small redis-py client for redwork's wire protocol (1.1).
 
     import redis, redwork_client
     r = redis.Redis(host="127.0.0.1", port=6379)
@@ -30,9 +30,10 @@ Works with redis-py 4.3 (Debian bookworm's python3-redis) and later. A
 redis.Redis object may be shared between threads; call() makes its own
 PubSub object per call.
 
-For many calls, use a Client: it subscribes once, to the pattern
-callback:<client_id>.*, and matches each reply to its caller by req_id, so a
-call costs one PUBLISH and no SUBSCRIBE/UNSUBSCRIBE round trips:
+For many calls, use a Client: it subscribes once, to its own channel
+callback:<client_id>, names it in every request's reply_to, and matches
+each reply to its caller by req_id, so a call costs one PUBLISH and no
+SUBSCRIBE/UNSUBSCRIBE round trips:
 
     with redwork_client.Client(r) as client:
         reply = client.call({"user_id": "Alice"})          # blocks, thread-safe
@@ -45,6 +46,7 @@ import concurrent.futures
 import heapq
 import itertools
 import json
+import secrets
 import sys
 import threading
 import time
@@ -110,13 +112,8 @@ def call(r, channel, payload, timeout=5.0, reply_prefix=REPLY_PREFIX):
         p.close()
 
 
-def _glob_escape(text):
-    """TEXT with Redis glob characters escaped, for a literal PSUBSCRIBE prefix."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
 class Client:
-    """Many redwork calls in flight over one pattern subscription.
+    """Many redwork calls in flight over one subscription.
 
         client = Client(redis.Redis(host="127.0.0.1", port=6379))
         reply = client.call({"user_id": "Alice"})   # from any thread
@@ -125,13 +122,17 @@ class Client:
     How it works:
 
     - The client has an id, "py-" + uuid4 hex: unique across processes and
-      hosts. Its requests get the req_ids "<client_id>.1", "<client_id>.2",
-      ..., so every reply comes on callback:<client_id>.<n>.
-    - The constructor PSUBSCRIBEs once to callback:<client_id>.* on its own
-      connection and waits for Redis to confirm it. Every request is
-      published after that, so no reply can be missed.
+      hosts. Every request names the channel callback:<client_id> in its
+      reply_to field (protocol 1.1), so every reply comes there.
+    - The constructor SUBSCRIBEs once to that one channel -- exactly, not a
+      pattern: Redis matches every PUBLISH against every pattern
+      subscription, so many idle pattern clients would slow every reply
+      down -- and waits for Redis to confirm it. Every request is published
+      after that, so no reply can be missed.
+    - Its req_ids are "<client_id>.<n>.<64 random bits in hex>": one who
+      sees the client's earlier ids cannot guess the next and answer first.
     - A background thread reads that connection and hands each reply to the
-      Future registered under its req_id in self._pending.
+      Future registered under the reply's req_id in self._pending.
     - submit() registers the Future first and then PUBLISHes, on the
       redis.Redis connection pool (thread-safe). PUBLISH returning 0 means
       no worker serves the channel: the Future fails with NoWorkers at once.
@@ -139,8 +140,8 @@ class Client:
       leaves self._pending; a late reply for it is ignored.
 
     R is a redis.Redis (with or without decode_responses); the subscription
-    uses a connection of its pool. The payload's own "req_id", if any, is
-    refused (ValueError): the client chooses the ids.
+    uses a connection of its pool. The payload's own "req_id" or
+    "reply_to", if any, is refused (ValueError): the client sets them.
     """
 
     # How often the reader thread wakes up to check deadlines and close().
@@ -149,7 +150,6 @@ class Client:
     def __init__(self, r, reply_prefix=REPLY_PREFIX, subscribe_timeout=5.0):
         self._r = r
         self.client_id = "py-" + uuid.uuid4().hex
-        self._reply_prefix = reply_prefix
         self._lock = threading.Lock()
         self._pending = {}        # req_id -> Future, guarded by _lock
         self._deadlines = []      # heap of (deadline, req_id), guarded by _lock
@@ -157,19 +157,19 @@ class Client:
         self._closed = False
         self._stop = threading.Event()
 
-        # One pattern subscription for every call of this client, confirmed
-        # before anything is published.
-        self.pattern = _glob_escape(reply_prefix + self.client_id + ".") + "*"
+        # One subscription for every call of this client, confirmed before
+        # anything is published.
+        self.reply_channel = reply_prefix + self.client_id
         self._pubsub = r.pubsub()
         try:
-            self._pubsub.psubscribe(self.pattern)
+            self._pubsub.subscribe(self.reply_channel)
             deadline = time.monotonic() + subscribe_timeout
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError("no psubscribe confirmation for " + self.pattern)
+                    raise TimeoutError("no subscribe confirmation for " + self.reply_channel)
                 msg = self._pubsub.get_message(timeout=left)
-                if msg is not None and msg["type"] == "psubscribe":
+                if msg is not None and msg["type"] == "subscribe":
                     break
         except BaseException:
             self._pubsub.close()
@@ -234,7 +234,7 @@ class Client:
         for future in left.values():
             future.set_exception(ConnectionError("redwork Client closed"))
         try:
-            self._pubsub.punsubscribe()
+            self._pubsub.unsubscribe()
         except Exception:
             pass  # the connection is going away anyway
         self._pubsub.close()
@@ -249,16 +249,18 @@ class Client:
 
     def _submit(self, payload, channel, timeout, handler):
         """submit(), returning (req_id, Future)."""
-        if "req_id" in payload:
-            raise ValueError("Client chooses the req_id; leave it out of the payload")
+        if "req_id" in payload or "reply_to" in payload:
+            raise ValueError("Client sets req_id and reply_to; leave them out of the payload")
         request = dict(payload)
+        request["reply_to"] = self.reply_channel
         if handler is not None:
             request["handler"] = handler
         future = concurrent.futures.Future()
         with self._lock:
             if self._closed:
                 raise ConnectionError("redwork Client is closed")
-            req_id = "%s.%d" % (self.client_id, next(self._counter))
+            req_id = "%s.%d.%s" % (self.client_id, next(self._counter),
+                                    secrets.token_hex(8))
             request["req_id"] = req_id
             # Registered before the PUBLISH: the reply may come before
             # PUBLISH has even returned.
@@ -298,24 +300,15 @@ class Client:
             future.set_exception(TimeoutError("no reply for %s in time" % req_id))
 
     def _deliver(self, msg):
-        """Resolves the Future of the reply MSG (a pmessage)."""
-        channel = msg["channel"]
-        if isinstance(channel, bytes):
-            channel = channel.decode("utf-8", "replace")
-        req_id = channel[len(self._reply_prefix):]
+        """Resolves the Future of the reply MSG (a message on our channel)."""
         try:
             reply = json.loads(msg["data"])
-        except ValueError as e:
-            reply, error = None, ValueError("reply on %s is not JSON: %s" % (channel, e))
-        else:
-            error = None
+            req_id = reply["req_id"]
+        except (ValueError, TypeError, KeyError):
+            return  # not a reply envelope: nobody to give it to
         with self._lock:
-            future = self._pending.pop(req_id, None)
-        if future is None:
-            return  # a late reply: its caller has timed out
-        if error is not None:
-            future.set_exception(error)
-        else:
+            future = self._pending.pop(req_id, None) if isinstance(req_id, str) else None
+        if future is not None:  # else a late reply: its caller has timed out
             future.set_result(reply)
 
     def _read_replies(self):
@@ -329,7 +322,7 @@ class Client:
                 # lost and their calls end at their deadline.
                 self._stop.wait(0.1)
                 msg = None
-            if msg is not None and msg["type"] == "pmessage":
+            if msg is not None and msg["type"] == "message":
                 self._deliver(msg)
             self._expire()
 

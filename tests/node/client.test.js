@@ -217,7 +217,7 @@ test('greet: the seed request gets "Hello, Alice!"', { timeout: 10000 }, async (
   assert.equal(reply.result, 'Hello, Alice!');
   assert.equal(reply.handler, 'greet');
   assert.equal(reply.worker, workerId);
-  assert.match(reply.req_id, new RegExp(`^${client.clientId}\\.\\d+$`));
+  assert.match(reply.req_id, new RegExp(`^${client.clientId}\\.\\d+\\.[0-9a-f]{16}$`));
   assert.match(client.clientId, /^node-[0-9a-f]{32}$/);
 });
 
@@ -258,12 +258,14 @@ test('no_workers: a channel nobody serves fails at once', { timeout: 10000 }, as
   assert.equal(client.pending.size, 0);
 });
 
-test('a payload with its own req_id is refused', async () => {
+test('a payload with its own req_id or reply_to is refused', async () => {
   await assert.rejects(client.call({ req_id: 'mine' }), TypeError);
+  await assert.rejects(client.call({ reply_to: 'callback:victim' }), TypeError);
 });
 
-test('one pattern subscription for every call, no per-call channels', { timeout: 10000 }, async () => {
-  // The daemon subscribes to the channel "request" only: no patterns.
-  assert.equal(await redisLine(redis.port, 'PUBSUB', 'NUMPAT'), ':1');
-  assert.equal(await redisLine(redis.port, 'PUBSUB', 'CHANNELS', 'callback:*'), '*0');
+test('one exact channel for every call: no pattern, no per-call channels', { timeout: 10000 }, async () => {
+  // No patterns at all: the daemon subscribes to "request" only.
+  assert.equal(await redisLine(redis.port, 'PUBSUB', 'NUMPAT'), ':0');
+  assert.equal(await redisLine(redis.port, 'PUBSUB', 'NUMSUB', client.replyChannel), '*2');
+  assert.equal(await redisLine(redis.port, 'PUBSUB', 'CHANNELS', 'callback:*'), '*1');
 });

@@ -1,10 +1,10 @@
 """examples/python/redwork_client.py's Client against a real redworkd.
 
-One Client (one PSUBSCRIBE callback:<client_id>.*) carries every call of
+One Client (one SUBSCRIBE callback:<client_id>) carries every call of
 this file: 1000 calls in flight from 8 threads, each reply matched to its
 own caller; an error reply; a timeout that leaves nothing pending; no
 workers on a channel nobody serves; and, at the end, a check that the
-client used one pattern subscription and no per-call channel.
+client used one exact channel, no pattern and no per-call channel.
 
 setUpClass starts a throwaway redis-server and bin/redworkd (handlers from
 $REDWORK_ROOT/handlers, channels = request, claim = off); tearDownClass
@@ -107,12 +107,17 @@ class ClientClassTest(unittest.TestCase):
         self.assertFalse(any(th.is_alive() for th in threads), "a thread is stuck")
         self.assertEqual(errors, [])
 
-    def test_req_id_is_client_id_dot_n(self):
+    def test_req_id_is_client_id_n_and_64_random_bits(self):
         reply = self.client.call({"handler": "echo"})
         self.assertTrue(reply["req_id"].startswith(self.client.client_id + "."), reply)
         self.assertTrue(self.client.client_id.startswith("py-"))
-        self.assertTrue(reply["req_id"].rsplit(".", 1)[1].isdigit(), reply)
+        n, token = reply["req_id"][len(self.client.client_id) + 1:].split(".")
+        self.assertTrue(n.isdigit(), reply)
+        self.assertEqual(len(token), 16, reply)
+        int(token, 16)
         self.assertEqual(reply["worker"], self.worker_id)
+        other = self.client.call({"handler": "echo"})
+        self.assertNotEqual(other["req_id"].rsplit(".", 1)[1], token)
 
     def test_error_reply_is_returned(self):
         reply = self.client.call({"handler": "fail"})
@@ -147,17 +152,18 @@ class ClientClassTest(unittest.TestCase):
     def test_payload_req_id_is_refused(self):
         with self.assertRaises(ValueError):
             self.client.call({"req_id": "mine", "handler": "echo"})
+        with self.assertRaises(ValueError):
+            self.client.call({"reply_to": "callback:victim", "handler": "echo"})
 
-    def test_zz_one_pattern_subscription(self):
+    def test_zz_one_exact_channel(self):
         # Runs last (unittest sorts by name), after every other call.
         self.client.call({"handler": "echo"})
-        # The daemon subscribes to "request" only: no patterns of its own.
-        self.assertEqual(self.r.execute_command("PUBSUB", "NUMPAT"), 1)
-        self.assertEqual(self.r.pubsub_channels("callback:*"), [])
-        psubs = [c for c in self.r.client_list() if int(c.get("psub", 0)) > 0]
-        self.assertEqual(len(psubs), 1, psubs)
-        self.assertEqual(int(psubs[0]["psub"]), 1)
-        self.assertEqual(int(psubs[0]["sub"]), 0)
+        # No patterns at all (the daemon subscribes to "request" only), and
+        # one reply channel: the client's own.
+        self.assertEqual(self.r.execute_command("PUBSUB", "NUMPAT"), 0)
+        channels = [c.decode() if isinstance(c, bytes) else c
+                    for c in self.r.pubsub_channels("callback:*")]
+        self.assertEqual(channels, [self.client.reply_channel])
 
 
 class ClientCloseTest(unittest.TestCase):
@@ -169,13 +175,13 @@ class ClientCloseTest(unittest.TestCase):
         try:
             r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=WAIT_S)
             client = Client(r)
-            self.assertEqual(r.execute_command("PUBSUB", "NUMPAT"), 1)
+            self.assertEqual(r.pubsub_numsub(client.reply_channel)[0][1], 1)
             with self.assertRaises(NoWorkers):
                 client.call({"handler": "echo"}, timeout=1.0)
             client.close()
             client.close()  # idempotent
-            wait_until(lambda: r.execute_command("PUBSUB", "NUMPAT") == 0,
-                       WAIT_S, "the pattern subscription to go")
+            wait_until(lambda: r.pubsub_numsub(client.reply_channel)[0][1] == 0,
+                       WAIT_S, "the subscription to go")
             with self.assertRaises(ConnectionError):
                 client.submit({"handler": "echo"})
         finally:
