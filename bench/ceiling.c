@@ -23,12 +23,20 @@
  *       Redis confirms it, and UNSUBSCRIBEd after its reply; run it
  *       against redworkd to compare the two designs. -g: also writes the
  *       latency distribution to HGRM_FILE in HdrHistogram's percentile
- *       text format (milliseconds), for bench/run's picture.
+ *       text format (milliseconds), for bench/run's picture. -r: the
+ *       protocol 1.1 design instead of the pattern: SUBSCRIBE the one
+ *       channel callback:<tag> and name it in each request's reply_to.
+ *   ceiling idle [-h HOST] [-p PORT] [-n CLIENTS] [-P]
+ *       CLIENTS idle clients, as many applications' callers waiting for
+ *       nothing: each a connection SUBSCRIBEd to its own channel
+ *       callback:idle<pid>-<i> (-P: PSUBSCRIBEd to the pattern
+ *       callback:idle<pid>-<i>.*, the 1.0 client design), until SIGTERM.
  *
  * Both loop on poll(2) over their two connections; neither validates more
  * than it must: that is the point of a ceiling. */
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +58,9 @@ typedef struct args {
     double seconds;
     int json;
     int subscribe_each;
+    int reply_to; /* -r: one exact channel named in reply_to */
     int stream;
+    int patterns; /* idle -P */
     const char *hgrm; /* NULL: none */
 } args;
 
@@ -205,11 +215,16 @@ static int serve(const args *a) {
 
 static void publish(redisContext *pub, const args *a, const char *tag, long seq,
                     const char *data) {
-    redisAppendCommand(pub, a->stream ? "XADD %s * msg {\"req_id\":\"%s.%ld\",\"handler\":\"%s\","
-                                        "\"data\":\"%s\"%s}"
-                                      : "PUBLISH %s {\"req_id\":\"%s.%ld\",\"handler\":\"%s\","
-                                        "\"data\":\"%s\"%s}",
-                       a->channel, tag, seq, a->handler, data, a->members);
+    if (a->reply_to)
+        redisAppendCommand(pub, "PUBLISH %s {\"req_id\":\"%s.%ld\",\"reply_to\":\"callback:%s\","
+                                "\"handler\":\"%s\",\"data\":\"%s\"%s}",
+                           a->channel, tag, seq, tag, a->handler, data, a->members);
+    else
+        redisAppendCommand(pub, a->stream ? "XADD %s * msg {\"req_id\":\"%s.%ld\",\"handler\":\"%s\","
+                                            "\"data\":\"%s\"%s}"
+                                          : "PUBLISH %s {\"req_id\":\"%s.%ld\",\"handler\":\"%s\","
+                                            "\"data\":\"%s\"%s}",
+                           a->channel, tag, seq, a->handler, data, a->members);
 }
 
 static int load(const args *a) {
@@ -217,7 +232,10 @@ static int load(const args *a) {
     char tag[32];
     snprintf(tag, sizeof tag, "ceil%ld", (long)getpid());
     redisReply *r;
-    if (!a->subscribe_each) {
+    if (a->reply_to) {
+        r = redisCommand(sub, "SUBSCRIBE callback:%s", tag);
+        freeReplyObject(r);
+    } else if (!a->subscribe_each) {
         r = redisCommand(sub, "PSUBSCRIBE callback:%s.*", tag);
         freeReplyObject(r);
     }
@@ -265,7 +283,10 @@ static int load(const args *a) {
                                    ? r->element[0]->str : "";
             const char *channel = r->elements == 4 ? r->element[2]->str
                                   : r->elements == 3 ? r->element[1]->str : "";
-            const char *dot = strrchr(channel, '.');
+            char id[160] = "";
+            if (a->reply_to && r->elements == 3 && r->element[2]->type == REDIS_REPLY_STRING)
+                find_req_id(r->element[2]->str, id, sizeof id); /* one channel: the id says */
+            const char *dot = strrchr(a->reply_to ? id : channel, '.');
             long seq = dot != NULL ? atol(dot + 1) : 0;
             if (strcmp(kind, "subscribe") == 0) { /* now it may be published */
                 publish(pub, a, tag, seq, data);
@@ -311,19 +332,53 @@ static int load(const args *a) {
     return ok == sent ? 0 : 1;
 }
 
+/* `ceiling idle`: A->requests connections, each subscribed to its own
+ * channel or pattern, held until SIGTERM. */
+static int idle(const args *a) {
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max; /* a thousand sockets and more */
+        setrlimit(RLIMIT_NOFILE, &files);
+    }
+    long n = a->requests;
+    redisContext **c = calloc((size_t)n, sizeof *c);
+    if (c == NULL)
+        return 1;
+    for (long i = 0; i < n; i++) {
+        c[i] = connect_or_die(a);
+        redisReply *r = redisCommand(c[i], a->patterns ? "PSUBSCRIBE callback:idle%ld-%ld.*"
+                                                       : "SUBSCRIBE callback:idle%ld-%ld",
+                                     (long)getpid(), i);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+            fprintf(stderr, "ceiling: idle client %ld: cannot subscribe\n", i);
+            return 1;
+        }
+        freeReplyObject(r);
+    }
+    while (!stop)
+        pause();
+    for (long i = 0; i < n; i++)
+        redisFree(c[i]);
+    free(c);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     args a = {.host = "127.0.0.1", .port = 6379, .channel = "request",
               .handler = "echo", .members = "", .concurrency = 64, .payload = 16};
     char members[512];
-    if (argc < 2 || (strcmp(argv[1], "serve") != 0 && strcmp(argv[1], "load") != 0)) {
-        fprintf(stderr, "usage: ceiling serve|load [-h HOST] [-p PORT] [-C CHANNEL] "
+    if (argc < 2 || (strcmp(argv[1], "serve") != 0 && strcmp(argv[1], "load") != 0 &&
+                     strcmp(argv[1], "idle") != 0)) {
+        fprintf(stderr, "usage: ceiling serve|load|idle [-h HOST] [-p PORT] [-C CHANNEL] "
                 "[-c CONCURRENCY] [-n REQUESTS | -d SECONDS] [-b PAYLOAD] [-H HANDLER] "
-                "[-e MEMBERS] [-s] [-S] [-j] [-g HGRM_FILE]\n");
+                "[-e MEMBERS] [-s | -r] [-S] [-j] [-g HGRM_FILE] [-P]\n");
         return 64;
     }
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "h:p:C:c:n:d:b:H:e:jsSg:")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:C:c:n:d:b:H:e:jsrSg:P")) != -1) {
         switch (opt) {
         case 'h': a.host = optarg; break;
         case 'p': a.port = atoi(optarg); break;
@@ -340,14 +395,18 @@ int main(int argc, char **argv) {
         case 'j': a.json = 1; break;
         case 'g': a.hgrm = optarg; break;
         case 's': a.subscribe_each = 1; break;
+        case 'r': a.reply_to = 1; break;
+        case 'P': a.patterns = 1; break;
         case 'S': a.stream = 1; break;
         default: return 64;
         }
     }
     if (a.concurrency < 1 || a.concurrency > (long)RING || a.payload < 0 ||
-        (a.stream && a.subscribe_each))
+        (a.stream && (a.subscribe_each || a.reply_to)) || (a.subscribe_each && a.reply_to))
         return 64;
     if (a.requests == 0 && a.seconds == 0)
-        a.requests = 10000;
+        a.requests = strcmp(argv[1], "idle") == 0 ? 1000 : 10000;
+    if (strcmp(argv[1], "idle") == 0)
+        return idle(&a);
     return strcmp(argv[1], "serve") == 0 ? serve(&a) : load(&a);
 }
