@@ -43,6 +43,8 @@ static void usage(FILE *out) {
         "      --master-name NAME  the name the sentinels know the master by\n"
         "      --cluster       Redis Cluster: the host and port are a seed node\n"
         "      --channel NAME  request channel (default request)\n"
+        "      --client-name NAME  the prefix of this client's id and reply channel,\n"
+        "                      1..32 of [A-Za-z0-9_-] (default rw): for Redis ACLs\n"
         "      --timeout MS    per-request timeout (default 5000)\n"
         "      --transport T   pubsub (PUBLISH, the default) or stream (XADD)\n"
         "      --stream-shards N  the daemons' stream_shards: XADD to <channel>{0..N-1}\n"
@@ -407,6 +409,7 @@ int main(int argc, char **argv) {
         {"master-name", required_argument, NULL, 'M'},
         {"cluster", no_argument, NULL, 'K'},
         {"stream-shards", required_argument, NULL, 'N'},
+        {"client-name", required_argument, NULL, 'I'},
         {"help", no_argument, NULL, 'H'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -414,7 +417,7 @@ int main(int argc, char **argv) {
     globals g = {.timeout_ms = 5000};
     redwork_client_options_init(&g.opt);
     const char *ini = NULL, *url = NULL, *host = NULL, *channel = NULL, *transport = NULL;
-    const char *sentinels = NULL, *master_name = NULL;
+    const char *sentinels = NULL, *master_name = NULL, *client_name = NULL;
     long port = 0, timeout = 5000, shards = -1;
     int opt;
     /* "+": stop at the command, whose own options follow it. */
@@ -429,6 +432,10 @@ int main(int argc, char **argv) {
         case 'S': sentinels = optarg; break;
         case 'M': master_name = optarg; break;
         case 'K': g.opt.cluster = 1; break;
+        case 'I':
+            client_name = optarg;
+            bad = strlen(optarg) >= sizeof g.opt.client_name;
+            break;
         case 'N': bad = parse_long(optarg, 0, 1024, &shards); break;
         case 't': bad = parse_long(optarg, 1, 86400000L, &timeout); break;
         case 'T':
@@ -481,6 +488,8 @@ int main(int argc, char **argv) {
         g.opt.transport_stream = strcmp(transport, "stream") == 0;
     if (shards >= 0)
         g.opt.stream_shards = (int)shards;
+    if (client_name != NULL)
+        strcpy(g.opt.client_name, client_name);
     if (optind >= argc) {
         usage(stderr);
         return EXIT_USAGE;

@@ -78,7 +78,7 @@ typedef struct waiter {
 
 struct redwork_client {
     redwork_client_options opt;
-    char id[24];
+    char id[sizeof ((redwork_client_options *)0)->client_name + 20];
     pthread_t reader;
     int wake[2]; /* callers and close wake the reader */
 
@@ -952,7 +952,16 @@ redwork_client *redwork_client_open(const redwork_client_options *opt,
     c->opt = *opt;
     c->wake[0] = c->wake[1] = -1;
     c->next_seq = 1;
-    snprintf(c->id, sizeof c->id, "rw-%016llx", (unsigned long long)random_u64());
+    const char *name = *opt->client_name ? opt->client_name : "rw";
+    size_t name_len = strnlen(name, sizeof opt->client_name);
+    if (name_len == sizeof opt->client_name ||
+        strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") !=
+            name_len) {
+        snprintf(err, errlen, "client_name must be 1..32 of [A-Za-z0-9_-]");
+        free(c);
+        return NULL;
+    }
+    snprintf(c->id, sizeof c->id, "%s-%016llx", name, (unsigned long long)random_u64());
     pthread_mutex_init(&c->lock, NULL);
     if (redwork_client_sentinel(opt, &c->sentinel, err, errlen) != 0)
         goto err;

@@ -102,6 +102,11 @@ typedef struct redwork_client_options {
                                   * (in a cluster: in turn among the shards of
                                   * one master, a random one per connection);
                                   * 0: to <channel> */
+    char client_name[33];        /* the client id's prefix, 1..32 of
+                                  * [A-Za-z0-9_-] ("" = "rw"): ids are
+                                  * <client_name>-<16 hex digits>, so a Redis
+                                  * ACL can grant an application its own reply
+                                  * channels (&callback:<client_name>-*) */
 } redwork_client_options;
 
 /* One call's outcome. Strings are malloc'd and owned by the struct; free

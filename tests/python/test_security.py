@@ -238,7 +238,7 @@ class PasswordTest(unittest.TestCase):
 class AclUserTest(unittest.TestCase):
     """SECURITY.md's least-privilege users: AUTH with two arguments."""
 
-    USERS = ("redwork-worker", "redwork-client")
+    USERS = ("redwork-worker", "redwork-client", "redwork-client-stored")
 
     @classmethod
     def setUpClass(cls):
@@ -258,7 +258,8 @@ class AclUserTest(unittest.TestCase):
                                     password=ADMIN_PW, socket_timeout=WAIT_S,
                                     decode_responses=True)
             cls.acl = create_users_from_security_md(
-                cls.admin, {"redwork-worker": WORKER_PW, "redwork-client": CLIENT_PW})
+                cls.admin, {"redwork-worker": WORKER_PW, "redwork-client": CLIENT_PW,
+                            "redwork-client-stored": CLIENT_PW})
             redis_section = ("[redis]\nhost = 127.0.0.1\nport = %d\nusername = %%s\n"
                              "password_env = %s\n\n" % (cls.port, PW_VAR))
             cls.worker_env = child_env(**{PW_VAR: WORKER_PW})
@@ -283,8 +284,13 @@ class AclUserTest(unittest.TestCase):
             cls.daemons.append(start_daemon_conf(cls.stream_ini, cls.stream_log, cls.admin,
                                                  cls.stream_id, env=cls.worker_env))
 
+            # A 1.1 client: one exact reply channel, named in reply_to.
             cls.client_ini = write_file(os.path.join(f, "client.ini"),
                 redis_section % "redwork-client" +
+                "[worker]\nchannels = request, news_*\n")
+            # A client that fetches stored replies: the wider user.
+            cls.client_stored_ini = write_file(os.path.join(f, "client-stored.ini"),
+                redis_section % "redwork-client-stored" +
                 "[worker]\nchannels = request, news_*\nreply_store = list\n")
             cls.client_stream_ini = write_file(os.path.join(f, "client-stream.ini"),
                 redis_section % "redwork-client" +
@@ -330,18 +336,47 @@ class AclUserTest(unittest.TestCase):
         self.assertTrue(reply["ok"], reply)
         self.assertEqual(reply["result"], {"n": 1})
         self.assertEqual(reply["worker"], self.pubsub_id)
-        # SET NX PX (the claim), RPUSH + PEXPIRE (the stored reply) ran.
+        # SET NX PX (the claim), RPUSH + PEXPIRE (the stored reply, at the
+        # client's reply_to channel <prefix><client id>) ran.
         req_id = reply["req_id"]
         self.assertEqual(self.admin.get("redwork:claim:" + req_id), self.pubsub_id)
-        stored = self.admin.lrange("callback:" + req_id, 0, -1)
-        self.assertEqual([json.loads(s)["req_id"] for s in stored], [req_id])
-        self.assertGreater(self.admin.pttl("callback:" + req_id), 0)
+        reply_to = "callback:" + req_id.split(".")[0]
+        self.assertTrue(reply_to.startswith("callback:rw-"), reply_to)
+        stored = self.admin.lrange(reply_to, 0, -1)
+        self.assertIn(req_id, [json.loads(s)["req_id"] for s in stored])
+        self.assertGreater(self.admin.pttl(reply_to), 0)
         # The daemons are logged in as redwork-worker (the default user is
         # off, so the client was logged in as redwork-client).
         users = {c["user"] for c in self.admin.client_list()}
         self.assertIn("redwork-worker", users)
         self.assertLessEqual(users, {"admin", "redwork-worker", "redwork-client"})
         self.assert_nothing_refused()
+
+    def test_call_with_stored_replies(self):
+        res = self.call(self.client_stored_ini, "call", "echo", '{"n":2}')
+        self.assertEqual(res.returncode, 0, res.stderr)
+        reply = json.loads(res.stdout)
+        self.assertTrue(reply["ok"], reply)
+        stored = self.admin.lrange("callback:" + reply["req_id"], 0, -1)
+        self.assertEqual([json.loads(s)["req_id"] for s in stored], [reply["req_id"]])
+        self.assert_nothing_refused()
+
+    def test_call_with_an_application_client_name(self):
+        # A per-application user: SECURITY.md's client line with its own
+        # prefix; the client names its id with --client-name.
+        args = [a.replace("&callback:rw-*", "&callback:billing-*")
+                for a in self.acl["redwork-client"]]
+        args[2] = "redwork-billing"
+        self.admin.execute_command(*args)
+        self.addCleanup(self.admin.execute_command, "ACL", "DELUSER", "redwork-billing")
+        conf = write_file(os.path.join(self.folder, "client-billing.ini"),
+                          read(self.client_ini).replace("redwork-client", "redwork-billing"))
+        res = self.call(conf, "--client-name", "billing", "call", "echo", '{"n":3}')
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertTrue(json.loads(res.stdout)["req_id"].startswith("billing-"), res.stdout)
+        res = self.call(conf, "call", "echo", '{"n":4}')  # rw-...: not its channel
+        self.assertNotEqual(res.returncode, 0, res.stdout)
+        self.assertIn("NOPERM", res.stderr)
 
     def test_call_on_pattern_channel(self):
         res = self.call(self.client_ini, "--channel", "news_sports", "call", "echo",
@@ -435,9 +470,23 @@ class AclUserTest(unittest.TestCase):
         self.assert_refused(c.set, "redwork:claim:x", "me")
         self.assert_refused(c.hset, "redwork:worker:fake", "pid", "1")
         self.assert_refused(c.publish, "callback:someone-else", '{"ok":true}')
+        self.assert_refused(c.publish, "callback:rw-0123456789abcdef", '{"ok":true}')
         self.assert_refused(c.publish, "otherchannel", "x")
         self.assert_refused(c.xadd, "otherstream", {"msg": "{}"})
         self.assert_refused(c.lpop, "redwork:worker:x")
+        self.assert_refused(c.lpop, "callback:rw-0123456789abcdef")
+        # It cannot listen to the requests (and learn other callers' ids),
+        # nor to replies but its own kind's, nor on any pattern.
+        self.assert_refused(self.subscribe, c, "SUBSCRIBE", "request")
+        self.assert_refused(self.subscribe, c, "SUBSCRIBE", "news_sports")
+        self.assert_refused(self.subscribe, c, "PSUBSCRIBE", "news_*")
+        self.assert_refused(self.subscribe, c, "PSUBSCRIBE", "callback:*")
+        self.assert_refused(self.subscribe, c, "PSUBSCRIBE", "*")
+        self.assert_refused(self.subscribe, c, "SUBSCRIBE", "callback:billing-x")
+        # ...and it can publish a request and listen on a reply channel.
+        self.assertEqual(self.subscribe(c, "SUBSCRIBE", "callback:rw-0123456789abcdef")[0],
+                         b"subscribe")
+        self.assertGreaterEqual(c.publish("request", "{}"), 0)
 
     def test_worker_refused_an_ungranted_channel_exits_69(self):
         conf = write_file(os.path.join(self.folder, "worker-other.ini"),
