@@ -74,6 +74,7 @@ typedef struct waiter {
     redwork_status status;
     const char *why;
     char *reply;
+    char detail[256]; /* a why made for this call (Redis's refusal) */
 } waiter;
 
 struct redwork_client {
@@ -722,10 +723,12 @@ static void read_publish_counts(redwork_client *c, done_list *d) {
             /* In a cluster PUBLISH counts only the node's own subscribers. */
             int nobody = !c->opt.cluster && r->type == REDIS_REPLY_INTEGER && r->integer == 0;
             waiter *w = nobody || r->type == REDIS_REPLY_ERROR ? waiter_take(c, seq) : NULL;
+            if (w != NULL && !nobody) /* the command and Redis's own words */
+                snprintf(w->detail, sizeof w->detail, "Redis refused the %s: %s",
+                         c->opt.transport_stream ? "XADD" : "PUBLISH", r->str);
             if (w != NULL)
                 done_add(d, w, nobody ? REDWORK_NO_WORKERS : REDWORK_CONNECTION,
-                         nobody ? "PUBLISH reached no worker on the channel"
-                                : "Redis refused the PUBLISH", NULL);
+                         nobody ? "PUBLISH reached no worker on the channel" : w->detail, NULL);
         }
         freeReplyObject(r);
     }

@@ -625,8 +625,11 @@ void wire_drop(wire *w, const char *why) {
     close_sockets(w);
     if (w->h.down != NULL)
         w->h.down(w->ctx, why);
+    /* The first attempt at once: a Redis that closed us on purpose (an
+     * output buffer over its limit) is there; one that is gone refuses it
+     * at once, and the backoff starts from there. */
     if (!w->up && w->trying == NULL && !w->retry.armed)
-        schedule_retry(w);
+        loop_timer_start(w->lp, &w->retry, 0);
 }
 
 void wire_free(wire *w) {

@@ -1361,3 +1361,31 @@ Test(client, store_list_timeout_while_redis_down)
     outcomes_free(&o);
     assert_no_leaks();
 }
+
+/* A refused XADD names XADD and Redis's own message (it used to say
+ * PUBLISH): here a stream jammed by an entry with the largest id, which
+ * SECURITY.md tells how to clear. */
+Test(client, refused_xadd_names_the_command_and_the_reason)
+{
+    start_redis();
+    redisContext *a = rw_connect(env.redis.port);
+    cr_assert_not_null(a);
+    redisReply *r = redisCommand(a, "XADD jammed 18446744073709551615-18446744073709551615 msg x");
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    freeReplyObject(r);
+    redwork_client_options o;
+    redwork_client_options_init(&o);
+    o.port = env.redis.port;
+    o.transport_stream = 1;
+    snprintf(o.channel, sizeof o.channel, "jammed");
+    redwork_client *c = open_with(&o);
+    redwork_result res;
+    cr_assert_eq(redwork_call(c, "echo", NULL, CALL_TIMEOUT_MS, &res), REDWORK_CONNECTION);
+    cr_assert(res.error_message && strstr(res.error_message, "XADD") &&
+              strstr(res.error_message, "last possible ID"), "message: %s",
+              res.error_message ? res.error_message : "(none)");
+    redwork_result_free(&res);
+    redwork_client_close(c);
+    redisFree(a);
+    assert_no_leaks();
+}

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -482,6 +483,48 @@ Test(daemon, sleep_ms_out_of_range_is_refused)
 }
 
 /* ---- Redis going away ---------------------------------------------------------------- */
+
+/* A PUBLISH over the Pub/Sub output-buffer hard limit makes Redis drop the
+ * subscribed daemon: it logs why and subscribes again at once. */
+Test(daemon, oversized_publish_drop_is_logged_and_resubscribed_at_once)
+{
+    static const char *const args[] = {"--client-output-buffer-limit", "pubsub 256kb 128kb 60",
+                                       NULL};
+    cr_assert_eq(rw_redis_start_with(&env.redis, args), 0, "redis-server did not start");
+    cr_assert_eq(rw_daemon_config(&env.daemon, env.redis.dir, env.redis.port, "obuf",
+                                  &(rw_opts){0}), 0);
+    cr_assert_eq(rw_daemon_start(&env.daemon, 10000), 0);
+    redisContext *c = rw_connect(env.redis.port);
+    cr_assert_not_null(c);
+    size_t n = 1u << 20;
+    char *big = malloc(n);
+    cr_assert_not_null(big);
+    memset(big, 'x', n);
+    redisReply *r = redisCommand(c, "PUBLISH request %b", big, n);
+    free(big);
+    freeReplyObject(r);
+    /* Watch the subscription go and come back, every millisecond. */
+    long long deadline = rw_now_ms() + 3000, gone_at = -1, back_at = -1;
+    while (back_at < 0 && rw_now_ms() < deadline) {
+        redisReply *numsub = redisCommand(c, "PUBSUB NUMSUB request");
+        long long subscribers = numsub && numsub->type == REDIS_REPLY_ARRAY &&
+                                numsub->elements == 2 ? numsub->element[1]->integer : -1;
+        freeReplyObject(numsub);
+        if (subscribers == 0 && gone_at < 0)
+            gone_at = rw_now_ms();
+        else if (subscribers == 1 && gone_at >= 0)
+            back_at = rw_now_ms();
+        nanosleep(&(struct timespec){0, 1000000L}, NULL);
+    }
+    redisFree(c);
+    cr_assert(rw_wait_file_contains(env.daemon.log, "closed by the server", 5000),
+              "the drop is not logged with its cause");
+    cr_assert_geq(back_at, 0, "the daemon did not subscribe again (gone at %lld)", gone_at);
+    cr_log_info("subscribed again %lld ms after the drop", back_at - gone_at);
+    cr_assert_lt(back_at - gone_at, 40, "subscribed again only after %lld ms (a backoff?)",
+                 back_at - gone_at);
+    assert_still_serving();
+}
 
 Test(daemon, reconnects_after_redis_restart)
 {
