@@ -387,6 +387,9 @@ int metrics_render(const metrics *m, buffer *out) {
               SUM(st.claims_lost));
     one_value(out, "redwork_replies_lost_total", "counter",
               "Replies that could not be published.", SUM(st.lost));
+    one_value(out, "redwork_replies_unstored_total", "counter",
+              "Replies published but not stored (reply_store = list; Redis refused the RPUSH).",
+              SUM(st.unstored));
     one_value(out, "redwork_redis_reconnects_total", "counter",
               "Connections to Redis made again after a loss.", SUM(st.reconnects));
     one_value(out, "redwork_stream_dead_letters_total", "counter",

@@ -66,6 +66,14 @@ static void lose(publisher *p, request *req, const char *why) {
                 p->cfg->reply_prefix, req->id, why);
 }
 
+/* Redis refused to store REQ's reply (RPUSH or PEXPIRE, reply_store =
+ * list), which its PUBLISH may still deliver: not stored, not lost. */
+static void unstored(publisher *p, request *req, const char *why) {
+    stats_add(p->st->unstored);
+    log_limited(&p->lost_limit, LOG_LEVEL_WARN, "publish", "reply to %s%s not stored: %s",
+                p->cfg->reply_prefix, req->id, why);
+}
+
 static void on_answer(void *ctx, const resp_value *v);
 
 /* Appends REQ's commands, and its entry's XACK and XDEL, to the wire. */
@@ -80,6 +88,7 @@ static void write_request(publisher *p, request *req) {
     }
     req->answers = commands;
     req->refused = 0;
+    req->unstored = 0;
     for (unsigned i = 0; i < commands; i++)
         if (wire_expect(p->w, on_answer, req) != 0)
             return; /* the wire was dropped: the answers came back as NULL */
@@ -92,7 +101,14 @@ static void on_answer(void *ctx, const resp_value *v) {
         req->answers = 0;
         return;
     }
-    if (v->type == RESP_ERROR && !req->refused) {
+    /* The answers come in order: [RPUSH, PEXPIRE,] PUBLISH, ... */
+    unsigned total = req->commands + (hold_is_held(&req->hold) ? 2u : 0u);
+    unsigned index = total - req->answers;
+    if (v->type == RESP_ERROR && index < req->store_commands) {
+        if (!req->unstored) /* once for the RPUSH and its PEXPIRE */
+            unstored(p, req, v->str);
+        req->unstored = 1;
+    } else if (v->type == RESP_ERROR && !req->refused) {
         req->refused = 1;
         lose(p, req, v->str);
     }

@@ -211,6 +211,7 @@ int reply_write(const config *cfg, request *req, const reply *r,
                    cfg->id, duration_us);
     buffer *out = &req->out;
     req->commands = 1;
+    req->store_commands = 0;
     if (cfg->reply_store == REPLY_STORE_LIST) {
         resp_array(out, 3);
         resp_bulk_str(out, "RPUSH");
@@ -221,6 +222,7 @@ int reply_write(const config *cfg, request *req, const reply *r,
         reply_channel(out, cfg, req);
         resp_bulk_ll(out, cfg->reply_ttl_ms);
         req->commands = 3;
+        req->store_commands = 2;
     }
     resp_array(out, 3);
     resp_bulk_str(out, "PUBLISH");

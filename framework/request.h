@@ -62,6 +62,7 @@ struct redwork_request {
     /* The reply: whole commands, ready to write. */
     buffer out;
     unsigned commands;           /* in out */
+    unsigned store_commands;     /* the first of them that store the reply */
     int has_reply;               /* out publishes a reply (not only a dead letter) */
     int is_error;                /* that reply is an error */
     int lost;                    /* no reply could be made (out of memory) */
@@ -73,6 +74,7 @@ struct redwork_request {
      * what came. */
     unsigned answers;
     int refused;                 /* Redis refused a command */
+    int unstored;                /* Redis refused to store the reply */
     int claim_retry;             /* a claim sent again after a lost connection */
     int claim_won;
     uint64_t made_us;

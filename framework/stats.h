@@ -16,6 +16,8 @@ typedef struct stats {
     atomic_ullong requests;   /* replies published, ok or error */
     atomic_ullong errors;     /* of those, error replies */
     atomic_ullong lost;       /* replies that could not be published */
+    atomic_ullong unstored;   /* reply_store = list: published, but Redis
+                               * refused to store it (maxmemory) */
     atomic_ullong claims_lost; /* dropped: the claim key existed (another
                                 * daemon took it, or the req_id was reused
                                 * within claim_ttl_ms) */

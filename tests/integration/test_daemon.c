@@ -526,6 +526,40 @@ Test(daemon, oversized_publish_drop_is_logged_and_resubscribed_at_once)
     assert_still_serving();
 }
 
+/* A full Redis (maxmemory, noeviction) refuses the RPUSH of a stored reply
+ * while PUBLISH still delivers it: counted and logged as not stored, not as
+ * lost. */
+Test(daemon, reply_published_but_not_stored_is_not_lost)
+{
+    start("oom", (rw_opts){.worker_extra = "reply_store = list\n"});
+    redisContext *c = rw_connect(env.redis.port);
+    cr_assert_not_null(c);
+    redisReply *r = redisCommand(c, "CONFIG SET maxmemory 1");
+    cr_assert(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    r = redisCommand(c, "CONFIG SET maxmemory-policy noeviction");
+    freeReplyObject(r);
+    cJSON *reply = call("{\"handler\":\"echo\",\"req_id\":\"full1\",\"x\":1}", "full1");
+    assert_ok(reply);
+    cJSON_Delete(reply);
+    cr_assert(rw_wait_file_contains(env.daemon.log, "callback:full1 not stored", 5000),
+              "the refused RPUSH is not logged as not stored");
+    cr_assert_eq(rw_command_int(c, "EXISTS callback:full1"), 0);
+    r = redisCommand(c, "CONFIG SET maxmemory 0");
+    freeReplyObject(r);
+    redisFree(c);
+    char *log = rw_read_file(env.daemon.log);
+    cr_assert(log != NULL && strstr(log, "full1 lost") == NULL, "counted as lost:\n%s", log);
+    free(log);
+    /* Once Redis has room, the heartbeat says nothing was lost. */
+    cr_assert_eq(rw_wait_hash_at_least(env.redis.port, env.daemon.hb_key, "requests", 1, 5000), 1);
+    redisContext *h = rw_connect(env.redis.port);
+    char *lost = rw_hget(h, env.daemon.hb_key, "lost");
+    cr_assert(lost != NULL && strcmp(lost, "0") == 0, "lost = %s", lost ? lost : "(none)");
+    free(lost);
+    redisFree(h);
+}
+
 Test(daemon, reconnects_after_redis_restart)
 {
     start("reconn", (rw_opts){.default_handler = "greet"});
