@@ -1389,3 +1389,31 @@ Test(client, refused_xadd_names_the_command_and_the_reason)
     redisFree(a);
     assert_no_leaks();
 }
+
+/* A reply_prefix with glob characters: the pattern a client of stored
+ * replies subscribes to escapes them, or it would never match its own
+ * reply channel ("cb[1]*:" as a glob matches "cb1...", not "cb[1]*:"). */
+Test(client, glob_characters_in_reply_prefix_are_escaped)
+{
+    start("cglob", (rw_opts){.worker_extra = "reply_prefix = cb[1]*:\nreply_store = list\n"});
+    redwork_client_options opt;
+    redwork_client_options_init(&opt);
+    char err[512] = "";
+    cr_assert_eq(redwork_client_options_load(&opt, env.daemon.conf, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(opt.reply_prefix, "cb[1]*:");
+    redwork_client *c = open_with(&opt);
+    redwork_result res;
+    cr_assert_eq(redwork_call(c, "echo", "{\"g\":1}", CALL_TIMEOUT_MS, &res), REDWORK_OK,
+                 "status %s", redwork_status_name(res.status));
+    assert_json(res.result, "{\"g\":1}");
+    redwork_result_free(&res);
+    /* And with one exact channel (reply_to): nothing to escape. */
+    opt.reply_store_list = 0;
+    redwork_client *d = open_with(&opt);
+    cr_assert_eq(redwork_call(d, "echo", "{\"g\":2}", CALL_TIMEOUT_MS, &res), REDWORK_OK,
+                 "status %s", redwork_status_name(res.status));
+    redwork_result_free(&res);
+    redwork_client_close(d);
+    redwork_client_close(c);
+    assert_no_leaks();
+}
