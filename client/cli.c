@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -414,6 +415,7 @@ int main(int argc, char **argv) {
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
+    signal(SIGPIPE, SIG_IGN); /* a closed connection is an error to report, not death */
     globals g = {.timeout_ms = 5000};
     redwork_client_options_init(&g.opt);
     const char *ini = NULL, *url = NULL, *host = NULL, *channel = NULL, *transport = NULL;

@@ -37,6 +37,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -312,6 +313,38 @@ static redisContext *connect_pub(redwork_client *c, char *err, size_t errlen) {
         ctx = redwork_cluster_connect_node(&p, &map, owner, err, errlen);
     redwork_cluster_map_clear(&map);
     return ctx;
+}
+
+/* ---- SIGPIPE ------------------------------------------------------------- */
+
+/* A write to a connection that Redis (or the TLS pump) has closed raises
+ * SIGPIPE, whose default kills the process; the application's signal
+ * dispositions are its own business, so the library changes none: a
+ * thread of the caller's blocks SIGPIPE around what it writes and takes
+ * back the one it raised, if any, and the reader thread blocks it for
+ * good. The write then fails with EPIPE, as an error to report. */
+typedef struct sigpipe_guard {
+    sigset_t old;
+    int was_pending;
+} sigpipe_guard;
+
+static void sigpipe_block(sigpipe_guard *g) {
+    sigset_t pipe_set, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &g->old);
+}
+
+static void sigpipe_unblock(const sigpipe_guard *g) {
+    sigset_t pipe_set, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    if (!g->was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
+        struct timespec now = {0, 0};
+        sigtimedwait(&pipe_set, NULL, &now); /* the one our write raised */
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
 }
 
 /* ---- the waiter table and the deadline heap (under the lock) ----------- */
@@ -945,8 +978,21 @@ static void *reader_main(void *arg) {
 
 /* ---- the public calls ---------------------------------------------------- */
 
+/* redwork_client_open() with SIGPIPE blocked (the reader inherits that). */
+static redwork_client *client_open(const redwork_client_options *opt, char *err,
+                                   size_t errlen);
+
 redwork_client *redwork_client_open(const redwork_client_options *opt,
                                     char *err, size_t errlen) {
+    sigpipe_guard g;
+    sigpipe_block(&g);
+    redwork_client *c = client_open(opt, err, errlen);
+    sigpipe_unblock(&g);
+    return c;
+}
+
+static redwork_client *client_open(const redwork_client_options *opt, char *err,
+                                   size_t errlen) {
     redwork_client *c = calloc(1, sizeof *c);
     if (c == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -1157,8 +1203,13 @@ int redwork_call_async(redwork_client *c, const char *handler,
             why = "not subscribed: the connection to Redis is lost";
         else if (waiter_add(c, w) != 0)
             why = "out of memory";
-        else if ((why = publish(c, w, body)) != NULL)
-            waiter_take(c, w->seq);
+        else {
+            sigpipe_guard g;
+            sigpipe_block(&g);
+            if ((why = publish(c, w, body)) != NULL)
+                waiter_take(c, w->seq);
+            sigpipe_unblock(&g);
+        }
         /* The reader must see a deadline earlier than the one it sleeps for,
          * or a new pub connection; not if it is the caller. */
         wake = why == NULL && (c->heap[0] == w || c->pub_renewed) &&

@@ -1417,3 +1417,28 @@ Test(client, glob_characters_in_reply_prefix_are_escaped)
     redwork_client_close(c);
     assert_no_leaks();
 }
+
+/* Redis goes away under a client whose application keeps SIGPIPE's
+ * default (death): the calls fail, and the application lives on, its
+ * disposition untouched. */
+Test(client, a_closed_connection_never_raises_sigpipe)
+{
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, before;
+    sigemptyset(&dfl.sa_mask);
+    cr_assert_eq(sigaction(SIGPIPE, &dfl, &before), 0);
+    start_redis();
+    redwork_client *c = open_client(NULL, 0);
+    rw_redis_kill(&env.redis);
+    int failed = 0;
+    for (int i = 0; i < 50; i++) {
+        redwork_result res;
+        failed += redwork_call(c, "echo", NULL, 200, &res) != REDWORK_OK;
+        redwork_result_free(&res);
+    }
+    cr_assert_eq(failed, 50, "calls to a stopped Redis succeeded");
+    struct sigaction now;
+    cr_assert_eq(sigaction(SIGPIPE, NULL, &now), 0);
+    cr_assert(now.sa_handler == SIG_DFL, "the library changed SIGPIPE's disposition");
+    redwork_client_close(c);
+    sigaction(SIGPIPE, &before, NULL);
+}
