@@ -27,6 +27,7 @@
 #define EXIT_ERROR_REPLY 1
 #define EXIT_UNAVAILABLE 2
 #define EXIT_USAGE 64
+#define BENCH_SECONDS_MAX (365.0 * 86400) /* --duration: a year at most */
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -223,7 +224,10 @@ static int cmd_bench(globals *g, int argc, char **argv) {
         case 'H': handler = optarg; break;
         case 'p': bad = parse_long(optarg, 0, 64L << 20, &payload); break;
         case 'n': bad = parse_long(optarg, 1, 1000000000L, &requests); break;
-        case 'd': duration = strtod(optarg, &end); bad = *end != '\0' || duration <= 0; break;
+        case 'd': /* NaN fails the comparison; inf and overflow fail the bound */
+            duration = strtod(optarg, &end);
+            bad = *end != '\0' || !(duration > 0 && duration <= BENCH_SECONDS_MAX);
+            break;
         case 'C': bad = parse_long(optarg, 1, 1000000L, &concurrency); break;
         case 'j': json = 1; break;
         case 'g': hgrm = optarg; break;
@@ -308,15 +312,28 @@ static int cmd_bench(globals *g, int argc, char **argv) {
     unsigned long long us[6] = {h->min, histogram_percentile(h, 50),
                                 histogram_percentile(h, 90), histogram_percentile(h, 99),
                                 histogram_percentile(h, 99.9), h->max};
-    if (json)
-        printf("{\"handler\":\"%s\",\"concurrency\":%ld,\"payload\":%ld,"
-               "\"requests\":%ld,\"ok\":%ld,\"errors\":%ld,\"timeouts\":%ld,"
-               "\"unavailable\":%ld,\"seconds\":%.3f,\"rps\":%.0f,"
-               "\"min_us\":%llu,\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,"
-               "\"p999_us\":%llu,\"max_us\":%llu}\n",
-               handler, concurrency, payload, sent, b->ok, b->errors, b->timeouts,
-               b->unavailable, secs, rps, us[0], us[1], us[2], us[3], us[4], us[5]);
-    else
+    if (json) { /* built by cJSON: valid JSON whatever the handler's name */
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "handler", handler);
+        const char *const names[] = {"concurrency", "payload", "requests", "ok", "errors",
+                                     "timeouts", "unavailable"};
+        const double values[] = {(double)concurrency, (double)payload, (double)sent,
+                                 (double)b->ok, (double)b->errors, (double)b->timeouts,
+                                 (double)b->unavailable};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            cJSON_AddNumberToObject(o, names[i], values[i]);
+        cJSON_AddNumberToObject(o, "seconds", (double)(long long)(secs * 1000) / 1000);
+        cJSON_AddNumberToObject(o, "rps", (double)(long long)rps);
+        const char *const percentiles[] = {"min_us", "p50_us", "p90_us", "p99_us", "p999_us",
+                                           "max_us"};
+        for (size_t i = 0; i < 6; i++)
+            cJSON_AddNumberToObject(o, percentiles[i], (double)us[i]);
+        char *text = cJSON_PrintUnformatted(o);
+        if (text != NULL)
+            printf("%s\n", text);
+        cJSON_free(text);
+        cJSON_Delete(o);
+    } else
         printf("handler %s, concurrency %ld, payload %ld bytes\n"
                "requests %ld: ok %ld, errors %ld, timeouts %ld, unavailable %ld\n"
                "throughput %.0f req/s over %.2f s\n"

@@ -636,3 +636,44 @@ Test(cli, top_under_tmux)
     tmux("kill-server", NULL);
     rw_daemon_stop(&second, 5000);
 }
+
+/* ---- hostile arguments ------------------------------------------------------- */
+
+/* --duration refuses what is not a finite positive number of seconds. */
+Test(cli, bench_duration_must_be_finite)
+{
+    static const char *const bad[] = {"nan", "inf", "-inf", "1e400", "-1", "0", "3x"};
+    int port = rw_free_port(); /* refused before any connection */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int st = redwork(NULL, "--port", port_arg(port), "bench", "--duration", bad[i], NULL);
+        cr_expect_eq(st, 64, "--duration %s: exit %d", bad[i], st);
+        cr_expect_eq(run.stdout_text ? strlen(run.stdout_text) : 0, 0);
+    }
+}
+
+/* --json is valid JSON whatever the handler's name. */
+Test(cli, bench_json_with_any_handler_name)
+{
+    start("lbjson");
+    int st = redwork(NULL, "--port", port_arg(env.redis.port), "bench", "--handler",
+                     "we\"ird\\name\n", "--requests", "3", "--json", NULL);
+    cr_assert_eq(st, 1, "exit %d (the handler does not exist: error replies)", st);
+    cJSON *j = stdout_json();
+    cr_assert_str_eq(rw_str(j, "handler"), "we\"ird\\name\n");
+    cr_assert_eq(cJSON_GetObjectItem(j, "errors")->valuedouble, 3);
+    cJSON_Delete(j);
+}
+
+/* stats that cannot reach Redis says why on stderr and nothing on stdout. */
+Test(cli, stats_failure_prints_nothing_on_stdout)
+{
+    int port = rw_free_port();
+    for (int json = 0; json < 2; json++) {
+        int st = json ? redwork(NULL, "--port", port_arg(port), "stats", "--json", NULL)
+                      : redwork(NULL, "--port", port_arg(port), "stats", NULL);
+        cr_assert_eq(st, 2);
+        cr_assert_eq(run.stdout_text ? strlen(run.stdout_text) : 0, 0, "stdout: %s",
+                     run.stdout_text);
+        cr_assert(run.stderr_text && *run.stderr_text, "no reason on stderr");
+    }
+}
