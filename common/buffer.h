@@ -62,7 +62,8 @@ static inline int buffer_append(buffer *b, const void *p, size_t n) {
             return -1;
         n = b->cap - 1 - b->len; /* a fixed buffer keeps what fits */
     }
-    memcpy(b->data + b->len, p, n);
+    if (n > 0) /* P may be NULL for nothing: memcpy may not be given it */
+        memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
     return status;

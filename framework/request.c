@@ -406,12 +406,16 @@ int request_scan(request *req, const char *body, size_t len, const char *channel
     req->id[0] = '\0';
     req->id_is_number = 0;
     req->reply_to = NULL;
+    if (len == 0) { /* and BODY may be NULL */
+        snprintf(err, errlen, "an empty message");
+        return REQUEST_UNANSWERABLE;
+    }
     if (len > max_bytes) {
         snprintf(err, errlen, "request is %zu bytes, over max_request_bytes (%zu)",
                  len, max_bytes);
         return refuse(req, body, len);
     }
-    if (len > 0 && memchr(body, '\0', len) != NULL) {
+    if (memchr(body, '\0', len) != NULL) {
         snprintf(err, errlen, "not JSON: contains a NUL byte");
         return refuse(req, body, len);
     }

@@ -567,3 +567,34 @@ Test(request, valid_utf8_of_every_length_passes) {
     cr_assert_str_eq(redwork_request_string(req, "x"), "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
     request_free(req);
 }
+
+/* An empty message, whose body hiredis or a reader may give as NULL: no
+ * memcpy or memchr on NULL (UBSan's nonnull), refused with a reason. */
+Test(request, empty_message_with_a_null_body) {
+    request *req = request_new();
+    char err[256] = "";
+    cr_assert_eq(request_scan(req, NULL, 0, "request", 7, 1024, "callback:", 1, err, sizeof err),
+                 REQUEST_UNANSWERABLE);
+    cr_assert_not_null(strstr(err, "empty"), "%s", err);
+    request_free(req);
+}
+
+/* Every prefix of a request, each in a buffer of exactly its length (no
+ * NUL after it): under ASan a read past the end is an error. */
+Test(request, no_read_past_the_length) {
+    static const char body[] = "{\"req_id\":\"p1\",\"handler\":\"echo\",\"reply_to\":\"callback:c\","
+                               "\"x\":[1,-2.5e3,true,null,\"\\u00e9\\ud83d\\ude00\"],\"timeout_ms\":5}";
+    for (size_t n = 0; n <= sizeof body - 1; n++) {
+        char *exact = malloc(n ? n : 1);
+        cr_assert_not_null(exact);
+        memcpy(exact, body, n);
+        request *req = request_new();
+        char err[256];
+        int rc = request_scan(req, n ? exact : NULL, n, "request", 7, 1024, "callback:", 1, err,
+                              sizeof err);
+        cr_assert_eq(rc, n == sizeof body - 1 ? REQUEST_OK : rc, "length %zu", n);
+        cr_assert(n == sizeof body - 1 || rc != REQUEST_OK, "a prefix of %zu bytes passed", n);
+        request_free(req);
+        free(exact);
+    }
+}
