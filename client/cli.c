@@ -261,13 +261,19 @@ static int cmd_bench(globals *g, int argc, char **argv) {
         return EXIT_UNAVAILABLE;
     }
     bench *b = calloc(1, sizeof *b);
+    if (b == NULL || pthread_mutex_init(&b->lock, NULL) != 0 ||
+        pthread_cond_init(&b->finished, NULL) != 0) {
+        fprintf(stderr, "redwork bench: out of memory\n");
+        free(b);
+        redwork_client_close(c);
+        free(body);
+        return EXIT_UNAVAILABLE;
+    }
     b->client = c;
     b->handler = handler;
     b->body = body;
     b->timeout_ms = g->timeout_ms;
     b->total = requests;
-    pthread_mutex_init(&b->lock, NULL);
-    pthread_cond_init(&b->finished, NULL);
     histogram_init(&b->latency);
     int live = isatty(STDERR_FILENO);
 

@@ -1011,7 +1011,11 @@ static redwork_client *client_open(const redwork_client_options *opt, char *err,
         return NULL;
     }
     snprintf(c->id, sizeof c->id, "%s-%016llx", name, (unsigned long long)random_u64());
-    pthread_mutex_init(&c->lock, NULL);
+    if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        snprintf(err, errlen, "cannot make a mutex");
+        free(c);
+        return NULL;
+    }
     if (redwork_client_sentinel(opt, &c->sentinel, err, errlen) != 0)
         goto err;
     if (pipe2(c->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -1158,15 +1162,20 @@ static const char *publish(redwork_client *c, waiter *w, const char *body) {
     int idle = c->fifo_len == 0;
     if (fifo_push(c, w->seq) != 0)
         return "out of memory";
+    int appended;
     if (c->opt.transport_stream && c->shard_count > 0) {
         char key[sizeof c->opt.channel + 24]; /* hiredis's format has no %zu */
         snprintf(key, sizeof key, "%s{%zu}", c->opt.channel,
                  c->shards[c->shard_turn++ % c->shard_count]);
-        redisAppendCommand(c->pub, "XADD %s * msg %s", key, body);
+        appended = redisAppendCommand(c->pub, "XADD %s * msg %s", key, body);
     } else if (c->opt.transport_stream)
-        redisAppendCommand(c->pub, "XADD %s * msg %s", c->opt.channel, body);
+        appended = redisAppendCommand(c->pub, "XADD %s * msg %s", c->opt.channel, body);
     else
-        redisAppendCommand(c->pub, "PUBLISH %s %s", c->opt.channel, body);
+        appended = redisAppendCommand(c->pub, "PUBLISH %s %s", c->opt.channel, body);
+    if (appended != REDIS_OK) { /* nothing went out: no answer to await */
+        c->fifo_len--;
+        return "out of memory";
+    }
     if (idle && write_pub(c) != 0)
         return "lost the connection to Redis while publishing";
     return NULL;
@@ -1178,6 +1187,10 @@ int redwork_call_async(redwork_client *c, const char *handler,
     waiter *w = calloc(1, sizeof *w);
     if (w == NULL || cb == NULL) {
         free(w);
+        if (cb != NULL) { /* out of memory: told, with no string to allocate */
+            redwork_result res = {.status = REDWORK_CONNECTION};
+            cb(&res, arg);
+        }
         return -1;
     }
     w->cb = cb;
@@ -1251,8 +1264,15 @@ redwork_status redwork_call(redwork_client *c, const char *handler,
                             const char *payload, int timeout_ms,
                             redwork_result *out) {
     sync_call s = {.out = out};
-    pthread_mutex_init(&s.lock, NULL);
-    pthread_cond_init(&s.done_cond, NULL);
+    if (pthread_mutex_init(&s.lock, NULL) != 0) {
+        *out = (redwork_result){.status = REDWORK_CONNECTION};
+        return out->status;
+    }
+    if (pthread_cond_init(&s.done_cond, NULL) != 0) {
+        pthread_mutex_destroy(&s.lock);
+        *out = (redwork_result){.status = REDWORK_CONNECTION};
+        return out->status;
+    }
     redwork_call_async(c, handler, payload, timeout_ms, sync_done, &s);
     pthread_mutex_lock(&s.lock);
     while (!s.done)

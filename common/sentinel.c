@@ -85,7 +85,10 @@ redwork_sentinel *redwork_sentinel_create(const char *list, const char *name,
     strcpy(s->name, name);
     strcpy(s->username, username != NULL ? username : "");
     strcpy(s->password, password != NULL ? password : "");
-    pthread_mutex_init(&s->lock, NULL);
+    if (pthread_mutex_init(&s->lock, NULL) != 0) {
+        snprintf(err, errlen, "cannot make a mutex");
+        goto err;
+    }
     return s;
 err:
     free(s);

@@ -273,7 +273,11 @@ int redwork_tls_connect(const tls_params *tp, char *err, size_t errlen) {
     fcntl(p->inner, F_SETFL, fcntl(p->inner, F_GETFL) | O_NONBLOCK);
     pthread_t thread;
     pthread_attr_t attr;
-    pthread_attr_init(&attr);
+    if (pthread_attr_init(&attr) != 0) {
+        snprintf(why, sizeof why, "cannot start the TLS thread: pthread_attr_init failed");
+        close(pair[0]);
+        goto err;
+    }
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     sigset_t all, old; /* the pump takes no signals */
     sigfillset(&all);

@@ -239,7 +239,10 @@ deferrals *deferrals_create(const config *cfg, loop *lp, deferrals_answer_fn *an
     ds->ctx = ctx;
     atomic_init(&ds->in_flight, 0);
     atomic_init(&ds->refs, 1);
-    pthread_mutex_init(&ds->finishing, NULL);
+    if (pthread_mutex_init(&ds->finishing, NULL) != 0) {
+        free(ds);
+        return NULL;
+    }
     handback_init(&ds->finished);
     loop_async_init(lp, &ds->finished_async, take_finished, ds);
     ds->open.prev = ds->open.next = &ds->open;

@@ -697,7 +697,11 @@ dispatcher *dispatch_create(const config *cfg, plugin_set *plugins, queue *q, me
     d->reject_limit = (log_limit)LOG_LIMIT_INIT;
     handback_init(&d->back);
     atomic_init(&d->exited, 0);
-    pthread_mutex_init(&d->names_lock, NULL);
+    if (pthread_mutex_init(&d->names_lock, NULL) != 0) {
+        snprintf(err, errlen, "cannot make a mutex");
+        free(d);
+        return NULL;
+    }
     if ((d->lp = loop_create(err, errlen)) == NULL)
         goto err;
     /* Registered before any wire's: the replies handed back in a round go

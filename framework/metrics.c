@@ -75,11 +75,16 @@ metrics *metrics_create(size_t slots, char *err, size_t errlen) {
     m->slots = slots;
     m->started_wall_ms = clock_wall_ms();
     pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST); /* a worker may die holding it */
-    pthread_mutex_init(&m->names_lock, &attr);
+    int failed = pthread_mutexattr_init(&attr) != 0;
+    failed = failed || pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) != 0 ||
+             pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST) != 0 || /* a worker may die holding it */
+             pthread_mutex_init(&m->names_lock, &attr) != 0;
     pthread_mutexattr_destroy(&attr);
+    if (failed) {
+        snprintf(err, errlen, "cannot make the metrics' process-shared mutex");
+        munmap(m, size);
+        return NULL;
+    }
     return m;
 }
 

@@ -82,7 +82,11 @@ plugin_set *plugin_set_create(const config *cfg, char *err, size_t errlen) {
     const char *tmp = getenv("TMPDIR");
     snprintf(set->tmp, sizeof set->tmp, "%s",
              tmp != NULL && *tmp && strlen(tmp) < sizeof set->tmp - 20 ? tmp : "/tmp");
-    pthread_mutex_init(&set->lock, NULL);
+    if (pthread_mutex_init(&set->lock, NULL) != 0) {
+        snprintf(err, errlen, "cannot make a mutex");
+        free(set);
+        return NULL;
+    }
     atomic_init(&set->draining, 0);
     return set;
 }

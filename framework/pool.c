@@ -133,11 +133,18 @@ pool *pool_start(const config *cfg, size_t threads, queue *q, plugin_set *plugin
     p->done = done;
     p->ctx = ctx;
     pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->exited, &attr);
+    int failed = pthread_condattr_init(&attr) != 0;
+    failed = failed || pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
+             pthread_cond_init(&p->exited, &attr) != 0;
     pthread_condattr_destroy(&attr);
-    pthread_mutex_init(&p->lock, NULL);
+    if (failed || pthread_mutex_init(&p->lock, NULL) != 0) {
+        if (!failed)
+            pthread_cond_destroy(&p->exited);
+        snprintf(err, errlen, "cannot make the pool's mutex or condition");
+        free(p->threads);
+        free(p);
+        return NULL;
+    }
 
     /* Workers inherit this mask: signals go to the main thread only. */
     sigset_t all, old;

@@ -475,17 +475,18 @@ static void on_retry(void *ctx) {
     pthread_t thread;
     pthread_attr_t attr;
     int started = 0;
-    if (a != NULL && copy_nodes(&a->map, &w->map) == 0) {
-        pthread_mutex_init(&a->lock, NULL);
+    if (a != NULL && copy_nodes(&a->map, &w->map) == 0 &&
+        pthread_mutex_init(&a->lock, NULL) == 0) {
         a->refs = 2;
         a->cfg = w->cfg;
         a->flags = w->flags;
         memcpy(a->pin, w->pin, sizeof a->pin);
         a->done = &w->connected;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        started = pthread_create(&thread, &attr, attempt_main, a) == 0;
-        pthread_attr_destroy(&attr);
+        if (pthread_attr_init(&attr) == 0) {
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            started = pthread_create(&thread, &attr, attempt_main, a) == 0;
+            pthread_attr_destroy(&attr);
+        }
         if (!started)
             pthread_mutex_destroy(&a->lock);
     }
