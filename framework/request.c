@@ -373,8 +373,9 @@ static int sniff_id(const char *p, size_t len, request *req) {
                 return -1;
             skip_space(&s);
             span v = {0};
-            if (s.p < s.end && *s.p == '"' ? scan_string(&s, &v) != 0
-                                           : scan_number(&s, &v) != 0)
+            if (s.p >= s.end) /* the body ends before the value */
+                return -1;
+            if (*s.p == '"' ? scan_string(&s, &v) != 0 : scan_number(&s, &v) != 0)
                 return -1;
             return id_of(&v, req);
         }
