@@ -2,7 +2,7 @@
 #
 #   make            bin/redworkd, bin/redwork, lib/libredwork.{a,so}, handlers/*.so
 #   make bench      framework vs raw-hiredis ceiling, one table (bench/run)
-#   make fuzz       libFuzzer on request parsing and config parsing (FUZZ_SECONDS each)
+#   make fuzz       libFuzzer on requests, the config, RESP, stream entries and reply envelopes (FUZZ_SECONDS each)
 #   make test       every suite (installs missing Debian packages first)
 #   make demo       a throwaway redis-server, the daemon, the seed's requests
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -41,7 +41,7 @@ B := build
 # common/ is the layer the daemon and libredwork share; framework/ is the
 # daemon's modules, main.c apart so tests can link the rest.
 COMMON := buffer url sentinel cluster config conn tls log
-MODULES := resp loop wire handback holds queue request reply defer plugin publish claim \
+MODULES := resp loop wire handback holds queue request reply defer plugin publish claim entry \
            source_pubsub source_stream heartbeat watch metrics http notify dispatch pool supervisor \
            call
 MODULE_SRCS := $(COMMON:%=common/%.c) $(MODULES:%=framework/%.c)
@@ -50,7 +50,7 @@ DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
 
 # libredwork: the client and the part of common/ it uses, built
 # position-independent with only the API exported.
-LIB_SRCS := client/client.c common/buffer.c common/url.c common/sentinel.c common/cluster.c common/conn.c \
+LIB_SRCS := client/client.c client/envelope.c common/buffer.c common/url.c common/sentinel.c common/cluster.c common/conn.c \
             common/tls.c common/config.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/pic/%.o)
 CLI_OBJS := $(B)/client/cli.o $(B)/client/histogram.o $(B)/client/workers.o $(B)/client/top.o \
@@ -82,9 +82,9 @@ $(B)/bench/ceiling: $(B)/bench/ceiling.o $(B)/client/histogram.o
 # tests/fuzz/<target>/ with the fix, as a seed that keeps it fixed.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := request config resp
+FUZZ_TARGETS := request config resp entry envelope
 FUZZ_SAN := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
-FUZZ_OBJS := $(MODULE_SRCS:%.c=$(B)/fuzz/obj/%.o)
+FUZZ_OBJS := $(MODULE_SRCS:%.c=$(B)/fuzz/obj/%.o) $(B)/fuzz/obj/client/envelope.o
 
 $(B)/fuzz/obj/%.o: %.c
 	@mkdir -p $(@D)

@@ -54,6 +54,7 @@
 #include "cluster.h"
 #include "config.h"
 #include "conn.h"
+#include "envelope.h"
 #include "options.h"
 #include "protocol.h"
 #include "sentinel.h"
@@ -451,28 +452,6 @@ static waiter *waiter_take(redwork_client *c, uint64_t seq) {
 
 static char *dup_or_null(const char *s) { return s != NULL ? strdup(s) : NULL; }
 
-/* Fills RES from the reply envelope BODY. */
-static void result_from_reply(redwork_result *res, const char *body) {
-    res->reply = strdup(body);
-    cJSON *env = cJSON_Parse(body);
-    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(env, "ok");
-    if (cJSON_IsTrue(ok)) {
-        const cJSON *result = cJSON_GetObjectItemCaseSensitive(env, "result");
-        res->status = REDWORK_OK;
-        res->result = result != NULL ? cJSON_PrintUnformatted(result) : strdup("null");
-    } else {
-        const cJSON *error = cJSON_GetObjectItemCaseSensitive(env, "error");
-        const cJSON *code = cJSON_GetObjectItemCaseSensitive(error, "code");
-        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(error, "message");
-        res->status = REDWORK_ERROR_REPLY;
-        res->error_code = strdup(cJSON_IsString(code) ? code->valuestring : "internal");
-        res->error_message = strdup(cJSON_IsString(msg) ? msg->valuestring
-                                    : env == NULL ? "the reply is not JSON"
-                                                  : "the reply has no error message");
-    }
-    cJSON_Delete(env);
-}
-
 /* W's req_id, <client id>.<seq>.<token in hex>, into OUT. */
 static void format_req_id(const redwork_client *c, const waiter *w, char *out, size_t len) {
     snprintf(out, len, "%s.%llu.%016llx", c->id, (unsigned long long)w->seq,
@@ -486,7 +465,7 @@ static void waiter_complete(redwork_client *c, waiter *w) {
     format_req_id(c, w, res.req_id, sizeof res.req_id);
     res.latency_us = (long long)(clock_now_us() - w->sent_us);
     if (w->reply != NULL) {
-        result_from_reply(&res, w->reply);
+        redwork_envelope_result(&res, w->reply);
         free(w->reply);
     } else {
         res.error_code = strdup(redwork_status_name(w->status));
@@ -537,28 +516,6 @@ static void take_all(redwork_client *c, done_list *d, redwork_status status,
 }
 
 /* ---- the reader thread --------------------------------------------------- */
-
-/* The req_id of the reply envelope BODY into ID (PROTOCOL_ID_MAX + 1
- * bytes): the daemon writes it first, so it is read without parsing the
- * rest; any other envelope is parsed. Returns 0, or -1 if it has none. */
-static int envelope_req_id(const char *body, char *id) {
-    static const char head[] = "{\"req_id\":\"";
-    if (strncmp(body, head, sizeof head - 1) == 0) {
-        const char *from = body + sizeof head - 1, *to = strchr(from, '"');
-        if (to == NULL || to - from > PROTOCOL_ID_MAX)
-            return -1;
-        memcpy(id, from, (size_t)(to - from));
-        id[to - from] = '\0';
-        return 0;
-    }
-    cJSON *env = cJSON_Parse(body);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(env, PROTOCOL_FIELD_REQ_ID);
-    int ok = cJSON_IsString(v) && strlen(v->valuestring) <= PROTOCOL_ID_MAX;
-    if (ok)
-        strcpy(id, v->valuestring);
-    cJSON_Delete(env);
-    return ok ? 0 : -1;
-}
 
 /* Takes the waiter that the req_id ID names, <client id>.<seq>.<token>,
  * out of the table (under the lock); NULL if it is not one of ours, has
@@ -706,7 +663,7 @@ static void read_replies(redwork_client *c, done_list *d) {
         char id[PROTOCOL_ID_MAX + 1];
         if (body != NULL && body->type == REDIS_REPLY_STRING &&
             strcmp(r->element[0]->str, r->elements == 3 ? "message" : "pmessage") == 0 &&
-            envelope_req_id(body->str, id) == 0) {
+            redwork_envelope_req_id(body->str, id) == 0) {
             pthread_mutex_lock(&c->lock);
             waiter *w = waiter_take_id(c, id);
             pthread_mutex_unlock(&c->lock);
@@ -1281,14 +1238,4 @@ redwork_status redwork_call(redwork_client *c, const char *handler,
     pthread_cond_destroy(&s.done_cond);
     pthread_mutex_destroy(&s.lock);
     return out->status;
-}
-
-void redwork_result_free(redwork_result *res) {
-    if (res == NULL)
-        return;
-    free(res->reply);
-    free(res->result);
-    free(res->error_code);
-    free(res->error_message);
-    res->reply = res->result = res->error_code = res->error_message = NULL;
 }

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "entry.h"
 #include "holds.h"
 #include "log.h"
 #include "protocol.h"
@@ -145,44 +146,28 @@ static void dead_letter(source *s, request *req, const char *body, size_t len,
     s->sink.send(s->sink.ctx, req);
 }
 
-/* Takes one entry [id, [field, value, ...]] of STREAM, delivered
- * DELIVERIES times: held from now on, then queued, answered or
- * dead-lettered. */
-static void take_entry(source *s, const char *stream, const resp_value *root,
-                       const resp_value *e, long long deliveries) {
-    if (e->type != RESP_ARRAY || e->integer != 2 || e[1].type != RESP_STRING ||
-        e[1].len >= HOLD_ID_MAX)
-        return;
-    const resp_value *id = &e[1], *fields = resp_next(root, id);
+/* Takes the entry E of STREAM, delivered DELIVERIES times: held from now
+ * on, then queued, answered or dead-lettered. */
+static void take_entry(source *s, const char *stream, const entry *e, long long deliveries) {
     request *req = s->sink.get(s->sink.ctx);
     if (req == NULL) { /* left pending: taken over and run later */
         log_limited(&s->error_limit, LOG_LEVEL_ERROR, "streams",
-                    "out of memory: entry %s of %s left pending", id->str, stream);
+                    "out of memory: entry %s of %s left pending", e->id, stream);
         return;
     }
     stats_add(s->st->received);
     req->hold.stream = stream;
-    memcpy(req->hold.id, id->str, id->len + 1);
+    memcpy(req->hold.id, e->id, e->id_len + 1);
     req->deliveries = deliveries;
     holds_add(&s->held, &req->hold);
 
-    const resp_value *body = NULL;
-    if (fields->type == RESP_ARRAY)
-        for (const resp_value *f = fields + 1; f < root + fields->end;) {
-            const resp_value *v = resp_next(root, f);
-            if (v >= root + fields->end)
-                break;
-            if (body == NULL && resp_is(f, PROTOCOL_STREAM_FIELD) && v->type == RESP_STRING)
-                body = v;
-            f = resp_next(root, v);
-        }
     char why[512];
     /* timeout_ms counts from the entry's creation, not from its reading. */
     uint64_t now_us = clock_now_us(), now_ms = clock_wall_ms();
     uint64_t entry_ms = strtoull(req->hold.id, NULL, 10);
     uint64_t age_us = now_ms > entry_ms ? (now_ms - entry_ms) * 1000u : 0;
     uint64_t received_us = now_us > age_us ? now_us - age_us : 0;
-    if (body == NULL) {
+    if (e->body == NULL) {
         stats_add(s->st->rejected);
         dead_letter(s, req, NULL, 0, "the entry has no " PROTOCOL_STREAM_FIELD " field");
         return;
@@ -191,18 +176,18 @@ static void take_entry(source *s, const char *stream, const resp_value *root,
         snprintf(why, sizeof why, "delivered %lld times without an answer "
                  "(its handler crashed or stalled its worker)", deliveries);
         char err[256];
-        if (request_scan(req, body->str, body->len, stream, strlen(stream),
+        if (request_scan(req, e->body, e->body_len, stream, strlen(stream),
                          (size_t)s->cfg->max_request_bytes, s->cfg->reply_prefix, received_us, err,
                          sizeof err) !=
             REQUEST_UNANSWERABLE)
             reply_write_error(s->cfg, req, &s->scratch, PROTOCOL_HANDLER_FAILED,
                               "%s; moved to %s%s", why, stream, PROTOCOL_DEAD_SUFFIX);
-        dead_letter(s, req, body->str, body->len, why);
+        dead_letter(s, req, e->body, e->body_len, why);
         return;
     }
-    if (s->sink.take(s->sink.ctx, req, body->str, body->len, stream, strlen(stream),
+    if (s->sink.take(s->sink.ctx, req, e->body, e->body_len, stream, strlen(stream),
                      received_us, why, sizeof why) != 0)
-        dead_letter(s, req, body->str, body->len, why);
+        dead_letter(s, req, e->body, e->body_len, why);
 }
 
 /* ---- the steps --------------------------------------------------------- */
@@ -292,21 +277,16 @@ static void finish_stop(source *s) {
     s->sink.stopped(s->sink.ctx);
 }
 
-/* The answer to XREADGROUP: [[stream, [entry, ...]], ...], or nil. */
-static void take_read(source *s, const resp_value *v) {
-    if (v->type != RESP_ARRAY)
-        return;
-    for (const resp_value *st = v + 1; st < v + v->end; st = resp_next(v, st)) {
-        if (st->type != RESP_ARRAY || st->integer != 2)
-            continue;
-        const char *stream = stream_named(s, &st[1]);
-        const resp_value *entries = resp_next(v, &st[1]);
-        if (stream == NULL || entries->type != RESP_ARRAY)
-            continue;
-        for (const resp_value *e = entries + 1; e < v + entries->end; e = resp_next(v, e))
-            take_entry(s, stream, v, e, 1);
-    }
+/* An entry of an XREADGROUP answer, first delivered now. */
+static void take_read_entry(void *ctx, const resp_value *stream_value, const entry *e) {
+    source *s = ctx;
+    const char *stream = stream_named(s, stream_value);
+    if (stream != NULL)
+        take_entry(s, stream, e, 1);
 }
+
+/* The answer to XREADGROUP: [[stream, [entry, ...]], ...], or nil. */
+static void take_read(source *s, const resp_value *v) { entry_each_read(v, take_read_entry, s); }
 
 /* The answer V to a read, taken or, for an error, acted on. */
 static void take_answer(source *s, const resp_value *v) {
@@ -363,10 +343,12 @@ static void on_answer(void *ctx, const resp_value *v) {
         break;
     case STEP_CLAIM:
         if (v->type == RESP_ARRAY && v->integer > 0) {
+            entry taken;
             log_info("streams", "took over entry %s of %s left pending by another consumer",
                      s->orphan_id, s->cfg->stream_list[s->orphan_stream]);
-            take_entry(s, s->cfg->stream_list[s->orphan_stream], v, v + 1,
-                       s->orphan_deliveries + 1);
+            if (entry_parse(v, v + 1, &taken) == 0) /* else deleted meanwhile */
+                take_entry(s, s->cfg->stream_list[s->orphan_stream], &taken,
+                           s->orphan_deliveries + 1);
             s->quiet_by = clock_now_us() + (uint64_t)s->cfg->claim_idle_ms * 1000u;
         }
         break;
