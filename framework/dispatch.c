@@ -587,6 +587,8 @@ static void *dispatch_main(void *arg) {
         check_progress(d);
     }
     heartbeat_delete(d->hb);
+    if (!d->timed_out)
+        d->source->leave(d->src);
     wire_flush(d->cmd);
     return NULL;
 }

@@ -74,6 +74,10 @@ typedef struct source_ops {
     void (*reconnect)(source *s, const char *why);
     /* The command wire is back (stream: holds are touched on it). */
     void (*cmd_up)(source *s);
+    /* The daemon is leaving for good, its replies written: a stream's
+     * consumer is deleted if nothing can be pending to it. The commands go
+     * on the command wire, which the caller flushes. */
+    void (*leave)(source *s);
     /* Closes and frees. Entries still held are let go unacknowledged.
      * Accepts NULL. */
     void (*close)(source *s);

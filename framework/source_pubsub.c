@@ -261,6 +261,9 @@ static void pubsub_close(source *s) {
     free(s);
 }
 
+/* Nothing of a subscription outlives its connection. */
+static void pubsub_leave(source *s) { (void)s; }
+
 const source_ops source_pubsub = {
     .name = "pubsub",
     .create = pubsub_create,
@@ -270,5 +273,6 @@ const source_ops source_pubsub = {
     .stop = pubsub_stop,
     .reconnect = pubsub_reconnect,
     .cmd_up = pubsub_cmd_up,
+    .leave = pubsub_leave,
     .close = pubsub_close,
 };

@@ -22,6 +22,14 @@
  * usable req_id move to <stream>:dead with the reason (and the caller of
  * a poison entry gets handler_failed).
  *
+ * Consumers do not pile up across restarts. A daemon that stops cleanly,
+ * holding nothing and sure that nothing was delivered to it unseen (no
+ * connection was lost while a read was out), deletes its own consumer
+ * (XGROUP DELCONSUMER) as it leaves; and every CONSUMER_FORGET_FACTOR *
+ * claim_idle_ms each daemon deletes the consumers that have been idle that
+ * long with nothing pending -- a live daemon reads every READ_BLOCK_MS,
+ * and XREADGROUP creates a deleted consumer again anyway.
+ *
  * In a cluster with more than one stream key (several channels, or
  * stream_shards), no one XREADGROUP can name them all (their slots differ)
  * and one blocking read per key on a shared connection would wait behind
@@ -49,8 +57,11 @@
 #define TRIM_EVERY_US 1000000u
 #define QUIET_POLL_US 5000u
 #define RETRY_US 1000000u  /* after Redis refused a step: not in a tight loop */
+#define CONSUMER_FORGET_FACTOR 10 /* idle this many claim_idle_ms, nothing pending: gone */
 
-enum step { STEP_NONE = 0, STEP_GROUPS, STEP_TRIM, STEP_ORPHANS, STEP_CLAIM, STEP_READ };
+enum step {
+    STEP_NONE = 0, STEP_GROUPS, STEP_TRIM, STEP_ORPHANS, STEP_CLAIM, STEP_READ, STEP_CONSUMERS
+};
 
 /* In a cluster with several stream keys: the reader of one. */
 typedef struct reader {
@@ -78,7 +89,8 @@ struct source {
     int busy;              /* rd is read once a round (stream_busy) */
     int recovering;        /* orphans seen: take them over when quiet */
     int orphan_found;      /* this step's answers showed one */
-    uint64_t quiet_by, next_orphan_check, next_trim;
+    uint64_t quiet_by, next_orphan_check, next_trim, next_consumer_check;
+    int unsure;            /* a connection was lost: entries may be ours unseen */
     uint64_t touch_every, orphan_check_every;
     size_t orphan_stream;  /* where the orphan of the last XPENDING is */
     char orphan_id[HOLD_ID_MAX];
@@ -227,6 +239,46 @@ static void send_trim(source *s) {
 
 /* XPENDING <stream> <group> IDLE <claim_idle_ms> - + 1 on every stream:
  * the oldest entry idle too long, if any. */
+/* XINFO CONSUMERS of every stream: for forget_consumers(). */
+static void send_consumer_query(source *s) {
+    for (size_t i = 0; i < s->cfg->stream_count; i++)
+        resp_args(wire_out(s->rd), "XINFO", "CONSUMERS", s->cfg->stream_list[i], s->cfg->group);
+    begin(s, STEP_CONSUMERS, (unsigned)s->cfg->stream_count);
+}
+
+/* Deletes, on the command wire, STREAM's consumers in the XINFO CONSUMERS
+ * answer V (each [name, N, pending, N, idle, N, ...]) other than ours that
+ * are idle past the limit with nothing pending. */
+static void forget_consumers(source *s, const resp_value *v, const char *stream) {
+    long long limit_ms = CONSUMER_FORGET_FACTOR * s->cfg->claim_idle_ms;
+    if (v->type != RESP_ARRAY)
+        return;
+    for (const resp_value *c = v + 1; c < v + v->end; c = resp_next(v, c)) {
+        if (c->type != RESP_ARRAY)
+            continue;
+        const char *name = NULL;
+        long long pending = -1, idle = -1;
+        for (const resp_value *k = c + 1; k < v + c->end;) {
+            const resp_value *val = resp_next(v, k);
+            if (val >= v + c->end)
+                break;
+            if (resp_is(k, "name") && val->type == RESP_STRING)
+                name = val->str;
+            else if (resp_is(k, "pending") && val->type == RESP_INTEGER)
+                pending = val->integer;
+            else if (resp_is(k, "idle") && val->type == RESP_INTEGER)
+                idle = val->integer;
+            k = resp_next(v, val);
+        }
+        if (name == NULL || strcmp(name, s->cfg->id) == 0 || pending != 0 || idle < limit_ms)
+            continue;
+        log_info("streams", "removed consumer %s of %s: idle %lld ms with nothing pending",
+                 name, stream, idle);
+        resp_args(wire_out(s->cmd), "XGROUP", "DELCONSUMER", stream, s->cfg->group, name);
+        wire_expect(s->cmd, NULL, NULL);
+    }
+}
+
 static void send_orphan_query(source *s) {
     char idle[24];
     snprintf(idle, sizeof idle, "%lld", s->cfg->claim_idle_ms);
@@ -359,6 +411,14 @@ static void on_answer(void *ctx, const resp_value *v) {
         if (v->type == RESP_ERROR)
             log_limited(&s->error_limit, LOG_LEVEL_WARN, "streams", "XTRIM: %s", v->str);
         break;
+    case STEP_CONSUMERS:
+        index = (unsigned)s->cfg->stream_count - s->outstanding;
+        if (v->type == RESP_ERROR)
+            log_limited(&s->error_limit, LOG_LEVEL_WARN, "streams", "XINFO CONSUMERS on %s: %s",
+                        s->cfg->stream_list[index], v->str);
+        else
+            forget_consumers(s, v, s->cfg->stream_list[index]);
+        break;
     case STEP_NONE:
         break;
     }
@@ -424,6 +484,10 @@ static void next_step(source *s) {
     } else if (now >= s->next_orphan_check) {
         s->next_orphan_check = now + s->orphan_check_every;
         send_orphan_query(s);
+    } else if (now >= s->next_consumer_check) {
+        s->next_consumer_check =
+            now + (uint64_t)(CONSUMER_FORGET_FACTOR * s->cfg->claim_idle_ms) * 1000u;
+        send_consumer_query(s);
     } else if (s->reader_count > 0) {
         readers_read(s);
         uint64_t next = s->next_orphan_check;
@@ -481,6 +545,7 @@ static void on_reader_up(void *ctx) { next_step(((reader *)ctx)->s); }
 static void on_reader_down(void *ctx, const char *why) {
     (void)why;
     reader *r = ctx;
+    r->s->unsure |= r->asked > 0; /* a read was out: its entries unseen */
     r->s->asked -= r->asked; /* its answer came back NULL first */
     r->asked = 0;
 }
@@ -546,6 +611,7 @@ static void on_rd_up(void *ctx) {
 static void on_rd_down(void *ctx, const char *why) {
     (void)why;
     source *s = ctx;
+    s->unsure |= s->step == STEP_READ || s->step == STEP_CLAIM; /* its entries unseen */
     s->step = STEP_NONE;
     s->outstanding = 0;
     if (s->stopping)
@@ -654,6 +720,17 @@ static void stream_close(source *s) {
     free(s);
 }
 
+/* Leaving for good: the consumer goes too, if nothing can be pending to it. */
+static void stream_leave(source *s) {
+    if (s->unsure || s->held.count > 0 || !wire_is_up(s->cmd))
+        return; /* left to the others' idle check */
+    for (size_t i = 0; i < s->cfg->stream_count; i++) {
+        resp_args(wire_out(s->cmd), "XGROUP", "DELCONSUMER", s->cfg->stream_list[i],
+                  s->cfg->group, s->cfg->id);
+        wire_expect(s->cmd, NULL, NULL);
+    }
+}
+
 const source_ops source_stream = {
     .name = "stream",
     .create = stream_create,
@@ -663,5 +740,6 @@ const source_ops source_stream = {
     .stop = stream_stop,
     .reconnect = stream_reconnect,
     .cmd_up = stream_cmd_up,
+    .leave = stream_leave,
     .close = stream_close,
 };

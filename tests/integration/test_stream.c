@@ -1438,3 +1438,58 @@ Test(stream, shards_take_requests_in_turn)
     }
     cr_assert_eq(rw_command_int(fx.a, "EXISTS %s", STREAM), 0, "a request went to the plain key");
 }
+
+/* The consumers named XINFO CONSUMERS <STREAM> redwork lists, into NAMES
+ * (at most MAX); returns how many. */
+static int consumer_names(char names[][128], int max)
+{
+    redisReply *r = redisCommand(fx.a, "XINFO CONSUMERS %s redwork", STREAM);
+    int n = 0;
+    for (size_t i = 0; r != NULL && r->type == REDIS_REPLY_ARRAY && i < r->elements && n < max;
+         i++) {
+        const redisReply *c = r->element[i];
+        for (size_t k = 0; c->type == REDIS_REPLY_ARRAY && k + 1 < c->elements; k += 2)
+            if (strcmp(c->element[k]->str, "name") == 0)
+                snprintf(names[n++], 128, "%s", c->element[k + 1]->str);
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+static int has_consumer(const char *name)
+{
+    char names[16][128];
+    int n = consumer_names(names, 16);
+    for (int i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Consumers do not pile up: a daemon that stops cleanly removes its own,
+ * and the daemons remove one idle past 10 x claim_idle_ms with nothing
+ * pending (the ghost of a daemon that died holding nothing). */
+Test(stream, consumers_do_not_pile_up)
+{
+    start_redis(0);
+    rw_daemon *d = daemon_config(0, "cons", 1, "claim_idle_ms = 100\n");
+    start_daemon(d);
+    redisReply *r = redisCommand(fx.a, "XGROUP CREATECONSUMER %s redwork ghost", STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1, "no ghost consumer made");
+    freeReplyObject(r);
+    /* Redis makes a consumer when it first delivers to it. */
+    r = redisCommand(fx.a, "XADD %s * msg {\"req_id\":\"cons1\",\"handler\":\"echo\"}", STREAM);
+    freeReplyObject(r);
+    long long deadline = rw_now_ms() + 5000;
+    while (!has_consumer(d->id) && rw_now_ms() < deadline)
+        sleep_ms(20);
+    cr_assert(has_consumer(d->id), "the daemon has no consumer while it runs");
+    deadline = rw_now_ms() + 5000;
+    while (has_consumer("ghost") && rw_now_ms() < deadline)
+        sleep_ms(50);
+    cr_assert_not(has_consumer("ghost"), "the idle ghost consumer was not removed");
+    cr_assert(rw_wait_file_contains(d->log, "removed consumer ghost", 1000));
+    cr_assert(has_consumer(d->id), "the running daemon's own consumer was removed");
+    cr_assert_eq(rw_daemon_stop(d, 10000), 0);
+    cr_assert_not(has_consumer(d->id), "a clean stop left its consumer behind");
+}
