@@ -40,7 +40,7 @@ B := build
 
 # common/ is the layer the daemon and libredwork share; framework/ is the
 # daemon's modules, main.c apart so tests can link the rest.
-COMMON := buffer url sentinel cluster config conn tls log
+COMMON := alloc buffer url sentinel cluster config conn tls log
 MODULES := resp loop wire handback holds queue request reply defer plugin publish claim entry \
            source_pubsub source_stream heartbeat watch metrics http notify dispatch pool supervisor \
            call
@@ -50,7 +50,7 @@ DAEMON_OBJS := $(B)/framework/main.o $(MODULE_OBJS)
 
 # libredwork: the client and the part of common/ it uses, built
 # position-independent with only the API exported.
-LIB_SRCS := client/client.c client/envelope.c common/buffer.c common/url.c common/sentinel.c common/cluster.c common/conn.c \
+LIB_SRCS := client/client.c client/envelope.c common/alloc.c common/buffer.c common/url.c common/sentinel.c common/cluster.c common/conn.c \
             common/tls.c common/config.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/pic/%.o)
 CLI_OBJS := $(B)/client/cli.o $(B)/client/histogram.o $(B)/client/workers.o $(B)/client/top.o \

@@ -33,6 +33,8 @@
  * once. */
 #include "redwork/client.h"
 
+#include "alloc.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -352,7 +354,7 @@ static void sigpipe_unblock(const sigpipe_guard *g) {
 
 static int table_grow(redwork_client *c) {
     size_t n = c->bucket_count ? c->bucket_count * 2 : 64;
-    waiter **b = calloc(n, sizeof *b);
+    waiter **b = redwork_calloc(n, sizeof *b);
     if (b == NULL)
         return -1;
     for (size_t i = 0; i < c->bucket_count; i++)
@@ -402,7 +404,7 @@ static int waiter_add(redwork_client *c, waiter *w) {
         return -1;
     if (c->heap_len == c->heap_cap) {
         size_t n = c->heap_cap ? c->heap_cap * 2 : 64;
-        waiter **h = realloc(c->heap, n * sizeof *h);
+        waiter **h = redwork_realloc(c->heap, n * sizeof *h);
         if (h == NULL)
             return -1;
         c->heap = h;
@@ -1090,7 +1092,7 @@ static char *make_body(const redwork_client *c, const waiter *w, const char *han
 static int fifo_push(redwork_client *c, uint64_t seq) {
     if (c->fifo_len == c->fifo_cap) {
         size_t n = c->fifo_cap ? c->fifo_cap * 2 : 64;
-        uint64_t *f = malloc(n * sizeof *f);
+        uint64_t *f = redwork_malloc(n * sizeof *f);
         if (f == NULL)
             return -1;
         for (size_t i = 0; i < c->fifo_len; i++)
@@ -1141,7 +1143,7 @@ static const char *publish(redwork_client *c, waiter *w, const char *body) {
 int redwork_call_async(redwork_client *c, const char *handler,
                        const char *payload, int timeout_ms, redwork_callback cb,
                        void *arg) {
-    waiter *w = calloc(1, sizeof *w);
+    waiter *w = redwork_calloc(1, sizeof *w);
     if (w == NULL || cb == NULL) {
         free(w);
         if (cb != NULL) { /* out of memory: told, with no string to allocate */

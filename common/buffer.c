@@ -1,6 +1,8 @@
 /* buffer.c -- a growable byte buffer (see buffer.h). */
 #include "buffer.h"
 
+#include "alloc.h"
+
 #include <stdlib.h>
 
 #define BUFFER_MIN 256
@@ -24,7 +26,7 @@ int redwork_buffer_grow(buffer *b, size_t n) {
     size_t cap = b->cap ? b->cap : BUFFER_MIN;
     while (cap < b->len + n + 1)
         cap = cap * 2 > cap ? cap * 2 : b->len + n + 1;
-    char *data = realloc(b->data, cap);
+    char *data = redwork_realloc(b->data, cap);
     if (data == NULL) {
         b->failed = 1;
         return -1;

@@ -31,6 +31,8 @@
  * of them would cost in timers. */
 #include "defer.h"
 
+#include "alloc.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -109,7 +111,7 @@ redwork_deferred *redwork_reply_defer(redwork_reply *rep) {
         atomic_fetch_sub(&ds->in_flight, 1);
         return NULL;
     }
-    redwork_deferred *d = calloc(1, sizeof *d);
+    redwork_deferred *d = redwork_calloc(1, sizeof *d);
     if (d == NULL) {
         atomic_fetch_sub(&ds->in_flight, 1);
         return NULL;

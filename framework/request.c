@@ -13,6 +13,8 @@
  * max_request_bytes is searched (not checked) for a top-level req_id. */
 #include "request.h"
 
+#include "alloc.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -520,7 +522,7 @@ int request_expired(const request *req, uint64_t now_us) {
 /* ---- lifetime ---------------------------------------------------------- */
 
 request *request_new(void) {
-    request *req = calloc(1, sizeof *req);
+    request *req = redwork_calloc(1, sizeof *req);
     if (req != NULL) {
         req->timeout_ms = -1;
         req->wait_us = -1;

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "harness.h"
 #include "redwork/client.h"
 
@@ -1441,4 +1442,30 @@ Test(client, a_closed_connection_never_raises_sigpipe)
     cr_assert(now.sa_handler == SIG_DFL, "the library changed SIGPIPE's disposition");
     redwork_client_close(c);
     sigaction(SIGPIPE, &before, NULL);
+}
+
+/* Out of memory in the client (redwork_alloc_failing): a call fails at
+ * once with REDWORK_CONNECTION -- redwork_call never waits for ever -- and
+ * once memory is back the client goes on, its answers still in step. */
+Test(client, out_of_memory_fails_the_call_and_the_client_goes_on)
+{
+    start("coom", (rw_opts){0});
+    redwork_client *c = open_client(NULL, 0);
+    redwork_result res;
+    redwork_alloc_set(&redwork_alloc_failing);
+    redwork_status st = redwork_call(c, "echo", "{\"a\":1}", CALL_TIMEOUT_MS, &res);
+    redwork_alloc_set(NULL);
+    cr_assert_eq(st, REDWORK_CONNECTION, "status %s", redwork_status_name(st));
+    redwork_result_free(&res);
+    for (int i = 0; i < 20; i++) {
+        char payload[32], want[32];
+        snprintf(payload, sizeof payload, "{\"i\":%d}", i);
+        snprintf(want, sizeof want, "{\"i\":%d}", i);
+        cr_assert_eq(redwork_call(c, "echo", payload, CALL_TIMEOUT_MS, &res), REDWORK_OK,
+                     "call %d after the failure: %s", i, redwork_status_name(res.status));
+        assert_json(res.result, want);
+        redwork_result_free(&res);
+    }
+    redwork_client_close(c);
+    assert_no_leaks();
 }

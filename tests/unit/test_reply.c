@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "reply.h"
 
 /* The envelope of R as a malloc'd string (the caller frees it). */
@@ -419,5 +420,23 @@ Test(reply, a_result_that_is_not_utf8_becomes_an_error) {
     cJSON *env = encode_parse(&r, "u", "h");
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(env, "ok")), "valid UTF-8 was refused");
     cJSON_Delete(env);
+    reply_clear(&r);
+}
+
+/* Out of memory while a reply is built (redwork_alloc_failing): each call
+ * says so, nothing is half-written as if whole. */
+Test(reply, out_of_memory_while_building) {
+    reply r;
+    reply_init(&r);
+    cr_assert_eq(redwork_reply_string(&r, "fine"), 0);
+    buffer out = BUFFER_INIT;
+    redwork_alloc_set(&redwork_alloc_failing);
+    int rc = reply_envelope(&out, &r, "oom", 0, "h", "w", 1);
+    int raw = redwork_reply_raw(&r, "[1,2]", 5);
+    redwork_alloc_set(NULL);
+    cr_assert_eq(rc, -1, "the envelope claims to be whole");
+    cr_assert(out.failed);
+    cr_assert_eq(raw, -1, "the raw reply claims to be set");
+    redwork_buffer_free(&out);
     reply_clear(&r);
 }

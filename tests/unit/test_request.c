@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "clock.h"
 #include "request.h"
 
@@ -599,4 +600,24 @@ Test(request, no_read_past_the_length) {
         request_free(req);
         free(exact);
     }
+}
+
+/* Out of memory while the message is copied (redwork_alloc_failing): the
+ * request is still answered, bad_request "out of memory", its id known. */
+Test(request, out_of_memory_while_scanning_is_answered) {
+    request *req = request_new();
+    cr_assert_not_null(req);
+    char err[256] = "";
+    static const char body[] = "{\"req_id\":\"oom1\",\"x\":1}";
+    redwork_alloc_set(&redwork_alloc_failing);
+    int rc = request_scan(req, body, sizeof body - 1, "request", 7, 1024, "callback:", 1, err,
+                          sizeof err);
+    redwork_alloc_set(NULL);
+    cr_assert_eq(rc, REQUEST_BAD);
+    cr_assert_str_eq(req->id, "oom1");
+    cr_assert_not_null(strstr(err, "out of memory"), "%s", err);
+    request_free(req);
+    redwork_alloc_set(&redwork_alloc_failing);
+    cr_assert_null(request_new(), "request_new did not use the allocator");
+    redwork_alloc_set(NULL);
 }
