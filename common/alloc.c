@@ -26,7 +26,10 @@ static void *fail_realloc(void *p, size_t n) {
     return NULL;
 }
 
-const redwork_allocator redwork_alloc_failing = {fail_malloc, fail_calloc, fail_realloc};
+const redwork_allocator *redwork_alloc_failing(void) {
+    static const redwork_allocator failing = {fail_malloc, fail_calloc, fail_realloc};
+    return &failing;
+}
 
 void redwork_alloc_set(const redwork_allocator *a) {
     atomic_store(&installed, a != NULL ? a : &libc_allocator);

@@ -18,8 +18,10 @@ typedef struct redwork_allocator {
  * for every allocation from now on. Any thread; a test's tool. */
 void redwork_alloc_set(const redwork_allocator *a);
 
-/* An allocator whose every call fails (returns NULL), for tests. */
-extern const redwork_allocator redwork_alloc_failing;
+/* An allocator whose every call fails (returns NULL), for tests. (A
+ * function, not an exported variable: sanitizers add symbols of their own
+ * for those, and the library exports only redwork_ names.) */
+const redwork_allocator *redwork_alloc_failing(void);
 
 /* As malloc, calloc and realloc, through the installed allocator. */
 void *redwork_malloc(size_t n);

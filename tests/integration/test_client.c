@@ -1452,7 +1452,7 @@ Test(client, out_of_memory_fails_the_call_and_the_client_goes_on)
     start("coom", (rw_opts){0});
     redwork_client *c = open_client(NULL, 0);
     redwork_result res;
-    redwork_alloc_set(&redwork_alloc_failing);
+    redwork_alloc_set(redwork_alloc_failing());
     redwork_status st = redwork_call(c, "echo", "{\"a\":1}", CALL_TIMEOUT_MS, &res);
     redwork_alloc_set(NULL);
     cr_assert_eq(st, REDWORK_CONNECTION, "status %s", redwork_status_name(st));

@@ -430,7 +430,7 @@ Test(reply, out_of_memory_while_building) {
     reply_init(&r);
     cr_assert_eq(redwork_reply_string(&r, "fine"), 0);
     buffer out = BUFFER_INIT;
-    redwork_alloc_set(&redwork_alloc_failing);
+    redwork_alloc_set(redwork_alloc_failing());
     int rc = reply_envelope(&out, &r, "oom", 0, "h", "w", 1);
     int raw = redwork_reply_raw(&r, "[1,2]", 5);
     redwork_alloc_set(NULL);

@@ -609,7 +609,7 @@ Test(request, out_of_memory_while_scanning_is_answered) {
     cr_assert_not_null(req);
     char err[256] = "";
     static const char body[] = "{\"req_id\":\"oom1\",\"x\":1}";
-    redwork_alloc_set(&redwork_alloc_failing);
+    redwork_alloc_set(redwork_alloc_failing());
     int rc = request_scan(req, body, sizeof body - 1, "request", 7, 1024, "callback:", 1, err,
                           sizeof err);
     redwork_alloc_set(NULL);
@@ -617,7 +617,7 @@ Test(request, out_of_memory_while_scanning_is_answered) {
     cr_assert_str_eq(req->id, "oom1");
     cr_assert_not_null(strstr(err, "out of memory"), "%s", err);
     request_free(req);
-    redwork_alloc_set(&redwork_alloc_failing);
+    redwork_alloc_set(redwork_alloc_failing());
     cr_assert_null(request_new(), "request_new did not use the allocator");
     redwork_alloc_set(NULL);
 }
