@@ -43,6 +43,7 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
+#define STABLE_MS 100 /* up this long, a lost connection is tried again at once */
 #define READ_MAX (256u * 1024u)   /* per readable event: then others' turn */
 #define OUT_KEEP (256u * 1024u)   /* an idle output buffer keeps at most this */
 
@@ -112,6 +113,7 @@ struct wire {
     loop_async connected;
     attempt *trying;
     int backoff_ms;
+    uint64_t up_since_us;  /* when the connection last came up */
     unsigned seed;
     int lost;       /* logged as lost: log the return */
     int hurry;      /* wire_reconnect() during an attempt: retry at once */
@@ -372,6 +374,7 @@ static void adopt(wire *w, int *fds, size_t n, redwork_cluster_map *map) {
             strand_init(&w->strands[i], w);
     }
     w->up = 1;
+    w->up_since_us = clock_now_us();
     for (size_t i = 0; i < n; i++) {
         strand *s = &w->strands[i];
         s->fd = fds[i];
@@ -626,11 +629,17 @@ void wire_drop(wire *w, const char *why) {
     close_sockets(w);
     if (w->h.down != NULL)
         w->h.down(w->ctx, why);
-    /* The first attempt at once: a Redis that closed us on purpose (an
-     * output buffer over its limit) is there; one that is gone refuses it
-     * at once, and the backoff starts from there. */
-    if (!w->up && w->trying == NULL && !w->retry.armed)
-        loop_timer_start(w->lp, &w->retry, 0);
+    /* A connection that had been up a while is tried again at once: a
+     * Redis that closed it on purpose (an output buffer over its limit) is
+     * there, and one that is gone refuses at once. One that fell again
+     * right after coming up (a cluster that is down answers CLUSTERDOWN to
+     * everything) waits the backoff, or it would spin. */
+    if (!w->up && w->trying == NULL && !w->retry.armed) {
+        if (clock_now_us() - w->up_since_us >= (uint64_t)STABLE_MS * 1000u)
+            loop_timer_start(w->lp, &w->retry, 0);
+        else
+            schedule_retry(w);
+    }
 }
 
 void wire_free(wire *w) {

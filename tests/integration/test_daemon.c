@@ -496,6 +496,20 @@ Test(daemon, oversized_publish_drop_is_logged_and_resubscribed_at_once)
     cr_assert_eq(rw_daemon_start(&env.daemon, 10000), 0);
     redisContext *c = rw_connect(env.redis.port);
     cr_assert_not_null(c);
+    /* A subscription that has been up a while (Redis counts its age in
+     * seconds): one that fell right after coming up would wait a backoff. */
+    int settled = 0;
+    for (long long until = rw_now_ms() + 5000; !settled && rw_now_ms() < until;) {
+        redisReply *list = redisCommand(c, "CLIENT LIST TYPE pubsub");
+        const char *text = list && (list->type == REDIS_REPLY_STRING ||
+                                    list->type == REDIS_REPLY_STATUS) ? list->str : "";
+        const char *age = strstr(text, " age=");
+        settled = age != NULL && atoi(age + 5) >= 1;
+        freeReplyObject(list);
+        if (!settled)
+            nanosleep(&(struct timespec){0, 50 * 1000000L}, NULL);
+    }
+    cr_assert(settled, "the daemon's subscription did not settle");
     size_t n = 1u << 20;
     char *big = malloc(n);
     cr_assert_not_null(big);
