@@ -33,6 +33,7 @@
 #include <openssl/x509v3.h>
 
 #include "buffer.h"
+#include "clock.h"
 
 /* The pump threads still running, which exit waits for (briefly) so that
  * a short-lived program does not end while one is freeing its session.
@@ -43,6 +44,8 @@ static int pumps_live;
 static pthread_once_t pumps_once = PTHREAD_ONCE_INIT;
 
 #define PUMP_EXIT_WAIT_MS 500
+#define PUMP_BUFFER_MAX (1u << 20) /* bytes held each way before the sender must wait */
+#define PUMP_FLUSH_MS 1000         /* to deliver the server's last words */
 
 static void wait_for_pumps(void) {
     struct timespec deadline;
@@ -125,13 +128,33 @@ static int tcp_connect(const char *host, int port, long long timeout_ms, char *w
     return fd;
 }
 
-/* One pass of the pump. Never blocks on a write: both directions are
- * buffered, as Redis itself buffers, so the application may write while
- * it is not reading and no side waits for the other. Returns 0 to go on,
- * -1 when a side has ended. */
+/* The server has ended the session: what it said last (an error line such
+ * as "max number of clients reached") still goes to the application,
+ * within PUMP_FLUSH_MS, before the pump closes its end. */
+static void deliver_rest(pump *p) {
+    uint64_t give_up = clock_now_us() + (uint64_t)PUMP_FLUSH_MS * 1000u;
+    while (p->to_app.len > 0 && clock_now_us() <= give_up) {
+        ssize_t n = write(p->inner, p->to_app.data, p->to_app.len);
+        if (n > 0) {
+            redwork_buffer_consume(&p->to_app, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return;
+        struct pollfd out = {.fd = p->inner, .events = POLLOUT};
+        if (poll(&out, 1, PUMP_FLUSH_MS) <= 0)
+            return;
+    }
+}
+
+/* One pass of the pump. Never blocks on a write, and holds at most
+ * PUMP_BUFFER_MAX bytes each way: past that it stops reading the side that
+ * sends, so the sender's buffers fill as they would without TLS -- Redis's
+ * output-buffer limits still apply to a client that does not read.
+ * Returns 0 to go on, -1 when a side has ended. */
 static int pump_once(pump *p) {
     char buf[16384];
-    int want_write = 0;
+    int want_write = 0, server_ended = 0;
     while (p->to_server.len > 0) {
         int n = SSL_write(p->ssl, p->to_server.data, (int)p->to_server.len);
         if (n > 0) {
@@ -144,7 +167,7 @@ static int pump_once(pump *p) {
         want_write = e == SSL_ERROR_WANT_WRITE;
         break;
     }
-    for (;;) {
+    while (p->to_app.len < PUMP_BUFFER_MAX) {
         int n = SSL_read(p->ssl, buf, sizeof buf);
         if (n > 0) {
             if (buffer_append(&p->to_app, buf, (size_t)n) != 0)
@@ -152,9 +175,8 @@ static int pump_once(pump *p) {
             continue;
         }
         int e = SSL_get_error(p->ssl, n);
-        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
-            return -1; /* the server hung up, or the session broke */
-        break;
+        server_ended = e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE;
+        break; /* the server hung up, or the session broke, or nothing yet */
     }
     while (p->to_app.len > 0) {
         ssize_t n = write(p->inner, p->to_app.data, p->to_app.len);
@@ -166,13 +188,20 @@ static int pump_once(pump *p) {
             break;
         return -1;
     }
+    if (server_ended) {
+        deliver_rest(p);
+        return -1;
+    }
+    int app_room = p->to_server.len < PUMP_BUFFER_MAX, server_room = p->to_app.len < PUMP_BUFFER_MAX;
     struct pollfd fds[2] = {
-        {.fd = p->inner, .events = POLLIN | (p->to_app.len > 0 ? POLLOUT : 0)},
-        {.fd = p->tcp, .events = POLLIN | (want_write ? POLLOUT : 0)},
+        {.fd = p->inner, .events = (app_room ? POLLIN : 0) | (p->to_app.len > 0 ? POLLOUT : 0)},
+        {.fd = p->tcp, .events = (server_room ? POLLIN : 0) | (want_write ? POLLOUT : 0)},
     };
     if (poll(fds, 2, -1) < 0)
         return errno == EINTR ? 0 : -1;
-    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+    if (!app_room && (fds[0].revents & (POLLHUP | POLLERR)))
+        return -1; /* the application is gone: what waits for the server is moot */
+    if (app_room && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
         ssize_t n = read(p->inner, buf, sizeof buf);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
             return -1; /* the application closed its end */

@@ -10,8 +10,11 @@ is read from the logs, since the test's own Redis client speaks no TLS.
 import json
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -129,6 +132,37 @@ class TlsTest(unittest.TestCase):
         self.assertEqual(client.returncode, 2)
         self.assertIn("TLS handshake failed", client.stderr)
 
+    def test_last_words_of_the_server_reach_the_client(self):
+        # A TLS server of the test's that answers the first command with an
+        # error line and hangs up at once, as Redis does after a protocol
+        # error: that line must get through the TLS pump before the close.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(os.path.join(self.folder, "server.crt"),
+                                os.path.join(self.folder, "server.key"))
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+        listener.settimeout(20)
+        port = listener.getsockname()[1]
+
+        def serve():
+            try:
+                conn, _ = listener.accept()
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(4096)
+                    tls.sendall(b"-ERR last words before the close\r\n")
+            except OSError:
+                pass  # the test's assertions say what went wrong
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        ini = os.path.join(self.folder, "last-words.ini")
+        with open(ini, "w") as c:
+            c.write("[redis]\nport = %d\ntls = on\ntls_ca_file = ca.crt\n"
+                    "[worker]\nchannels = request\n" % port)
+        out = self.redwork(ini, "call", "echo", "{}")
+        server.join(timeout=20)
+        self.assertEqual(out.returncode, 2, out.stderr)
+        self.assertIn("last words before the close", out.stderr)
 
 if __name__ == "__main__":
     unittest.main()
