@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include "alloc.h"
 #include "harness.h"
 #include "redwork/client.h"
+#include "tls.h"
 
 #define CALL_TIMEOUT_MS 5000
 
@@ -1468,4 +1470,93 @@ Test(client, out_of_memory_fails_the_call_and_the_client_goes_on)
     }
     redwork_client_close(c);
     assert_no_leaks();
+}
+
+/* ---- the TLS pump ---------------------------------------------------------- */
+
+/* Runs `openssl ARGS...` in DIR (quietly). Returns its exit status. */
+static int openssl_in(const char *dir, const char *arg, ...)
+{
+    char *argv[32] = {"openssl"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, arg);
+    for (const char *a = arg; a != NULL && argc < 31; a = va_arg(ap, const char *))
+        argv[argc++] = (char *)a;
+    va_end(ap);
+    argv[argc] = NULL;
+    char out[RW_PATH_MAX + 16], cwd[RW_PATH_MAX];
+    snprintf(out, sizeof out, "%s/openssl.log", dir);
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+    cr_assert_eq(chdir(dir), 0);
+    int st = rw_run_cmd(argv, NULL, out, out, 60000);
+    cr_assert_eq(chdir(cwd), 0);
+    return st;
+}
+
+/* The TLS pump holds at most 1 MiB: past that it leaves the bytes in TCP,
+ * so Redis's own Pub/Sub output-buffer limit (here 256 KB) drops a TLS
+ * subscriber that does not read, as it drops a plain one. (A pump that
+ * buffered without bound would read every byte and hide it from Redis.) */
+Test(client, a_tls_subscriber_that_does_not_read_meets_redis_limit)
+{
+    char dir[RW_PATH_MAX];
+    cr_assert_eq(rw_tmpdir(dir, sizeof dir), 0);
+    cr_assert_eq(openssl_in(dir, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", "server.key", "-out", "server.crt", NULL), 0,
+                 "openssl could not make a certificate");
+    char crt[RW_PATH_MAX + 16], key[RW_PATH_MAX + 16], tls_port[16];
+    snprintf(crt, sizeof crt, "%s/server.crt", dir);
+    snprintf(key, sizeof key, "%s/server.key", dir);
+    int port = rw_free_port();
+    snprintf(tls_port, sizeof tls_port, "%d", port);
+    const char *const args[] = {"--tls-port", tls_port, "--tls-cert-file", crt,
+                                "--tls-key-file", key, "--tls-ca-cert-file", crt,
+                                "--tls-auth-clients", "no",
+                                "--client-output-buffer-limit", "pubsub 256kb 128kb 60", NULL};
+    memset(&env, 0, sizeof env);
+    cr_assert_eq(rw_redis_start_with(&env.redis, args), 0, "redis-server with TLS did not start");
+
+    char err[512] = "";
+    tls_params p = {.host = "127.0.0.1", .port = port, .connect_timeout_ms = 5000,
+                    .ca_file = crt};
+    int fd = redwork_tls_connect(&p, err, sizeof err);
+    cr_assert_geq(fd, 0, "%s", err);
+    static const char subscribe[] = "*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nbp\r\n";
+    cr_assert_eq(write(fd, subscribe, sizeof subscribe - 1), (ssize_t)(sizeof subscribe - 1));
+    redisContext *a = rw_connect(env.redis.port);
+    cr_assert_not_null(a);
+    long long subscribers = 0;
+    for (long long until = rw_now_ms() + 5000; subscribers != 1 && rw_now_ms() < until;) {
+        redisReply *r = redisCommand(a, "PUBSUB NUMSUB bp");
+        subscribers = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2
+                          ? r->element[1]->integer : 0;
+        freeReplyObject(r);
+    }
+    cr_assert_eq(subscribers, 1, "the TLS subscriber did not subscribe");
+    /* From now on it reads nothing. Up to 40 MB are published at about
+     * 10 MB/s, in bursts of 100 KB: slow enough for a pump that reads
+     * without bound to keep Redis's buffer for it small, so only a pump
+     * that stops reading lets Redis see the subscriber fall behind. */
+    char *message = malloc(1024);
+    cr_assert_not_null(message);
+    memset(message, 'x', 1024);
+    for (int burst = 0; burst < 400 && subscribers == 1; burst++) {
+        for (int i = 0; i < 100; i++)
+            redisAppendCommand(a, "PUBLISH bp %b", message, (size_t)1024);
+        for (int i = 0; i < 100; i++) {
+            redisReply *r = NULL;
+            cr_assert_eq(redisGetReply(a, (void **)&r), REDIS_OK);
+            subscribers = r->type == REDIS_REPLY_INTEGER ? r->integer : subscribers;
+            freeReplyObject(r);
+        }
+        nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
+    }
+    free(message);
+    cr_assert_eq(subscribers, 0, "Redis never dropped the TLS subscriber that does not read: "
+                 "the pump buffered what it should have left in TCP");
+    close(fd);
+    redisFree(a);
+    rw_rmdir(dir);
 }
