@@ -128,23 +128,31 @@ static int tcp_connect(const char *host, int port, long long timeout_ms, char *w
     return fd;
 }
 
-/* The server has ended the session: what it said last (an error line such
- * as "max number of clients reached") still goes to the application,
- * within PUMP_FLUSH_MS, before the pump closes its end. */
-static void deliver_rest(pump *p) {
-    uint64_t give_up = clock_now_us() + (uint64_t)PUMP_FLUSH_MS * 1000u;
-    while (p->to_app.len > 0 && clock_now_us() <= give_up) {
+/* Writes what waits for the application until it is all written or the
+ * socketpair is full. Returns 0, or -1 if the application's end is gone. */
+static int write_to_app(pump *p) {
+    while (p->to_app.len > 0) {
         ssize_t n = write(p->inner, p->to_app.data, p->to_app.len);
         if (n > 0) {
             redwork_buffer_consume(&p->to_app, (size_t)n);
             continue;
         }
-        if (n < 0 && errno != EAGAIN && errno != EINTR)
-            return;
-        struct pollfd out = {.fd = p->inner, .events = POLLOUT};
-        if (poll(&out, 1, PUMP_FLUSH_MS) <= 0)
-            return;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return 0;
+        return -1;
     }
+    return 0;
+}
+
+/* The server has ended the session: what it said last (an error line such
+ * as "max number of clients reached") still goes to the application,
+ * within PUMP_FLUSH_MS, before the pump closes its end. */
+static void deliver_rest(pump *p) {
+    uint64_t give_up = clock_now_us() + (uint64_t)PUMP_FLUSH_MS * 1000u;
+    struct pollfd out = {.fd = p->inner, .events = POLLOUT};
+    while (write_to_app(p) == 0 && p->to_app.len > 0 && clock_now_us() <= give_up &&
+           poll(&out, 1, PUMP_FLUSH_MS) > 0)
+        ;
 }
 
 /* One pass of the pump. Never blocks on a write, and holds at most
@@ -178,16 +186,8 @@ static int pump_once(pump *p) {
         server_ended = e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE;
         break; /* the server hung up, or the session broke, or nothing yet */
     }
-    while (p->to_app.len > 0) {
-        ssize_t n = write(p->inner, p->to_app.data, p->to_app.len);
-        if (n > 0) {
-            redwork_buffer_consume(&p->to_app, (size_t)n);
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            break;
+    if (write_to_app(p) != 0)
         return -1;
-    }
     if (server_ended) {
         deliver_rest(p);
         return -1;

@@ -239,6 +239,12 @@ static void send_trim(source *s) {
 
 /* XPENDING <stream> <group> IDLE <claim_idle_ms> - + 1 on every stream:
  * the oldest entry idle too long, if any. */
+/* Deletes the consumer NAME of STREAM, on the command wire. */
+static void delete_consumer(source *s, const char *stream, const char *name) {
+    resp_args(wire_out(s->cmd), "XGROUP", "DELCONSUMER", stream, s->cfg->group, name);
+    wire_expect(s->cmd, NULL, NULL);
+}
+
 /* XINFO CONSUMERS of every stream: for forget_consumers(). */
 static void send_consumer_query(source *s) {
     for (size_t i = 0; i < s->cfg->stream_count; i++)
@@ -274,8 +280,7 @@ static void forget_consumers(source *s, const resp_value *v, const char *stream)
             continue;
         log_info("streams", "removed consumer %s of %s: idle %lld ms with nothing pending",
                  name, stream, idle);
-        resp_args(wire_out(s->cmd), "XGROUP", "DELCONSUMER", stream, s->cfg->group, name);
-        wire_expect(s->cmd, NULL, NULL);
+        delete_consumer(s, stream, name);
     }
 }
 
@@ -724,11 +729,8 @@ static void stream_close(source *s) {
 static void stream_leave(source *s) {
     if (s->unsure || s->held.count > 0 || !wire_is_up(s->cmd))
         return; /* left to the others' idle check */
-    for (size_t i = 0; i < s->cfg->stream_count; i++) {
-        resp_args(wire_out(s->cmd), "XGROUP", "DELCONSUMER", s->cfg->stream_list[i],
-                  s->cfg->group, s->cfg->id);
-        wire_expect(s->cmd, NULL, NULL);
-    }
+    for (size_t i = 0; i < s->cfg->stream_count; i++)
+        delete_consumer(s, s->cfg->stream_list[i], s->cfg->id);
 }
 
 const source_ops source_stream = {
