@@ -178,7 +178,7 @@ stamp=$(date +%s%3N)
 
 send 1 "the seed's request on 'request', routed to greet by default_handler" \
     request "{\"user_id\":\"Alice\",\"req_id\":$stamp}" \
-    "r['ok'] is True and r['req_id'] == '$stamp' and r['result'] == 'Hello, Alice!'" \
+    "r['ok'] is True and r['req_id'] == $stamp and r['result'] == 'Hello, Alice!'" \
     'result "Hello, Alice!"'
 
 send 2 "a request on 'news_sports': pattern news_*, routed to echo by [routes]" \
