@@ -67,6 +67,7 @@ UNIT_TESTS := queue config url sentinel cluster request reply plugin resp handba
 INTEGRATION_TESTS := daemon client cli scale stream sentinel cluster metrics notify sdk
 TEST_PLUGINS := good newer_minor wrong_major no_symbol no_handle dup_a dup_b init_fails bad_name no_name echo_v2 v1_0 tstate too_small
 HARNESS_OBJS := $(B)/tests/integration/harness.o
+OOM_OBJS := $(B)/tests/oom.o # makes the Nth allocation fail (tests/oom.h)
 
 UNIT_BINS := $(UNIT_TESTS:%=$(B)/tests/unit/test_%)
 INTEGRATION_BINS := $(INTEGRATION_TESTS:%=$(B)/tests/integration/test_%)
@@ -152,7 +153,7 @@ $(B)/tests/plugins/%.so: tests/plugins/%.c include/redwork/handler.h
 	@$(if $(Q),echo "  SO      $@")
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $< -lcjson
 
-$(B)/tests/unit/test_%: $(B)/tests/unit/test_%.o $(MODULE_OBJS)
+$(B)/tests/unit/test_%: $(B)/tests/unit/test_%.o $(MODULE_OBJS) $(OOM_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) $(EXPORT_SDK) -o $@ $^ $(DAEMON_LIBS) -lcriterion
 
@@ -161,7 +162,7 @@ $(B)/tests/integration/test_%: $(B)/tests/integration/test_%.o $(HARNESS_OBJS)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcriterion
 
 $(B)/tests/unit/test_scrape: $(B)/client/scrape.o
-$(B)/tests/integration/test_client: lib/libredwork.a
+$(B)/tests/integration/test_client: $(OOM_OBJS) lib/libredwork.a
 $(B)/tests/integration/test_stream: lib/libredwork.a
 $(B)/tests/integration/test_sentinel: $(B)/tests/integration/load.o lib/libredwork.a
 $(B)/tests/integration/test_cluster: $(B)/tests/integration/load.o lib/libredwork.a

@@ -452,7 +452,7 @@ static waiter *waiter_take(redwork_client *c, uint64_t seq) {
 
 /* ---- completing calls --------------------------------------------------- */
 
-static char *dup_or_null(const char *s) { return s != NULL ? strdup(s) : NULL; }
+static char *dup_or_null(const char *s) { return s != NULL ? redwork_strdup(s) : NULL; }
 
 /* W's req_id, <client id>.<seq>.<token in hex>, into OUT. */
 static void format_req_id(const redwork_client *c, const waiter *w, char *out, size_t len) {
@@ -470,7 +470,7 @@ static void waiter_complete(redwork_client *c, waiter *w) {
         redwork_envelope_result(&res, w->reply);
         free(w->reply);
     } else {
-        res.error_code = strdup(redwork_status_name(w->status));
+        res.error_code = redwork_strdup(redwork_status_name(w->status));
         res.error_message = dup_or_null(w->why);
     }
     w->cb(&res, w->arg);
@@ -623,7 +623,7 @@ static void fetch_stored(redwork_client *c, done_list *list) {
         redisContext *ctx = cmd_for(c, key);
         redisReply *r = ctx != NULL ? redisCommand(ctx, "LPOP %s", key) : NULL;
         if (r != NULL && r->type == REDIS_REPLY_STRING)
-            w->reply = strdup(r->str);
+            w->reply = redwork_strdup(r->str);
         int broken = ctx != NULL && (r == NULL || ctx->err || r->type == REDIS_REPLY_ERROR);
         freeReplyObject(r);
         if (broken && c->opt.cluster) {
@@ -669,8 +669,10 @@ static void read_replies(redwork_client *c, done_list *d) {
             pthread_mutex_lock(&c->lock);
             waiter *w = waiter_take_id(c, id);
             pthread_mutex_unlock(&c->lock);
+            char *copy = w != NULL ? redwork_strdup(body->str) : NULL;
             if (w != NULL) /* else: late, a second copy, or not ours; dropped */
-                done_add(d, w, REDWORK_OK, NULL, strdup(body->str));
+                done_add(d, w, copy != NULL ? REDWORK_OK : REDWORK_CONNECTION,
+                         copy != NULL ? NULL : "out of memory", copy);
         }
         freeReplyObject(r);
     }
@@ -1064,13 +1066,21 @@ static const char *payload_refused(const cJSON *obj) {
 }
 
 /* The request body for W: PAYLOAD with req_id, handler and reply_to set.
- * NULL with WHY. */
+ * NULL with WHY and *STATUS: REDWORK_INVALID for the payload, or
+ * REDWORK_CONNECTION out of memory. */
 static char *make_body(const redwork_client *c, const waiter *w, const char *handler,
-                       const char *payload, const char **why) {
+                       const char *payload, const char **why, redwork_status *status) {
     cJSON *obj = payload != NULL ? cJSON_Parse(payload) : cJSON_CreateObject();
+    *status = REDWORK_INVALID;
     if (!cJSON_IsObject(obj) || (*why = payload_refused(obj)) != NULL) {
-        if (!cJSON_IsObject(obj))
+        if (obj == NULL && payload == NULL) {
+            *status = REDWORK_CONNECTION;
+            *why = "out of memory";
+        } else if (obj == NULL) { /* cJSON cannot tell the two apart */
+            *why = "the payload is not JSON (or memory ran out parsing it)";
+        } else if (!cJSON_IsObject(obj)) {
             *why = "the payload is not a JSON object";
+        }
         cJSON_Delete(obj);
         return NULL;
     }
@@ -1083,8 +1093,10 @@ static char *make_body(const redwork_client *c, const waiter *w, const char *han
               cJSON_AddStringToObject(obj, PROTOCOL_FIELD_REPLY_TO, reply_to) != NULL);
     char *body = ok ? cJSON_PrintUnformatted(obj) : NULL;
     cJSON_Delete(obj);
-    if (body == NULL)
+    if (body == NULL) {
+        *status = REDWORK_CONNECTION;
         *why = "out of memory";
+    }
     return body;
 }
 
@@ -1163,8 +1175,8 @@ int redwork_call_async(redwork_client *c, const char *handler,
     pthread_mutex_unlock(&c->lock);
 
     const char *why = timeout_ms > 0 ? NULL : "timeout_ms must be positive";
-    char *body = why == NULL ? make_body(c, w, handler, payload, &why) : NULL;
     redwork_status status = REDWORK_INVALID;
+    char *body = why == NULL ? make_body(c, w, handler, payload, &why, &status) : NULL;
     int wake = 0;
     if (body != NULL) {
         status = REDWORK_CONNECTION;

@@ -2,6 +2,8 @@
  * results made from them (envelope.h; redwork_result_free of client.h). */
 #include "envelope.h"
 
+#include "alloc.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,24 +29,33 @@ int redwork_envelope_req_id(const char *body, char id[PROTOCOL_ID_MAX + 1]) {
 }
 
 void redwork_envelope_result(redwork_result *res, const char *body) {
-    res->reply = strdup(body);
+    res->reply = redwork_strdup(body);
     cJSON *env = cJSON_Parse(body);
     const cJSON *ok = cJSON_GetObjectItemCaseSensitive(env, "ok");
     if (cJSON_IsTrue(ok)) {
         const cJSON *result = cJSON_GetObjectItemCaseSensitive(env, "result");
         res->status = REDWORK_OK;
-        res->result = result != NULL ? cJSON_PrintUnformatted(result) : strdup("null");
+        res->result = result != NULL ? cJSON_PrintUnformatted(result) : redwork_strdup("null");
     } else {
         const cJSON *error = cJSON_GetObjectItemCaseSensitive(env, "error");
         const cJSON *code = cJSON_GetObjectItemCaseSensitive(error, "code");
         const cJSON *msg = cJSON_GetObjectItemCaseSensitive(error, "message");
         res->status = REDWORK_ERROR_REPLY;
-        res->error_code = strdup(cJSON_IsString(code) ? code->valuestring : "internal");
-        res->error_message = strdup(cJSON_IsString(msg) ? msg->valuestring
-                                    : env == NULL ? "the reply is not JSON"
-                                                  : "the reply has no error message");
+        res->error_code = redwork_strdup(cJSON_IsString(code) ? code->valuestring : "internal");
+        res->error_message = redwork_strdup(cJSON_IsString(msg) ? msg->valuestring
+                                            : env == NULL ? "the reply could not be parsed "
+                                                            "(not JSON, or memory ran out)"
+                                                          : "the reply has no error message");
     }
     cJSON_Delete(env);
+    if (res->reply == NULL || (res->status == REDWORK_OK ? res->result == NULL
+                                                         : res->error_code == NULL ||
+                                                               res->error_message == NULL)) {
+        redwork_result_free(res);
+        res->status = REDWORK_CONNECTION;
+        res->error_code = redwork_strdup(redwork_status_name(REDWORK_CONNECTION));
+        res->error_message = redwork_strdup("out of memory");
+    }
 }
 
 void redwork_result_free(redwork_result *res) {

@@ -14,7 +14,9 @@ int redwork_envelope_req_id(const char *body, char id[PROTOCOL_ID_MAX + 1]);
 
 /* Fills RES's status, reply, result or error from the envelope BODY (any
  * text: one that is not an ok envelope is an error reply, with a message
- * saying what it lacks). The strings are RES's (redwork_result_free). */
+ * saying what it lacks). The strings are RES's (redwork_result_free). Out
+ * of memory, RES is REDWORK_CONNECTION "out of memory" (its strings NULL
+ * where they could not be made): never REDWORK_OK without its result. */
 void redwork_envelope_result(redwork_result *res, const char *body);
 
 #endif

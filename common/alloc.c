@@ -5,6 +5,7 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const redwork_allocator libc_allocator = {malloc, calloc, realloc};
 static _Atomic(const redwork_allocator *) installed = &libc_allocator;
@@ -45,4 +46,10 @@ void *redwork_calloc(size_t count, size_t n) {
 
 void *redwork_realloc(void *p, size_t n) {
     return atomic_load_explicit(&installed, memory_order_relaxed)->realloc_fn(p, n);
+}
+
+char *redwork_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *copy = redwork_malloc(n);
+    return copy != NULL ? memcpy(copy, s, n) : NULL;
 }

@@ -28,4 +28,7 @@ void *redwork_malloc(size_t n);
 void *redwork_calloc(size_t count, size_t n);
 void *redwork_realloc(void *p, size_t n);
 
+/* As strdup, through the installed allocator. */
+char *redwork_strdup(const char *s);
+
 #endif

@@ -154,19 +154,21 @@ int call_run(config *cfg, const char *handler, const char *json, size_t len) {
     buffer scratch = BUFFER_INIT;
     char why[256];
     char *body = req != NULL ? make_body(json, len, handler, why, sizeof why) : NULL;
-    int status = 1;
+    int status = 1, scanned;
     if (req == NULL) {
         fprintf(stderr, "redworkd --call: out of memory\n");
     } else if (body == NULL) {
         snprintf(req->id, sizeof req->id, CALL_ID);
         reply_write_error(cfg, req, &scratch, PROTOCOL_BAD_REQUEST, "%s", why);
         status = print_reply(req);
-    } else if (request_scan(req, body, strlen(body), CALL_ID, strlen(CALL_ID),
-                            (size_t)cfg->max_request_bytes, cfg->reply_prefix, clock_now_us(), why,
-                            sizeof why) != REQUEST_OK) {
+    } else if ((scanned = request_scan(req, body, strlen(body), CALL_ID, strlen(CALL_ID),
+                                       (size_t)cfg->max_request_bytes, cfg->reply_prefix,
+                                       clock_now_us(), why, sizeof why)) != REQUEST_OK) {
         if (*req->id == '\0')
             snprintf(req->id, sizeof req->id, CALL_ID);
-        reply_write_error(cfg, req, &scratch, PROTOCOL_BAD_REQUEST, "%s", why);
+        reply_write_error(cfg, req, &scratch,
+                          scanned == REQUEST_NO_MEMORY ? PROTOCOL_INTERNAL : PROTOCOL_BAD_REQUEST,
+                          "%s", why);
         status = print_reply(req);
     } else if ((req->handler = plugin_acquire(plugins, handler)) == NULL) {
         reply_write_error(cfg, req, &scratch, PROTOCOL_UNKNOWN_HANDLER,

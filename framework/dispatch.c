@@ -371,8 +371,10 @@ static int sink_take(void *ctx, request *req, const char *body, size_t len,
                     channel, why);
         return -1;
     }
-    if (status == REQUEST_BAD) {
-        reply_write_error(d->cfg, req, &d->scratch, PROTOCOL_BAD_REQUEST, "%s", why);
+    if (status != REQUEST_OK) {
+        reply_write_error(d->cfg, req, &d->scratch,
+                          status == REQUEST_BAD ? PROTOCOL_BAD_REQUEST : PROTOCOL_INTERNAL,
+                          "%s", why);
         answer(d, req);
     } else if (route(d, req) != 0) {
         answer(d, req);

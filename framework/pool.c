@@ -65,7 +65,7 @@ static void run_request(const pool *p, request *req, buffer *scratch) {
         return;
     }
     if (request_parse_tree(req, why, sizeof why) != 0) {
-        reply_write_error(cfg, req, scratch, PROTOCOL_BAD_REQUEST, "%s", why);
+        reply_write_error(cfg, req, scratch, PROTOCOL_INTERNAL, "%s", why);
         return;
     }
     req->wait_us = (long long)(start - req->received_us); /* its handler runs */

@@ -472,8 +472,8 @@ int request_scan(request *req, const char *body, size_t len, const char *channel
     buffer_append(&req->text, "", 1);
     buffer_append(&req->text, channel, channel_len);
     if (req->text.failed) {
-        snprintf(err, errlen, "out of memory");
-        return REQUEST_BAD;
+        snprintf(err, errlen, "out of memory for a copy of the request");
+        return REQUEST_NO_MEMORY;
     }
     req->body_len = len;
     req->channel = req->text.data + len + 1;
@@ -501,9 +501,9 @@ int request_scan(request *req, const char *body, size_t len, const char *channel
 int request_parse_tree(request *req, char *err, size_t errlen) {
     const char *end = NULL;
     req->json = cJSON_ParseWithLengthOpts(req->text.data, req->body_len, &end, 0);
-    if (req->json == NULL) {
-        snprintf(err, errlen, "the request could not be parsed (at byte %zu)",
-                 end != NULL ? (size_t)(end - req->text.data) : (size_t)0);
+    if (req->json == NULL) { /* request_scan found it valid: out of memory */
+        snprintf(err, errlen, "out of memory for the request's JSON tree (%zu bytes)",
+                 req->body_len);
         return -1;
     }
     return 0;

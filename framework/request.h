@@ -107,6 +107,7 @@ enum request_status {
     REQUEST_OK = 0,
     REQUEST_BAD = -1,          /* invalid, but the req_id is usable */
     REQUEST_UNANSWERABLE = -2, /* no usable req_id */
+    REQUEST_NO_MEMORY = -3,    /* valid, but out of memory; the req_id is usable */
 };
 
 /* Checks BODY (LEN bytes, need not be NUL-terminated) that arrived on
@@ -116,15 +117,16 @@ enum request_status {
  * must be REPLY_PREFIX then 1..128 req_id characters. A body over
  * MAX_BYTES, nested deeper than REQUEST_DEPTH_MAX or not JSON is refused,
  * though its top-level req_id is still looked for so it can be answered.
- * Returns REQUEST_OK, REQUEST_BAD or REQUEST_UNANSWERABLE; on either
- * failure ERR says why (and on REQUEST_BAD, REQ->id is set). */
+ * Returns REQUEST_OK, REQUEST_BAD, REQUEST_UNANSWERABLE or
+ * REQUEST_NO_MEMORY; on a failure ERR says why, and REQ->id is set
+ * unless it is REQUEST_UNANSWERABLE. */
 int request_scan(request *req, const char *body, size_t len, const char *channel,
                  size_t channel_len, size_t max_bytes, const char *reply_prefix,
                  uint64_t received_us, char *err, size_t errlen);
 
 /* Builds REQ->json from the body for the handler (on the pool thread).
- * Returns 0, or -1 with ERR (out of memory, or JSON that the scan let
- * through and cJSON refuses). */
+ * Returns 0, or -1 with ERR out of memory (the scan's grammar and nesting
+ * bound are stricter than cJSON's, so it accepts what the scan passed). */
 int request_parse_tree(request *req, char *err, size_t errlen);
 
 /* Frees REQ->json (on the thread that built it). */

@@ -54,8 +54,10 @@ typedef enum redwork_status {
     REDWORK_ERROR_REPLY = 1, /* the daemon's reply: ok false, with its code */
     REDWORK_TIMEOUT = 2,     /* "timeout": no reply within the timeout */
     REDWORK_NO_WORKERS = 3,  /* "no_workers": PUBLISH reached nobody */
-    REDWORK_CONNECTION = 4,  /* "connection": Redis unreachable or lost */
-    REDWORK_INVALID = 5,     /* "invalid": bad arguments (payload not a JSON object, ...) */
+    REDWORK_CONNECTION = 4,  /* "connection": Redis unreachable or lost, or out of memory */
+    REDWORK_INVALID = 5,     /* "invalid": bad arguments (payload not a JSON object, ...;
+                                cJSON cannot tell a payload it could not parse
+                                from running out of memory while parsing it) */
 } redwork_status;
 
 typedef struct redwork_client redwork_client;
@@ -116,8 +118,10 @@ typedef struct redwork_result {
     char req_id[160];
     char *reply;         /* the reply envelope as received, or NULL */
     char *result;        /* REDWORK_OK: the result as JSON text; else NULL */
-    char *error_code;    /* not REDWORK_OK: the code ("timeout", ...) */
-    char *error_message; /* not REDWORK_OK: what went wrong, for people */
+    char *error_code;    /* not REDWORK_OK: the code ("timeout", ...); NULL
+                            only when even that could not be allocated */
+    char *error_message; /* not REDWORK_OK: what went wrong, for people (NULL
+                            as error_code) */
     long long latency_us; /* from publish to reply (or to the failure) */
 } redwork_result;
 

@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alloc.h"
+#include "../oom.h"
 #include "harness.h"
 #include "redwork/client.h"
 #include "tls.h"
@@ -1446,28 +1446,51 @@ Test(client, a_closed_connection_never_raises_sigpipe)
     sigaction(SIGPIPE, &before, NULL);
 }
 
-/* Out of memory in the client (redwork_alloc_failing): a call fails at
- * once with REDWORK_CONNECTION -- redwork_call never waits for ever -- and
- * once memory is back the client goes on, its answers still in step. */
-Test(client, out_of_memory_fails_the_call_and_the_client_goes_on)
+/* Every allocation of a call in the client, failed in turn (tests/oom.h;
+ * hiredis's own are not counted): each call ends at once -- redwork_call
+ * never waits for ever -- with its result, or with REDWORK_CONNECTION
+ * "out of memory" (never REDWORK_OK without a result), and the next call
+ * still gets its own answer. */
+Test(client, each_allocation_failing_in_turn_fails_the_call_and_the_client_goes_on)
 {
     start("coom", (rw_opts){0});
     redwork_client *c = open_client(NULL, 0);
-    redwork_result res;
-    redwork_alloc_set(redwork_alloc_failing());
-    redwork_status st = redwork_call(c, "echo", "{\"a\":1}", CALL_TIMEOUT_MS, &res);
-    redwork_alloc_set(NULL);
-    cr_assert_eq(st, REDWORK_CONNECTION, "status %s", redwork_status_name(st));
-    redwork_result_free(&res);
-    for (int i = 0; i < 20; i++) {
-        char payload[32], want[32];
-        snprintf(payload, sizeof payload, "{\"i\":%d}", i);
-        snprintf(want, sizeof want, "{\"i\":%d}", i);
-        cr_assert_eq(redwork_call(c, "echo", payload, CALL_TIMEOUT_MS, &res), REDWORK_OK,
-                     "call %d after the failure: %s", i, redwork_status_name(res.status));
-        assert_json(res.result, want);
+    long n = 1;
+    for (; n < 200; n++) {
+        redwork_result res;
+        oom_fail_nth(n);
+        long long began = rw_now_ms();
+        redwork_status st = redwork_call(c, "echo", "{\"a\":[1,2],\"b\":\"x\"}",
+                                         CALL_TIMEOUT_MS, &res);
+        int reached = oom_stop();
+        cr_assert_lt(rw_now_ms() - began, CALL_TIMEOUT_MS / 2,
+                     "allocation %ld: the call waited for its timeout", n);
+        /* cJSON cannot tell a parse that ran out of memory from text that
+         * is not JSON: the payload's is then refused as invalid, the
+         * reply's is an error reply, and each says it may be either. */
+        if (st == REDWORK_OK)
+            assert_json(res.result, "{\"a\":[1,2],\"b\":\"x\"}");
+        else
+            cr_assert(reached && (st == REDWORK_CONNECTION || st == REDWORK_INVALID ||
+                                  st == REDWORK_ERROR_REPLY) &&
+                          (res.error_message == NULL ||
+                           strstr(res.error_message, "memory") != NULL),
+                      "allocation %ld: %s: %s", n, redwork_status_name(st),
+                      res.error_message ? res.error_message : "(null)");
         redwork_result_free(&res);
+        char payload[32];
+        snprintf(payload, sizeof payload, "{\"n\":%ld}", n);
+        cr_assert_eq(redwork_call(c, "echo", payload, CALL_TIMEOUT_MS, &res), REDWORK_OK,
+                     "the call after allocation %ld failed: %s", n,
+                     redwork_status_name(res.status));
+        assert_json(res.result, payload);
+        redwork_result_free(&res);
+        if (!reached)
+            break;
     }
+    cr_log_info("walked %ld allocations", n - 1);
+    cr_assert_lt(n, 200, "a call made 200 allocations or more");
+    cr_assert_geq(n, 4, "only %ld allocations were walked", n - 1);
     redwork_client_close(c);
     assert_no_leaks();
 }

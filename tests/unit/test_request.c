@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "../oom.h"
 #include "clock.h"
 #include "request.h"
 
@@ -602,22 +602,38 @@ Test(request, no_read_past_the_length) {
     }
 }
 
-/* Out of memory while the message is copied (redwork_alloc_failing): the
- * request is still answered, bad_request "out of memory", its id known. */
-Test(request, out_of_memory_while_scanning_is_answered) {
-    request *req = request_new();
-    cr_assert_not_null(req);
-    char err[256] = "";
-    static const char body[] = "{\"req_id\":\"oom1\",\"x\":1}";
-    redwork_alloc_set(redwork_alloc_failing());
-    int rc = request_scan(req, body, sizeof body - 1, "request", 7, 1024, "callback:", 1, err,
-                          sizeof err);
-    redwork_alloc_set(NULL);
-    cr_assert_eq(rc, REQUEST_BAD);
-    cr_assert_str_eq(req->id, "oom1");
-    cr_assert_not_null(strstr(err, "out of memory"), "%s", err);
-    request_free(req);
-    redwork_alloc_set(redwork_alloc_failing());
-    cr_assert_null(request_new(), "request_new did not use the allocator");
-    redwork_alloc_set(NULL);
+/* Every allocation of taking a request in, failed in turn (tests/oom.h):
+ * making it, the scan's copy and the cJSON tree. Each run ends with the
+ * request whole, or answerable -- its id known, the error "internal"'s
+ * out of memory, never blamed on the client -- and nothing leaks (CI runs
+ * this under ASan and valgrind). */
+Test(request, each_allocation_failing_in_turn_is_answered) {
+    static const char body[] = "{\"req_id\":\"oom1\",\"handler\":\"echo\","
+                               "\"a\":[1,{\"b\":\"c\"}],\"s\":\"x\"}";
+    long n = 1;
+    for (;; n++) {
+        char err[256] = "";
+        oom_fail_nth(n);
+        request *req = request_new();
+        int scanned = req == NULL ? -100
+                                  : request_scan(req, body, sizeof body - 1, "request", 7, 1024,
+                                                 "callback:", 1, err, sizeof err);
+        int parsed = scanned == REQUEST_OK ? request_parse_tree(req, err, sizeof err) : -1;
+        int reached = oom_stop();
+        if (!reached) {
+            cr_assert_eq(parsed, 0, "nothing failed, yet: %s", err);
+            cr_assert_str_eq(redwork_request_string(req, "s"), "x");
+            request_free(req);
+            break;
+        }
+        cr_assert(req == NULL || scanned == REQUEST_NO_MEMORY || parsed != 0,
+                  "allocation %ld failed unseen (scan %d, parse %d)", n, scanned, parsed);
+        if (req != NULL) {
+            cr_assert_str_eq(req->id, "oom1", "allocation %ld: the id is lost", n);
+            cr_assert_not_null(strstr(err, "out of memory"), "allocation %ld: %s", n, err);
+        }
+        request_free(req);
+    }
+    cr_log_info("walked %ld allocations", n - 1);
+    cr_assert_geq(n, 4, "only %ld allocations were walked", n - 1);
 }
