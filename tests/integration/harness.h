@@ -443,23 +443,6 @@ int rw_pacer_join(rw_pacer *p, int stop_now);
 /* Frees P's arrays. Accepts a zeroed or joined P. */
 void rw_pacer_free(rw_pacer *p);
 
-/* Under ASan (make SANITIZE=address,...) a test may end with a leak check
- * of its own process, so a leak fails the test instead of only being
- * printed. Needs criterion.h. */
-#if defined(__SANITIZE_ADDRESS__)
-#define RW_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define RW_LSAN 1
-#endif
-#endif
-#ifdef RW_LSAN
-#include <sanitizer/lsan_interface.h>
-#define assert_no_leaks()                                                      \
-    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0,                       \
-                 "LeakSanitizer found leaks (reported above)")
-#else
-#define assert_no_leaks() ((void)0)
-#endif
+#include "../leaks.h"
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../leaks.h"
 #include "../oom.h"
 #include "reply.h"
 
@@ -481,4 +482,5 @@ Test(reply, each_allocation_failing_in_turn_is_reported) {
         cr_log_info("kind %d: walked %ld allocations", kind, n - 1);
         cr_assert_geq(n, 2, "kind %d allocated nothing", kind);
     }
+    assert_no_leaks();
 }

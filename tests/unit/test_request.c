@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../leaks.h"
 #include "../oom.h"
 #include "clock.h"
 #include "request.h"
@@ -636,4 +637,5 @@ Test(request, each_allocation_failing_in_turn_is_answered) {
     }
     cr_log_info("walked %ld allocations", n - 1);
     cr_assert_geq(n, 4, "only %ld allocations were walked", n - 1);
+    assert_no_leaks();
 }
