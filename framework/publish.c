@@ -60,18 +60,27 @@ static void finish(publisher *p, request *req) {
     request_put(p->cache, req);
 }
 
+/* Logs (rate-limited) that the reply to REQ, on the channel it went to,
+ * is WHAT: WHY. */
+static void warn_reply(publisher *p, const request *req, const char *what, const char *why) {
+    if (req->reply_to != NULL)
+        log_limited(&p->lost_limit, LOG_LEVEL_WARN, "publish", "reply on %.*s (req_id %s) %s: %s",
+                    (int)req->reply_to_len, req->reply_to, req->id, what, why);
+    else
+        log_limited(&p->lost_limit, LOG_LEVEL_WARN, "publish", "reply on %s%s %s: %s",
+                    p->cfg->reply_prefix, req->id, what, why);
+}
+
 static void lose(publisher *p, request *req, const char *why) {
     stats_add(p->st->lost);
-    log_limited(&p->lost_limit, LOG_LEVEL_WARN, "publish", "reply on %s%s lost: %s",
-                p->cfg->reply_prefix, req->id, why);
+    warn_reply(p, req, "lost", why);
 }
 
 /* Redis refused to store REQ's reply (RPUSH or PEXPIRE, reply_store =
  * list), which its PUBLISH may still deliver: not stored, not lost. */
 static void unstored(publisher *p, request *req, const char *why) {
     stats_add(p->st->unstored);
-    log_limited(&p->lost_limit, LOG_LEVEL_WARN, "publish", "reply to %s%s not stored: %s",
-                p->cfg->reply_prefix, req->id, why);
+    warn_reply(p, req, "not stored", why);
 }
 
 static void on_answer(void *ctx, const resp_value *v);

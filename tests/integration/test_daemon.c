@@ -572,14 +572,24 @@ Test(daemon, reply_published_but_not_stored_is_not_lost)
     cr_assert(rw_wait_file_contains(env.daemon.log, "callback:full1 not stored", 5000),
               "the refused RPUSH is not logged as not stored");
     cr_assert_eq(rw_command_int(c, "EXISTS callback:full1"), 0);
+    /* With reply_to, the line names the channel the reply went to. */
+    reply = rw_call(env.redis.port, "request",
+                    "{\"handler\":\"echo\",\"req_id\":\"full2\",\"reply_to\":"
+                    "\"callback:client-7\"}",
+                    "client-7", NULL, CALL_TIMEOUT_MS, NULL);
+    assert_ok(reply);
+    cJSON_Delete(reply);
+    cr_assert(rw_wait_file_contains(env.daemon.log,
+                                    "callback:client-7 (req_id full2) not stored", 5000),
+              "the refused RPUSH to reply_to does not name its channel");
     r = redisCommand(c, "CONFIG SET maxmemory 0");
     freeReplyObject(r);
     redisFree(c);
     char *log = rw_read_file(env.daemon.log);
-    cr_assert(log != NULL && strstr(log, "full1 lost") == NULL, "counted as lost:\n%s", log);
+    cr_assert(log != NULL && strstr(log, " lost") == NULL, "counted as lost:\n%s", log);
     free(log);
     /* Once Redis has room, the heartbeat says nothing was lost. */
-    cr_assert_eq(rw_wait_hash_at_least(env.redis.port, env.daemon.hb_key, "requests", 1, 5000), 1);
+    cr_assert_eq(rw_wait_hash_at_least(env.redis.port, env.daemon.hb_key, "requests", 2, 5000), 2);
     redisContext *h = rw_connect(env.redis.port);
     char *lost = rw_hget(h, env.daemon.hb_key, "lost");
     cr_assert(lost != NULL && strcmp(lost, "0") == 0, "lost = %s", lost ? lost : "(none)");
