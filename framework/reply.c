@@ -164,8 +164,11 @@ int reply_envelope(buffer *out, const reply *r, const char *req_id, int id_is_nu
         buffer_append_str(out, ",\"ok\":true,\"result\":");
         size_t from = out->len;
         append_result(out, r);
-        size_t bad = out->failed ? 0 : utf8_invalid_at(out->data + from, out->len - from);
-        if (!out->failed && bad < out->len - from) {
+        /* A raw result passed request_json_check, UTF-8 included. */
+        size_t bad = out->failed || r->raw.len > 0
+                         ? out->len - from
+                         : utf8_invalid_at(out->data + from, out->len - from);
+        if (bad < out->len - from) {
             /* JSON is UTF-8: a handler's bytes that are not become its error. */
             out->len = start;
             reply e;

@@ -413,6 +413,14 @@ Test(reply, a_result_that_is_not_utf8_becomes_an_error) {
         cr_expect(valid_utf8(text, strlen(text)), "case %zu: the envelope is not UTF-8", i);
         free(text);
         cJSON_Delete(env);
+        /* The same bytes as raw JSON are refused by the setter itself (the
+         * envelope does not check a raw result again). */
+        char raw[32];
+        int n = snprintf(raw, sizeof raw, "[\"%s\"]", bad[i]);
+        cr_expect_eq(redwork_reply_raw(&r, raw, (size_t)n), -1, "raw case %zu was taken", i);
+        text = reply_encode(&r, "u", "h", "w", 1);
+        cr_expect(valid_utf8(text, strlen(text)), "raw case %zu: the envelope is not UTF-8", i);
+        free(text);
         reply_clear(&r);
     }
     reply r;
