@@ -148,6 +148,15 @@ int redwork_config_parse_bool(const char *v, int *out) {
     return -1;
 }
 
+/* Writes the NULL-terminated CHOICES into OUT as "a, b, c": the one
+ * spelling of the list, in errors and in the man page. */
+static void join_choices(const char *const *choices, char *out, size_t len) {
+    out[0] = '\0';
+    for (const char *const *c = choices; *c != NULL; c++)
+        snprintf(out + strlen(out), len - strlen(out), "%s%s",
+                 c == choices ? "" : ", ", *c);
+}
+
 /* Sets the field of SPEC from text VALUE. Returns 0, or -1 after fail(). */
 static int set_value(parse_state *ps, const key_spec *spec, const char *value,
                      int line) {
@@ -199,10 +208,8 @@ static int set_value(parse_state *ps, const key_spec *spec, const char *value,
         while (*c != NULL && strcmp(*c, value) != 0)
             c++;
         if (*c == NULL) {
-            char list[128] = "";
-            for (c = spec->choices; *c != NULL; c++)
-                snprintf(list + strlen(list), sizeof list - strlen(list),
-                         "%s%s", c == spec->choices ? "" : ", ", *c);
+            char list[128];
+            join_choices(spec->choices, list, sizeof list);
             fail(ps, line, spec->section, spec->name,
                  "'%s' is not one of: %s", value, list);
             return -1;
@@ -840,6 +847,30 @@ void redwork_config_free(config *cfg) {
     redwork_sentinel_free(cfg->sentinel);
     free(cfg->path);
     free(cfg);
+}
+
+size_t redwork_config_key_count(void) { return KEY_COUNT; }
+
+int redwork_config_key_describe(size_t i, config_key_info *out) {
+    static const char *const type_words[] = {
+        [KEY_STRING] = "string", [KEY_INT] = "integer",
+        [KEY_BOOL] = "boolean", [KEY_ENUM] = "enum",
+    };
+    if (i >= KEY_COUNT)
+        return -1;
+    const key_spec *spec = &config_keys[i];
+    memset(out, 0, sizeof *out);
+    out->section = spec->section;
+    out->name = spec->name;
+    out->type = type_words[spec->type];
+    out->def = spec->def;
+    if (spec->type == KEY_INT || spec->type == KEY_STRING) {
+        out->min = spec->min;
+        out->max = spec->max;
+    }
+    if (spec->type == KEY_ENUM)
+        join_choices(spec->choices, out->choices, sizeof out->choices);
+    return 0;
 }
 
 int redwork_config_worker_id(config *cfg, int index) {

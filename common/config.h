@@ -140,4 +140,32 @@ void redwork_config_section_clear(config_section *s);
 const config_entry *redwork_config_section_get(const config_section *section,
                                        const char *key);
 
+/* ---- the table of fixed keys, read-only ------------------------------- *
+ * The man page redwork.ini(5) is generated from these (man/gen_ini_man.c),
+ * so it lists exactly the keys, types, bounds and defaults the parser
+ * uses. [routes] and [handler.NAME] hold free keys: they are not here. */
+
+/* One fixed key as the parser's table has it. */
+typedef struct config_key_info {
+    const char *section; /* "redis", "worker", "metrics" or "log" */
+    const char *name;    /* "threads" */
+    const char *type;    /* "string", "integer", "boolean" or "enum" */
+    long long min, max;  /* integer: the accepted range, both ends in it;
+                            string: max is the longest value, 0 for any;
+                            boolean, enum: 0 */
+    char choices[128];   /* enum: the accepted words as the parser's error
+                            lists them, "pubsub, stream"; else "" */
+    const char *def;     /* the default as the file would write it; "" for
+                            empty (the meaning of "" is the key's own) */
+} config_key_info;
+
+/* How many fixed keys the table has. */
+size_t redwork_config_key_count(void);
+
+/* Fills OUT with fixed key I, 0 .. redwork_config_key_count() - 1, in the
+ * table's order (grouped by section). The strings are static: never
+ * freed, never changed. Returns 0, or -1 if I is out of range. Any
+ * thread. */
+int redwork_config_key_describe(size_t i, config_key_info *out);
+
 #endif

@@ -766,3 +766,93 @@ Test(config, stream_shards_name_every_stream_key) {
     cr_assert_eq(cfg->stream_count, 0, "pubsub reads no stream");
     redwork_config_free(cfg);
 }
+
+/* ---- the key table as redwork.ini(5) sees it --------------------------- */
+
+/* Loads "[SECTION]\nNAME = VALUE" (with transport = stream, so that
+ * stream_shards may be set too). Returns the config, or NULL with err. */
+static config *load_one(const config_key_info *k, const char *value) {
+    char text[512];
+    int stream = !(strcmp(k->section, "worker") == 0 && strcmp(k->name, "transport") == 0);
+    snprintf(text, sizeof text, "%s[%s]\n%s = %s\n", stream ? "[worker]\ntransport = stream\n" : "",
+             k->section, k->name, value);
+    return redwork_config_load(write_ini("one.ini", text), err, sizeof err);
+}
+
+/* The man page is generated from redwork_config_key_describe(): each key it
+ * names is one the parser takes, at its default, and the bounds and choices
+ * it gives are the ones the parser enforces. */
+Test(config, key_table_describes_what_the_parser_takes) {
+    size_t n = redwork_config_key_count();
+    cr_assert_gt(n, 40);
+    config_key_info k, other;
+    cr_assert_eq(redwork_config_key_describe(n, &k), -1);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(redwork_config_key_describe(i, &k), 0);
+        for (size_t j = 0; j < i; j++) {
+            redwork_config_key_describe(j, &other);
+            cr_assert(strcmp(k.section, other.section) != 0 || strcmp(k.name, other.name) != 0,
+                      "[%s] %s is in the table twice", k.section, k.name);
+        }
+        config *cfg = load_one(&k, k.def);
+        cr_assert_not_null(cfg, "[%s] %s = '%s' (its default): %s", k.section, k.name, k.def,
+                           err);
+        redwork_config_free(cfg);
+
+        char value[64], want[160];
+        if (strcmp(k.type, "integer") == 0) {
+            cr_assert_lt(k.min, k.max, "[%s] %s", k.section, k.name);
+            snprintf(want, sizeof want, "out of range %lld..%lld", k.min, k.max);
+            for (int end = 0; end < 2; end++) {
+                snprintf(value, sizeof value, "%lld", end ? k.max : k.min);
+                cfg = load_one(&k, value);
+                cr_assert_not_null(cfg, "[%s] %s = %s: %s", k.section, k.name, value, err);
+                redwork_config_free(cfg);
+                snprintf(value, sizeof value, "%lld", end ? k.max + 1 : k.min - 1);
+                cr_assert_null(load_one(&k, value), "[%s] %s = %s", k.section, k.name, value);
+                cr_assert(strstr(err, want) != NULL, "%s: wanted '%s'", err, want);
+            }
+        } else if (strcmp(k.type, "enum") == 0) {
+            cr_assert(strstr(k.choices, k.def) != NULL, "[%s] %s", k.section, k.name);
+            cr_assert_null(load_one(&k, "nope"));
+            snprintf(want, sizeof want, "is not one of: %s", k.choices);
+            cr_assert(strstr(err, want) != NULL, "%s: wanted '%s'", err, want);
+        } else if (strcmp(k.type, "boolean") == 0) {
+            cr_assert_null(load_one(&k, "maybe"));
+            cr_assert(strstr(err, "is not a boolean") != NULL, "%s", err);
+        } else {
+            cr_assert_str_eq(k.type, "string");
+            cr_assert_eq(k.min, 0);
+            cr_assert_str_eq(k.choices, "");
+        }
+    }
+}
+
+Test(config, key_table_rows_as_the_parser_has_them) {
+    int seen = 0;
+    config_key_info k;
+    for (size_t i = 0; redwork_config_key_describe(i, &k) == 0; i++) {
+        if (strcmp(k.section, "worker") == 0 && strcmp(k.name, "threads") == 0) {
+            cr_assert_str_eq(k.type, "integer");
+            cr_assert_eq(k.min, 0);
+            cr_assert_eq(k.max, 1024);
+            cr_assert_str_eq(k.def, "0");
+            seen++;
+        } else if (strcmp(k.section, "worker") == 0 && strcmp(k.name, "transport") == 0) {
+            cr_assert_str_eq(k.type, "enum");
+            cr_assert_str_eq(k.choices, "pubsub, stream");
+            cr_assert_str_eq(k.def, "pubsub");
+            seen++;
+        } else if (strcmp(k.section, "worker") == 0 && strcmp(k.name, "id") == 0) {
+            cr_assert_str_eq(k.type, "string");
+            cr_assert_eq(k.max, 256, "a name in Redis keys is bounded");
+            cr_assert_str_eq(k.def, "");
+            seen++;
+        } else if (strcmp(k.section, "log") == 0 && strcmp(k.name, "requests") == 0) {
+            cr_assert_str_eq(k.type, "boolean");
+            cr_assert_str_eq(k.def, "off");
+            seen++;
+        }
+    }
+    cr_assert_eq(seen, 4);
+}
