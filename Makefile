@@ -5,21 +5,43 @@
 #   make fuzz       libFuzzer on requests, the config, RESP, stream entries and reply envelopes (FUZZ_SECONDS each)
 #   make test       every suite (installs missing Debian packages first)
 #   make demo       a throwaway redis-server, the daemon, the seed's requests
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make check      every suite with what is installed: no network, no package manager
+#   make install    PREFIX=/usr/local DESTDIR= (and the directories below)
+#   make uninstall  removes exactly what install put there
+#   make deb        the Debian packages, into build/deb/
 #   make SANITIZE=address,undefined test    the suites under sanitizers
-#   V=1             show the commands
+#   WERROR=1        warnings are errors (CI); V=1 shows the commands
 
 VERSION := 0.1.0
+# libredwork's ABI: its soname is libredwork.so.$(ABI). Raise it only with
+# a change that breaks programs built against the old headers.
+ABI := 0
 
+# Where `make install` puts things: the GNU directory variables. With
+# PREFIX=/usr, the configuration goes to /etc, libraries to Debian's
+# multiarch folder and the units to systemd's own folder.
 PREFIX ?= /usr/local
 DESTDIR ?=
+IS_USR := $(filter /usr,$(PREFIX))
+MULTIARCH := $(if $(IS_USR),$(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null))
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+LIBDIR ?= $(PREFIX)/lib$(if $(MULTIARCH),/$(MULTIARCH))
+INCLUDEDIR ?= $(PREFIX)/include
+SYSCONFDIR ?= $(if $(IS_USR),/etc,$(PREFIX)/etc)
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+HANDLERSDIR ?= $(LIBDIR)/redwork/handlers
+SYSTEMDUNITDIR ?= $(if $(IS_USR),$(shell pkg-config --variable=systemdsystemunitdir systemd \
+                      2>/dev/null || echo /lib/systemd/system),$(PREFIX)/lib/systemd/system)
 CC ?= cc
 CFLAGS ?= -O2 -g
 SANITIZE ?=
 PYTHON ?= /usr/bin/python3
 
-WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
-        -Wmissing-prototypes -Wno-format-nonliteral
+WARN := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes \
+        -Wmissing-prototypes -Wno-format-nonliteral $(if $(filter 1,$(WERROR)),-Werror)
 SAN := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all)
 ALL_CPPFLAGS := -Iinclude -Icommon -Iframework -Iclient -D_GNU_SOURCE -DREDWORK_VERSION='"$(VERSION)"' $(CPPFLAGS)
 ALL_CFLAGS := -std=c11 $(WARN) -pthread $(SAN) $(CFLAGS)
@@ -37,6 +59,9 @@ Q := @
 endif
 
 B := build
+
+# The man pages: MAN_PAGES, `make man`, `make check-man`.
+-include man/man.mk
 
 # common/ is the layer the daemon and libredwork share; framework/ is the
 # daemon's modules, main.c apart so tests can link the rest.
@@ -108,10 +133,13 @@ fuzz: deps $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
 
 .PRECIOUS: $(B)/%.o # keep the objects of pattern rules: no rebuild on every make
 
-.PHONY: all deps test test-symbols test-unit test-integration test-plugins test-example test-python test-node demo bench fuzz valgrind tsan install uninstall clean
+.PHONY: all deps check check-tools test test-symbols test-unit test-integration test-plugins \
+        test-example test-install test-python test-node node-deps demo bench fuzz valgrind tsan \
+        install uninstall print-installed print-dir deb clean
 .DEFAULT_GOAL := all
 
-all: bin/redworkd bin/redwork lib/libredwork.a lib/libredwork.so $(HANDLER_SOS)
+all: bin/redworkd bin/redwork lib/libredwork.a lib/libredwork.so lib/libredwork.so.$(ABI) \
+     $(HANDLER_SOS)
 
 bin/redworkd: $(DAEMON_OBJS)
 	@mkdir -p $(@D)
@@ -128,10 +156,20 @@ lib/libredwork.a: $(LIB_OBJS)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-lib/libredwork.so: $(LIB_OBJS)
+# The shared library: libredwork.so.$(VERSION), soname libredwork.so.$(ABI),
+# exporting only redwork_* (client/libredwork.map), and the two links a
+# system has: the soname's, and the .so that programs link against.
+LIB_SO := lib/libredwork.so.$(VERSION)
+
+$(LIB_SO): $(LIB_OBJS) client/libredwork.map
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,libredwork.so -o $@ $^ $(LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,libredwork.so.$(ABI) \
+	    -Wl,--version-script=client/libredwork.map -o $@ $(LIB_OBJS) $(LIBS)
+
+lib/libredwork.so.$(ABI) lib/libredwork.so: $(LIB_SO)
+	$(Q)ln -sf $(notdir $(LIB_SO)) lib/libredwork.so.$(ABI)
+	$(Q)ln -sf libredwork.so.$(ABI) lib/libredwork.so
 
 $(B)/pic/%.o: %.c
 	@mkdir -p $(@D)
@@ -146,7 +184,6 @@ $(B)/%.o: %.c
 handlers/%.so: handlers/%.c include/redwork/handler.h
 	@$(if $(Q),echo "  SO      $@")
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $< -lcjson $(HANDLER_LIBS_$*)
-	$(Q)chmod go-w $@ $(@D) # strict_modes refuses group/other-writable code
 
 $(B)/tests/plugins/%.so: tests/plugins/%.c include/redwork/handler.h
 	@mkdir -p $(@D)
@@ -170,19 +207,37 @@ $(B)/tests/integration/test_cluster: $(B)/tests/integration/load.o lib/libredwor
 deps:
 	$(Q)scripts/deps.sh
 
+# make test: the Debian packages and the Node example's modules, then make
+# check. make check touches neither the network nor the package manager.
 # Criterion runs each test in its own process; --jobs bounds the parallel
 # redis-servers on a 2-core machine.
-test: deps
-	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(INTEGRATION_BINS) $(TEST_PLUGIN_SOS)
-	$(Q)$(MAKE) --no-print-directory test-symbols test-unit test-integration test-python test-node \
-	    test-example
+test: deps node-deps
+	$(Q)$(MAKE) --no-print-directory check
+
+check: check-tools
+	$(Q)$(MAKE) --no-print-directory all man $(UNIT_BINS) $(INTEGRATION_BINS) $(TEST_PLUGIN_SOS)
+	$(Q)$(MAKE) --no-print-directory test-symbols check-man test-unit test-integration \
+	    test-python test-node test-example test-install
+
+# What the suites run, with the Debian package that has it: a missing one
+# fails make check at once, by name, rather than as a puzzling test failure.
+CHECK_TOOLS := redis-server:redis-server openssl:openssl tmux:tmux promtool:prometheus \
+               gnuplot:gnuplot-nox groff:groff-base pkg-config:pkg-config
+
+check-tools:
+	$(Q)missing=""; for t in $(CHECK_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || \
+	    missing="$$missing $${t%%:*} (Debian package $${t##*:})"; done; \
+	    $(PYTHON) -c 'import redis' 2>/dev/null || missing="$$missing python3-redis (for $(PYTHON))"; \
+	    pkg-config --exists criterion 2>/dev/null || missing="$$missing criterion (libcriterion-dev)"; \
+	    if [ -n "$$missing" ]; then echo "make check: missing:$$missing; install them (make deps)"; \
+	    exit 1; fi
 
 # Every symbol the library exports carries its prefix: programs that link
 # libredwork.a must not meet our config_load or log_write.
 test-symbols: lib/libredwork.a lib/libredwork.so
 	$(Q)echo "== symbols of lib/libredwork.a and .so"; \
 	    bad=$$( (nm -g --defined-only lib/libredwork.a; nm -D --defined-only lib/libredwork.so) \
-	        | awk 'NF == 3 && $$3 !~ /^redwork_/ { print $$3 }' | sort -u); \
+	        | awk 'NF == 3 && $$2 != "A" && $$3 !~ /^redwork_/ { print $$3 }' | sort -u); \
 	    if [ -n "$$bad" ]; then echo "exported without the redwork_ prefix: $$bad"; exit 1; fi
 
 test-unit:
@@ -202,23 +257,29 @@ test-example: all
 	    tmp=$$(mktemp -d /tmp/redwork-example.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; set -e; \
 	    $(MAKE) --no-print-directory -s install PREFIX=$$tmp/prefix; \
 	    cp -r examples/handler $$tmp/handler; rm -f $$tmp/handler/hello.so; \
-	    PKG_CONFIG_PATH=$$tmp/prefix/lib/pkgconfig PATH=$$tmp/prefix/bin:$$PATH \
+	    PKG_CONFIG_PATH=$$tmp/prefix/lib/pkgconfig PATH=$$tmp/prefix/bin:$$tmp/prefix/sbin:$$PATH \
 	        $(MAKE) --no-print-directory -C $$tmp/handler test
 
 test-python:
 	$(Q)echo "== tests/python"; REDWORK_ROOT=$(CURDIR) $(PYTHON) -m unittest discover -s tests/python -v
 
 NODE_EXAMPLE := examples/node
+NODE_MODULES := $(NODE_EXAMPLE)/node_modules/.package-lock.json
 
 # npm ci when node_modules is missing or older than the package files (npm
-# writes node_modules/.package-lock.json on every install).
-$(NODE_EXAMPLE)/node_modules/.package-lock.json: $(NODE_EXAMPLE)/package.json $(NODE_EXAMPLE)/package-lock.json
+# writes node_modules/.package-lock.json on every install). The network:
+# make test does it, make check does not.
+node-deps: $(NODE_MODULES)
+
+$(NODE_MODULES): $(NODE_EXAMPLE)/package.json $(NODE_EXAMPLE)/package-lock.json
 	$(Q)cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund
 	$(Q)touch $@
 
 # The files, not the folder: Node 22+ no longer searches a folder given to --test.
-test-node: $(NODE_EXAMPLE)/node_modules/.package-lock.json
-	$(Q)echo "== tests/node"; REDWORK_ROOT=$(CURDIR) node --test tests/node/*.test.js
+test-node:
+	$(Q)if [ ! -e $(NODE_MODULES) ]; then \
+	    echo "== tests/node: skipped: $(NODE_EXAMPLE)/node_modules is missing (make test installs it)"; \
+	    else echo "== tests/node"; REDWORK_ROOT=$(CURDIR) node --test tests/node/*.test.js; fi
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -236,30 +297,86 @@ tsan: deps
 	$(Q)scripts/tsan.sh
 
 PKGCONFIGS := redwork-handler redwork-client
+UNITS := redworkd.service redworkd@.service
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/redwork \
-	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib/redwork/handlers \
-	    $(DESTDIR)$(PREFIX)/etc/redwork
-	install -m 755 bin/redworkd bin/redwork $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 include/redwork/handler.h include/redwork/client.h \
-	    $(DESTDIR)$(PREFIX)/include/redwork/
-	install -m 644 lib/libredwork.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 lib/libredwork.so $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(HANDLER_SOS) $(DESTDIR)$(PREFIX)/lib/redwork/handlers/
-	for pc in $(PKGCONFIGS); do \
-	    sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $$pc.pc.in \
-	        > $(DESTDIR)$(PREFIX)/lib/pkgconfig/$$pc.pc; done
-	sed -e 's|^handlers_dir *=.*|handlers_dir = $(PREFIX)/lib/redwork/handlers|' etc/redwork.ini \
-	    > $(DESTDIR)$(PREFIX)/etc/redwork/redwork.ini
+# What `make install` puts where, one list for install and uninstall. The
+# config is written only where there is none (an operator's edits stay),
+# and uninstall removes it only if it is still the one install wrote.
+INSTALLED := $(SBINDIR)/redworkd $(BINDIR)/redwork \
+             $(INCLUDEDIR)/redwork/handler.h $(INCLUDEDIR)/redwork/client.h \
+             $(LIBDIR)/libredwork.a $(LIBDIR)/$(notdir $(LIB_SO)) $(LIBDIR)/libredwork.so.$(ABI) \
+             $(LIBDIR)/libredwork.so $(PKGCONFIGS:%=$(PKGCONFIGDIR)/%.pc) \
+             $(HANDLERS:%=$(HANDLERSDIR)/%.so) $(UNITS:%=$(SYSTEMDUNITDIR)/%) \
+             $(foreach m,$(MAN_PAGES),$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+INSTALLED_DIRS := $(INCLUDEDIR)/redwork $(HANDLERSDIR) $(LIBDIR)/redwork $(SYSCONFDIR)/redwork
+INI := $(SYSCONFDIR)/redwork/redwork.ini
 
-uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/redworkd $(DESTDIR)$(PREFIX)/bin/redwork \
-	    $(DESTDIR)$(PREFIX)/include/redwork/handler.h $(DESTDIR)$(PREFIX)/include/redwork/client.h \
-	    $(DESTDIR)$(PREFIX)/lib/libredwork.a $(DESTDIR)$(PREFIX)/lib/libredwork.so \
-	    $(PKGCONFIGS:%=$(DESTDIR)$(PREFIX)/lib/pkgconfig/%.pc) \
-	    $(DESTDIR)$(PREFIX)/etc/redwork/redwork.ini
-	rm -rf $(DESTDIR)$(PREFIX)/lib/redwork
+# Substitutes the install directories into a .in file.
+SUBST := sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+             -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+             -e 's|@HANDLERSDIR@|$(HANDLERSDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g' \
+             -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+
+$(B)/install/redwork.ini: etc/redwork.ini
+	@mkdir -p $(@D)
+	$(Q)sed -e 's|^handlers_dir *=.*|handlers_dir = $(HANDLERSDIR)|' $< > $@
+
+install: all man $(B)/install/redwork.ini
+	$(Q)install -d $(addprefix $(DESTDIR),$(BINDIR) $(SBINDIR) $(INCLUDEDIR)/redwork \
+	    $(PKGCONFIGDIR) $(HANDLERSDIR) $(SYSCONFDIR)/redwork $(SYSTEMDUNITDIR) \
+	    $(sort $(foreach m,$(MAN_PAGES),$(MANDIR)/man$(subst .,,$(suffix $(m))))))
+	$(Q)install -m 755 bin/redworkd $(DESTDIR)$(SBINDIR)/
+	$(Q)install -m 755 bin/redwork $(DESTDIR)$(BINDIR)/
+	$(Q)install -m 644 include/redwork/handler.h include/redwork/client.h \
+	    $(DESTDIR)$(INCLUDEDIR)/redwork/
+	$(Q)install -m 644 lib/libredwork.a $(LIB_SO) $(DESTDIR)$(LIBDIR)/
+	$(Q)ln -sf $(notdir $(LIB_SO)) $(DESTDIR)$(LIBDIR)/libredwork.so.$(ABI)
+	$(Q)ln -sf libredwork.so.$(ABI) $(DESTDIR)$(LIBDIR)/libredwork.so
+	$(Q)install -m 644 $(HANDLER_SOS) $(DESTDIR)$(HANDLERSDIR)/
+	$(Q)for pc in $(PKGCONFIGS); do $(SUBST) $$pc.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/$$pc.pc; done
+	$(Q)for u in $(UNITS); do $(SUBST) etc/$$u.in > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
+	$(Q)for m in $(MAN_PAGES); do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	$(Q)if [ -e $(DESTDIR)$(INI) ]; then echo "install: $(DESTDIR)$(INI) exists: kept"; \
+	    else install -m 644 $(B)/install/redwork.ini $(DESTDIR)$(INI); fi
+
+uninstall: $(B)/install/redwork.ini
+	$(Q)rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	$(Q)if cmp -s $(B)/install/redwork.ini $(DESTDIR)$(INI); then rm -f $(DESTDIR)$(INI); \
+	    elif [ -e $(DESTDIR)$(INI) ]; then echo "uninstall: $(DESTDIR)$(INI) was edited: kept"; fi
+	$(Q)for d in $(INSTALLED_DIRS); do \
+	    [ ! -d $(DESTDIR)$$d ] || rmdir --ignore-fail-on-non-empty $(DESTDIR)$$d; done
+
+# install then uninstall in a temporary DESTDIR: every file lands where the
+# variables say, an operator's handler and edited config survive the
+# uninstall, and nothing else is left behind.
+test-install: all man
+	$(Q)echo "== make install / uninstall in a temporary DESTDIR"; \
+	    tmp=$$(mktemp -d /tmp/redwork-install.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; set -e; \
+	    for prefix in /usr /usr/local; do \
+	        $(MAKE) --no-print-directory -s install DESTDIR=$$tmp PREFIX=$$prefix >/dev/null; \
+	        for f in $$($(MAKE) --no-print-directory -s print-installed PREFIX=$$prefix); do \
+	            [ -e $$tmp$$f ] || { echo "not installed: $$f"; exit 1; }; done; \
+	        $(MAKE) --no-print-directory -s uninstall DESTDIR=$$tmp PREFIX=$$prefix >/dev/null; \
+	        left=$$(find $$tmp ! -type d); \
+	        [ -z "$$left" ] || { echo "left behind after uninstall: $$left"; exit 1; }; \
+	        find $$tmp -depth -type d -empty -delete; mkdir -p $$tmp; done; \
+	    $(MAKE) --no-print-directory -s install DESTDIR=$$tmp PREFIX=/usr >/dev/null; \
+	    hd=$$tmp$$($(MAKE) --no-print-directory -s print-dir DIR=HANDLERSDIR PREFIX=/usr); \
+	    ini=$$tmp/etc/redwork/redwork.ini; \
+	    [ "$$(readlink $$tmp$$($(MAKE) --no-print-directory -s print-dir DIR=LIBDIR PREFIX=/usr)/libredwork.so.$(ABI))" = $(notdir $(LIB_SO)) ]; \
+	    grep -q "^handlers_dir = $${hd#$$tmp}$$" $$ini; \
+	    cp handlers/echo.so $$hd/mine.so; echo "# mine" >> $$ini; \
+	    $(MAKE) --no-print-directory -s uninstall DESTDIR=$$tmp PREFIX=/usr >/dev/null; \
+	    left=$$(cd $$tmp && find . ! -type d | sort | tr '\n' ' '); \
+	    [ "$$left" = "./etc/redwork/redwork.ini .$${hd#$$tmp}/mine.so " ] || \
+	        { echo "after uninstall, expected the operator's two files, found: $$left"; exit 1; }; \
+	    echo "install and uninstall: exact, for PREFIX=/usr and /usr/local; an operator's files kept"
+
+print-installed:
+	@echo $(INSTALLED)
+
+print-dir:
+	@echo $($(DIR))
 
 clean:
 	rm -rf $(B) bin lib handlers/*.so

@@ -124,13 +124,60 @@ const char *redwork_status_name(redwork_status status) {
                ? status_names[status] : "invalid";
 }
 
-void redwork_client_options_init(redwork_client_options *opt) {
-    memset(opt, 0, sizeof *opt);
-    strcpy(opt->host, "127.0.0.1");
-    opt->port = 6379;
-    opt->connect_timeout_ms = 2000;
-    strcpy(opt->channel, "request");
-    strcpy(opt->reply_prefix, PROTOCOL_REPLY_PREFIX);
+/* ---- options of any size (client.h) -------------------------------------- */
+
+/* The options struct as ABI 0 first had it: no caller's is smaller. */
+#define OPTIONS_SIZE_0 \
+    (offsetof(redwork_client_options, client_name) + \
+     sizeof ((redwork_client_options *)0)->client_name)
+
+static void options_defaults(redwork_client_options *o) {
+    memset(o, 0, sizeof *o);
+    o->size = sizeof *o;
+    strcpy(o->host, "127.0.0.1");
+    o->port = 6379;
+    o->connect_timeout_ms = 2000;
+    strcpy(o->channel, "request");
+    strcpy(o->reply_prefix, PROTOCOL_REPLY_PREFIX);
+}
+
+void redwork_client_options_init_size(redwork_client_options *opt, size_t size) {
+    redwork_client_options full;
+    options_defaults(&full);
+    full.size = size;
+    memcpy(opt, &full, size < sizeof full ? size : sizeof full);
+    if (size > sizeof full) /* a newer header's options: left at their defaults */
+        memset((char *)opt + sizeof full, 0, size - sizeof full);
+}
+
+/* OPT, whatever size its program was built with, as this library's whole
+ * struct in *FULL: options it does not cover at their defaults. Returns 0,
+ * or -1 with ERR when OPT was not made by redwork_client_options_init(),
+ * or sets options this library does not know. */
+static int options_in(const redwork_client_options *opt, redwork_client_options *full,
+                      char *err, size_t errlen) {
+    if (opt->size < OPTIONS_SIZE_0 || opt->size > ((size_t)1 << 20)) {
+        snprintf(err, errlen, "options not made by redwork_client_options_init() "
+                 "(size %zu)", opt->size);
+        return -1;
+    }
+    options_defaults(full);
+    memcpy(full, opt, opt->size < sizeof *full ? opt->size : sizeof *full);
+    for (size_t i = sizeof *full; i < opt->size; i++)
+        if (((const unsigned char *)opt)[i] != 0) {
+            snprintf(err, errlen, "options set that this libredwork (%zu bytes of them) does "
+                     "not know: the program was built against a newer redwork", sizeof *full);
+            return -1;
+        }
+    full->size = sizeof *full;
+    return 0;
+}
+
+/* Writes FULL back into OPT, as much of it as OPT's size covers. */
+static void options_out(const redwork_client_options *full, redwork_client_options *opt) {
+    size_t size = opt->size;
+    memcpy(opt, full, size < sizeof *full ? size : sizeof *full);
+    opt->size = size;
 }
 
 /* Copies SRC into DST[SIZE]; -1 (with ERR) if it does not fit. */
@@ -148,10 +195,12 @@ static int copy_field(char *dst, size_t size, const char *src, const char *what,
 int redwork_client_options_load(redwork_client_options *opt,
                                 const char *ini_path, char *err,
                                 size_t errlen) {
+    redwork_client_options o;
+    if (options_in(opt, &o, err, errlen) != 0)
+        return -1;
     config *cfg = redwork_config_load(ini_path, err, errlen);
     if (cfg == NULL)
         return -1;
-    redwork_client_options o = *opt;
     const char *password = *cfg->redis_password_env
                                ? getenv(cfg->redis_password_env) : "";
     const char *sentinel_password = *cfg->sentinel_password_env
@@ -186,7 +235,7 @@ int redwork_client_options_load(redwork_client_options *opt,
     redwork_config_free(cfg);
     if (status != 0)
         return -1;
-    *opt = o;
+    options_out(&o, opt);
     return 0;
 }
 
@@ -204,15 +253,19 @@ int redwork_client_options_set_url(redwork_client_options *opt, const char *url,
                  why);
         return -1;
     }
-    if (strlen(u.host) >= sizeof opt->host || strlen(u.username) >= sizeof opt->username) {
+    redwork_client_options o;
+    if (options_in(opt, &o, err, errlen) != 0)
+        return -1;
+    if (strlen(u.host) >= sizeof o.host || strlen(u.username) >= sizeof o.username) {
         snprintf(err, errlen, "url '%s': the host or user name is too long", url);
         return -1;
     }
-    strcpy(opt->host, u.host);
-    opt->port = u.port ? u.port : 6379;
-    opt->db = u.db >= 0 ? u.db : 0;
-    strcpy(opt->username, u.username);
-    opt->tls = u.tls;
+    strcpy(o.host, u.host);
+    o.port = u.port ? u.port : 6379;
+    o.db = u.db >= 0 ? u.db : 0;
+    strcpy(o.username, u.username);
+    o.tls = u.tls;
+    options_out(&o, opt);
     return 0;
 }
 
@@ -954,12 +1007,16 @@ redwork_client *redwork_client_open(const redwork_client_options *opt,
 
 static redwork_client *client_open(const redwork_client_options *opt, char *err,
                                    size_t errlen) {
+    redwork_client_options full;
+    if (options_in(opt, &full, err, errlen) != 0)
+        return NULL;
+    opt = &full;
     redwork_client *c = calloc(1, sizeof *c);
     if (c == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    c->opt = *opt;
+    c->opt = full;
     c->wake[0] = c->wake[1] = -1;
     c->next_seq = 1;
     const char *name = *opt->client_name ? opt->client_name : "rw";
@@ -971,7 +1028,7 @@ static redwork_client *client_open(const redwork_client_options *opt, char *err,
         free(c);
         return NULL;
     }
-    snprintf(c->id, sizeof c->id, "%s-%016llx", name, (unsigned long long)random_u64());
+    snprintf(c->id, sizeof c->id, "%.32s-%016llx", name, (unsigned long long)random_u64());
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
         snprintf(err, errlen, "cannot make a mutex");
         free(c);

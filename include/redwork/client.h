@@ -63,8 +63,18 @@ typedef enum redwork_status {
 typedef struct redwork_client redwork_client;
 
 /* Everything a client needs to know. Plain arrays, so a struct can be
- * filled, copied and overridden without ownership questions. */
+ * filled, copied and overridden without ownership questions.
+ *
+ * The struct grows at its end only, and carries its own size: the size a
+ * program was built with, set by redwork_client_options_init() (a macro
+ * passing sizeof). The library reads and writes only the fields that size
+ * covers, so a program built against an older header keeps working with a
+ * newer libredwork.so.0, the options it never knew at their defaults. A
+ * program built against a newer header on an older library works too, as
+ * long as it leaves the options that library does not know at their
+ * defaults (zero); redwork_client_open() refuses it otherwise. */
 typedef struct redwork_client_options {
+    size_t size;                 /* set by redwork_client_options_init() */
     char host[256];              /* a host name or address; or, starting
                                   * with '/', a Unix socket's path */
     int port;
@@ -130,15 +140,21 @@ typedef struct redwork_result {
 typedef void (*redwork_callback)(redwork_result *res, void *arg);
 
 /* Sets the defaults: 127.0.0.1:6379, db 0, no auth, connect timeout
- * 2000 ms, channel "request", reply_prefix "callback:", no reply store.
- * Cannot fail. */
-REDWORK_API void redwork_client_options_init(redwork_client_options *opt);
+ * 2000 ms, channel "request", reply_prefix "callback:", no reply store;
+ * and opt->size. Cannot fail. Every other call taking options needs them
+ * made by it first. */
+#define redwork_client_options_init(opt) redwork_client_options_init_size((opt), sizeof *(opt))
+
+/* What redwork_client_options_init() calls: writes the SIZE bytes of OPT
+ * (the caller's sizeof). */
+REDWORK_API void redwork_client_options_init_size(redwork_client_options *opt, size_t size);
 
 /* Reads what a client needs from the ini file the daemons read: [redis]
  * (the password from the variable password_env names), reply_prefix,
  * reply_store, transport, the tls settings, and the first channel of [worker] channels that
  * is not a pattern. Returns 0, or -1 with ERR naming the file, line and key; OPT is
- * unchanged on error. */
+ * unchanged on error, and when OPT was not made by
+ * redwork_client_options_init(). */
 REDWORK_API int redwork_client_options_load(redwork_client_options *opt,
                                             const char *ini_path, char *err,
                                             size_t errlen);
@@ -148,7 +164,7 @@ REDWORK_API int redwork_client_options_load(redwork_client_options *opt,
  * unix:///path/to/redis.sock[?db=N]. What the URL leaves out keeps its
  * default (port 6379, db 0). A password in the URL is refused: set the
  * password field. Returns 0, or -1 with ERR saying what is wrong; OPT is
- * unchanged on error. */
+ * unchanged on error (as for redwork_client_options_load). */
 REDWORK_API int redwork_client_options_set_url(redwork_client_options *opt, const char *url,
                                                char *err, size_t errlen);
 

@@ -323,6 +323,52 @@ Test(client, options_defaults)
     assert_no_leaks();
 }
 
+/* The options carry the size their program was built with (client.h):
+ * init writes no byte past it; options from a newer header run on this
+ * library while the options it does not know stay at zero, and are
+ * refused, by name, once one is set; options never initialised are
+ * refused too. */
+Test(client, options_of_other_sizes)
+{
+    struct {
+        redwork_client_options o;
+        unsigned char after[64];
+    } guarded;
+    memset(&guarded, 0x5a, sizeof guarded);
+    redwork_client_options_init(&guarded.o);
+    cr_assert_eq(guarded.o.size, sizeof guarded.o);
+    for (size_t i = 0; i < sizeof guarded.after; i++)
+        cr_assert_eq(guarded.after[i], 0x5a, "init wrote byte %zu past the struct", i);
+
+    start_redis();
+    struct {
+        redwork_client_options o;
+        char future_option[64]; /* what a newer header would have appended */
+    } newer;
+    redwork_client_options_init_size(&newer.o, sizeof newer);
+    cr_assert_eq(newer.o.size, sizeof newer);
+    cr_assert_eq(newer.future_option[0], 0, "the unknown options are not zeroed");
+    char err[512] = "";
+    cr_assert_eq(redwork_client_options_set_url(&newer.o, "redis://127.0.0.1", err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(newer.o.size, sizeof newer, "set_url changed the size");
+    newer.o.port = env.redis.port;
+    redwork_client *c = redwork_client_open(&newer.o, err, sizeof err);
+    cr_assert_not_null(c, "options from a newer header, unknown ones unset: %s", err);
+    redwork_client_close(c);
+    strcpy(newer.future_option, "on");
+    cr_assert_null(redwork_client_open(&newer.o, err, sizeof err));
+    cr_assert_not_null(strstr(err, "newer redwork"), "%s", err);
+
+    redwork_client_options never;
+    memset(&never, 0, sizeof never);
+    never.port = env.redis.port;
+    cr_assert_null(redwork_client_open(&never, err, sizeof err));
+    cr_assert_not_null(strstr(err, "redwork_client_options_init"), "%s", err);
+    cr_assert_eq(redwork_client_options_set_url(&never, "redis://x", err, sizeof err), -1);
+    assert_no_leaks();
+}
+
 Test(client, options_set_url)
 {
     redwork_client_options o;
