@@ -12,8 +12,20 @@
 set -eu
 
 PACKAGES="build-essential pkg-config libhiredis-dev libcjson-dev libinih-dev
-libcriterion-dev redis-server python3-redis clang libclang-rt-14-dev valgrind
-libssl-dev openssl libmicrohttpd-dev prometheus tmux gnuplot-nox"
+libcriterion-dev redis-server python3-redis clang valgrind
+libssl-dev openssl libmicrohttpd-dev prometheus tmux gnuplot-nox groff-base
+debhelper dpkg-dev fakeroot lintian"
+
+# The fuzzers need clang's runtime (libFuzzer, the sanitizers), packaged
+# per clang version: libclang-rt-14-dev on bookworm, -19- on trixie, ...
+# The version is clang's own when it is installed, else the one Debian's
+# clang package depends on.
+clang_major=$(clang -dumpversion 2>/dev/null | cut -d. -f1)
+if [ -z "$clang_major" ] && command -v apt-cache >/dev/null 2>&1; then
+    clang_major=$(apt-cache depends clang 2>/dev/null |
+                  sed -n 's/.*Depends: clang-\([0-9][0-9]*\)$/\1/p' | head -1)
+fi
+[ -n "$clang_major" ] && PACKAGES="$PACKAGES libclang-rt-$clang_major-dev"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps.sh: dpkg-query not found: not a Debian system; install by hand:" >&2
