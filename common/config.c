@@ -328,7 +328,7 @@ static void track_section(parse_state *ps, const char *line) {
     } else if (strcmp(ps->section, "routes") != 0 &&
                !is_fixed_section(ps->section)) {
         fail(ps, ps->line, NULL, NULL, "[%s]: unknown section (known: redis, "
-             "worker, log, routes, handler.NAME)", ps->section);
+             "worker, log, metrics, routes, handler.NAME)", ps->section);
     }
 }
 
