@@ -115,15 +115,6 @@ struct redwork_client {
     redisContext **node;
 };
 
-static const char *const status_names[] = {
-    "ok", "error_reply", "timeout", "no_workers", "connection", "invalid",
-};
-
-const char *redwork_status_name(redwork_status status) {
-    return (unsigned)status < sizeof status_names / sizeof status_names[0]
-               ? status_names[status] : "invalid";
-}
-
 /* ---- options of any size (client.h) -------------------------------------- */
 
 /* The options struct as ABI 0 first had it: no caller's is smaller. */

@@ -1,5 +1,6 @@
 /* envelope.c -- reply envelopes as libredwork reads them, and the
- * results made from them (envelope.h; redwork_result_free of client.h). */
+ * results made from them (envelope.h; redwork_result_free and
+ * redwork_status_name of client.h). */
 #include "envelope.h"
 
 #include "alloc.h"
@@ -56,6 +57,15 @@ void redwork_envelope_result(redwork_result *res, const char *body) {
         res->error_code = redwork_strdup(redwork_status_name(REDWORK_CONNECTION));
         res->error_message = redwork_strdup("out of memory");
     }
+}
+
+static const char *const status_names[] = {
+    "ok", "error_reply", "timeout", "no_workers", "connection", "invalid",
+};
+
+const char *redwork_status_name(redwork_status status) {
+    return (unsigned)status < sizeof status_names / sizeof status_names[0]
+               ? status_names[status] : "invalid";
 }
 
 void redwork_result_free(redwork_result *res) {
