@@ -3,6 +3,7 @@
 
 #include "alloc.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 #define BUFFER_MIN 256
@@ -155,5 +156,25 @@ size_t redwork_utf8_len(const unsigned char *p, const unsigned char *end) {
     for (size_t i = 2; i < n; i++)
         if ((p[i] & 0xC0) != 0x80)
             return 0;
+    return n;
+}
+
+size_t redwork_utf8_invalid_at(const char *p, size_t n) {
+    const unsigned char *u = (const unsigned char *)p, *end = u + n, *q = u;
+    while (q < end) {
+        uint64_t word;
+        while (end - q >= 8 && (memcpy(&word, q, 8), (word & 0x8080808080808080u) == 0))
+            q += 8;
+        if (q < end && *q < 0x80) {
+            q++;
+            continue;
+        }
+        if (q >= end)
+            break;
+        size_t len = redwork_utf8_len(q, end);
+        if (len == 0)
+            return (size_t)(q - u);
+        q += len;
+    }
     return n;
 }

@@ -94,4 +94,9 @@ int redwork_buffer_append_json(buffer *b, const char *s, size_t n);
  * surrogates, nothing past U+10FFFF). */
 size_t redwork_utf8_len(const unsigned char *p, const unsigned char *end);
 
+/* The offset of the first byte of the N at P that is not part of valid
+ * UTF-8, or N if they all are. ASCII goes eight bytes at a time: every
+ * reply is checked, and most are ASCII. */
+size_t redwork_utf8_invalid_at(const char *p, size_t n);
+
 #endif

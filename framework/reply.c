@@ -84,23 +84,6 @@ static void utf8_sanitize(char *s) {
     }
 }
 
-/* The offset of the first byte of the N at P that is not valid UTF-8, or
- * N if they all are. */
-static size_t utf8_invalid_at(const char *p, size_t n) {
-    const unsigned char *u = (const unsigned char *)p, *end = u + n;
-    for (const unsigned char *q = u; q < end;) {
-        if (*q < 0x80) {
-            q++;
-            continue;
-        }
-        size_t len = redwork_utf8_len(q, end);
-        if (len == 0)
-            return (size_t)(q - u);
-        q += len;
-    }
-    return n;
-}
-
 void reply_verror(reply *r, const char *code, const char *fmt, va_list ap) {
     size_t n = 0;
     while (code != NULL && protocol_code_char((unsigned char)code[n]))
@@ -167,7 +150,7 @@ int reply_envelope(buffer *out, const reply *r, const char *req_id, int id_is_nu
         /* A raw result passed request_json_check, UTF-8 included. */
         size_t bad = out->failed || r->raw.len > 0
                          ? out->len - from
-                         : utf8_invalid_at(out->data + from, out->len - from);
+                         : redwork_utf8_invalid_at(out->data + from, out->len - from);
         if (bad < out->len - from) {
             /* JSON is UTF-8: a handler's bytes that are not become its error. */
             out->len = start;
