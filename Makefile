@@ -183,7 +183,8 @@ $(B)/%.o: %.c
 
 handlers/%.so: handlers/%.c include/redwork/handler.h
 	@$(if $(Q),echo "  SO      $@")
-	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -o $@ $< -lcjson $(HANDLER_LIBS_$*)
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared $(ALL_LDFLAGS) -o $@ $< -lcjson \
+	    $(HANDLER_LIBS_$*)
 
 $(B)/tests/plugins/%.so: tests/plugins/%.c include/redwork/handler.h
 	@mkdir -p $(@D)
@@ -374,6 +375,22 @@ test-install: all man
 	    [ "$$left" = "./etc/redwork/redwork.ini .$${hd#$$tmp}/mine.so " ] || \
 	        { echo "after uninstall, expected the operator's two files, found: $$left"; exit 1; }; \
 	    echo "install and uninstall: exact, for PREFIX=/usr and /usr/local; an operator's files kept"
+
+# The Debian packages (debian/), built by dpkg-buildpackage -b in a clean
+# clone of HEAD (uncommitted changes and this tree's build products stay
+# out), checked by lintian, into build/deb/. scripts/deb-test.sh then tries
+# them as an operator would (CI does both). Needs what make deps installs.
+DEB_OUT := $(B)/deb
+
+deb:
+	$(Q)tmp=$$(mktemp -d /tmp/redwork-deb.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; set -e; \
+	    git clone -q . "$$tmp/redwork"; \
+	    (cd "$$tmp/redwork" && dpkg-buildpackage -us -uc -b) > "$$tmp/build.log" 2>&1 || \
+	        { tail -n 40 "$$tmp/build.log"; exit 1; }; \
+	    rm -rf $(DEB_OUT); mkdir -p $(DEB_OUT); \
+	    mv "$$tmp"/*.deb "$$tmp"/*.changes "$$tmp"/*.buildinfo $(DEB_OUT)/; \
+	    lintian --fail-on error,warning $(DEB_OUT)/*.changes; \
+	    ls -l $(DEB_OUT)/*.deb
 
 print-installed:
 	@echo $(INSTALLED)
