@@ -321,11 +321,10 @@ SUBST := sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
              -e 's|@HANDLERSDIR@|$(HANDLERSDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g' \
              -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
 
-$(B)/install/redwork.ini: etc/redwork.ini
-	@mkdir -p $(@D)
-	$(Q)sed -e 's|^handlers_dir *=.*|handlers_dir = $(HANDLERSDIR)|' $< > $@
+# The ini as install writes it (on stdout): handlers_dir is HANDLERSDIR.
+INI_TEXT := sed -e 's|^handlers_dir *=.*|handlers_dir = $(HANDLERSDIR)|' etc/redwork.ini
 
-install: all man $(B)/install/redwork.ini
+install: all man
 	$(Q)install -d $(addprefix $(DESTDIR),$(BINDIR) $(SBINDIR) $(INCLUDEDIR)/redwork \
 	    $(PKGCONFIGDIR) $(HANDLERSDIR) $(SYSCONFDIR)/redwork $(SYSTEMDUNITDIR) \
 	    $(sort $(foreach m,$(MAN_PAGES),$(MANDIR)/man$(subst .,,$(suffix $(m))))))
@@ -341,11 +340,11 @@ install: all man $(B)/install/redwork.ini
 	$(Q)for u in $(UNITS); do $(SUBST) etc/$$u.in > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
 	$(Q)for m in $(MAN_PAGES); do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
 	$(Q)if [ -e $(DESTDIR)$(INI) ]; then echo "install: $(DESTDIR)$(INI) exists: kept"; \
-	    else install -m 644 $(B)/install/redwork.ini $(DESTDIR)$(INI); fi
+	    else $(INI_TEXT) > $(DESTDIR)$(INI) && chmod 644 $(DESTDIR)$(INI); fi
 
-uninstall: $(B)/install/redwork.ini
+uninstall:
 	$(Q)rm -f $(addprefix $(DESTDIR),$(INSTALLED))
-	$(Q)if cmp -s $(B)/install/redwork.ini $(DESTDIR)$(INI); then rm -f $(DESTDIR)$(INI); \
+	$(Q)if $(INI_TEXT) | cmp -s - $(DESTDIR)$(INI); then rm -f $(DESTDIR)$(INI); \
 	    elif [ -e $(DESTDIR)$(INI) ]; then echo "uninstall: $(DESTDIR)$(INI) was edited: kept"; fi
 	$(Q)for d in $(INSTALLED_DIRS); do \
 	    [ ! -d $(DESTDIR)$$d ] || rmdir --ignore-fail-on-non-empty $(DESTDIR)$$d; done
@@ -356,24 +355,27 @@ uninstall: $(B)/install/redwork.ini
 test-install: all man
 	$(Q)echo "== make install / uninstall in a temporary DESTDIR"; \
 	    tmp=$$(mktemp -d /tmp/redwork-install.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; set -e; \
+	    fail() { echo "test-install: $$*"; exit 1; }; \
 	    for prefix in /usr /usr/local; do \
 	        $(MAKE) --no-print-directory -s install DESTDIR=$$tmp PREFIX=$$prefix >/dev/null; \
 	        for f in $$($(MAKE) --no-print-directory -s print-installed PREFIX=$$prefix); do \
-	            [ -e $$tmp$$f ] || { echo "not installed: $$f"; exit 1; }; done; \
+	            [ -e $$tmp$$f ] || fail "PREFIX=$$prefix: not installed: $$f"; done; \
 	        $(MAKE) --no-print-directory -s uninstall DESTDIR=$$tmp PREFIX=$$prefix >/dev/null; \
 	        left=$$(find $$tmp ! -type d); \
-	        [ -z "$$left" ] || { echo "left behind after uninstall: $$left"; exit 1; }; \
+	        [ -z "$$left" ] || fail "PREFIX=$$prefix: left behind after uninstall: $$left"; \
 	        find $$tmp -depth -type d -empty -delete; mkdir -p $$tmp; done; \
 	    $(MAKE) --no-print-directory -s install DESTDIR=$$tmp PREFIX=/usr >/dev/null; \
-	    hd=$$tmp$$($(MAKE) --no-print-directory -s print-dir DIR=HANDLERSDIR PREFIX=/usr); \
+	    libdir=$$($(MAKE) --no-print-directory -s print-dir DIR=LIBDIR PREFIX=/usr); \
+	    hd=$$($(MAKE) --no-print-directory -s print-dir DIR=HANDLERSDIR PREFIX=/usr); \
 	    ini=$$tmp/etc/redwork/redwork.ini; \
-	    [ "$$(readlink $$tmp$$($(MAKE) --no-print-directory -s print-dir DIR=LIBDIR PREFIX=/usr)/libredwork.so.$(ABI))" = $(notdir $(LIB_SO)) ]; \
-	    grep -q "^handlers_dir = $${hd#$$tmp}$$" $$ini; \
-	    cp handlers/echo.so $$hd/mine.so; echo "# mine" >> $$ini; \
+	    [ "$$(readlink $$tmp$$libdir/libredwork.so.$(ABI))" = $(notdir $(LIB_SO)) ] || \
+	        fail "$$libdir/libredwork.so.$(ABI) is not a link to $(notdir $(LIB_SO))"; \
+	    grep -qx "handlers_dir = $$hd" $$ini || fail "$$ini does not say handlers_dir = $$hd"; \
+	    cp handlers/echo.so $$tmp$$hd/mine.so; echo "# mine" >> $$ini; \
 	    $(MAKE) --no-print-directory -s uninstall DESTDIR=$$tmp PREFIX=/usr >/dev/null; \
 	    left=$$(cd $$tmp && find . ! -type d | sort | tr '\n' ' '); \
-	    [ "$$left" = "./etc/redwork/redwork.ini .$${hd#$$tmp}/mine.so " ] || \
-	        { echo "after uninstall, expected the operator's two files, found: $$left"; exit 1; }; \
+	    [ "$$left" = "./etc/redwork/redwork.ini .$$hd/mine.so " ] || \
+	        fail "after uninstall, expected the operator's two files, found: $$left"; \
 	    echo "install and uninstall: exact, for PREFIX=/usr and /usr/local; an operator's files kept"
 
 # The Debian packages (debian/), built by dpkg-buildpackage -b in a clean
