@@ -15,17 +15,12 @@ int entry_parse(const resp_value *root, const resp_value *e, entry *out) {
     out->id_len = id->len;
     out->body = NULL;
     out->body_len = 0;
-    if (fields >= root + e->end || fields->type != RESP_ARRAY)
+    if (fields >= root + e->end)
         return 0;
-    for (const resp_value *f = fields + 1; f < root + fields->end;) {
-        const resp_value *v = resp_next(root, f);
-        if (v >= root + fields->end)
-            break;
-        if (out->body == NULL && resp_is(f, PROTOCOL_STREAM_FIELD) && v->type == RESP_STRING) {
-            out->body = v->str;
-            out->body_len = v->len;
-        }
-        f = resp_next(root, v);
+    const resp_value *body = resp_map_get(root, fields, PROTOCOL_STREAM_FIELD, RESP_STRING);
+    if (body != NULL) {
+        out->body = body->str;
+        out->body_len = body->len;
     }
     return 0;
 }

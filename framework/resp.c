@@ -257,3 +257,18 @@ int resp_is(const resp_value *v, const char *s) {
     size_t n = strlen(s);
     return v->type == RESP_STRING && v->len == n && memcmp(v->str, s, n) == 0;
 }
+
+const resp_value *resp_map_get(const resp_value *root, const resp_value *map, const char *key,
+                               int type) {
+    if (map->type != RESP_ARRAY)
+        return NULL;
+    for (const resp_value *k = map + 1; k < root + map->end;) {
+        const resp_value *v = resp_next(root, k);
+        if (v >= root + map->end)
+            break;
+        if (v->type == type && resp_is(k, key))
+            return v;
+        k = resp_next(root, v);
+    }
+    return NULL;
+}

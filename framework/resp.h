@@ -110,4 +110,11 @@ static inline const resp_value *resp_next(const resp_value *root,
 /* 1 if V is a string equal to the NUL-terminated S. */
 int resp_is(const resp_value *v, const char *s);
 
+/* In MAP, an array of ROOT's holding key, value, key, value, ...: the
+ * value of the first key equal to KEY whose value is of TYPE; NULL if
+ * there is none, or MAP is not an array. (Stream entries' fields, XINFO's
+ * answers.) */
+const resp_value *resp_map_get(const resp_value *root, const resp_value *map, const char *key,
+                               int type);
+
 #endif

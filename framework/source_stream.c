@@ -237,8 +237,6 @@ static void send_trim(source *s) {
     begin(s, STEP_TRIM, 2 * (unsigned)s->cfg->stream_count);
 }
 
-/* XPENDING <stream> <group> IDLE <claim_idle_ms> - + 1 on every stream:
- * the oldest entry idle too long, if any. */
 /* Deletes the consumer NAME of STREAM, on the command wire. */
 static void delete_consumer(source *s, const char *stream, const char *name) {
     resp_args(wire_out(s->cmd), "XGROUP", "DELCONSUMER", stream, s->cfg->group, name);
@@ -260,30 +258,20 @@ static void forget_consumers(source *s, const resp_value *v, const char *stream)
     if (v->type != RESP_ARRAY)
         return;
     for (const resp_value *c = v + 1; c < v + v->end; c = resp_next(v, c)) {
-        if (c->type != RESP_ARRAY)
-            continue;
-        const char *name = NULL;
-        long long pending = -1, idle = -1;
-        for (const resp_value *k = c + 1; k < v + c->end;) {
-            const resp_value *val = resp_next(v, k);
-            if (val >= v + c->end)
-                break;
-            if (resp_is(k, "name") && val->type == RESP_STRING)
-                name = val->str;
-            else if (resp_is(k, "pending") && val->type == RESP_INTEGER)
-                pending = val->integer;
-            else if (resp_is(k, "idle") && val->type == RESP_INTEGER)
-                idle = val->integer;
-            k = resp_next(v, val);
-        }
-        if (name == NULL || strcmp(name, s->cfg->id) == 0 || pending != 0 || idle < limit_ms)
+        const resp_value *name = resp_map_get(v, c, "name", RESP_STRING);
+        const resp_value *pending = resp_map_get(v, c, "pending", RESP_INTEGER);
+        const resp_value *idle = resp_map_get(v, c, "idle", RESP_INTEGER);
+        if (name == NULL || strcmp(name->str, s->cfg->id) == 0 || pending == NULL ||
+            pending->integer != 0 || idle == NULL || idle->integer < limit_ms)
             continue;
         log_info("streams", "removed consumer %s of %s: idle %lld ms with nothing pending",
-                 name, stream, idle);
-        delete_consumer(s, stream, name);
+                 name->str, stream, idle->integer);
+        delete_consumer(s, stream, name->str);
     }
 }
 
+/* XPENDING <stream> <group> IDLE <claim_idle_ms> - + 1 on every stream:
+ * the oldest entry idle too long, if any. */
 static void send_orphan_query(source *s) {
     char idle[24];
     snprintf(idle, sizeof idle, "%lld", s->cfg->claim_idle_ms);
