@@ -74,13 +74,11 @@ int redwork_reply_raw(redwork_reply *rep, const char *json, size_t len) {
  * message cut at REPLY_MESSAGE_MAX, or quoting a client's bytes, is still a
  * valid JSON string. */
 static void utf8_sanitize(char *s) {
-    unsigned char *p = (unsigned char *)s, *end = p + strlen(s);
-    while (p < end) {
-        size_t n = redwork_utf8_len(p, end);
-        if (n == 0)
-            *p++ = '?';
-        else
-            p += n;
+    size_t n = strlen(s), at;
+    while ((at = redwork_utf8_invalid_at(s, n)) < n) {
+        s[at] = '?';
+        s += at + 1;
+        n -= at + 1;
     }
 }
 
