@@ -282,9 +282,6 @@ static char *private_copy(plugin_set *set, int in, const char *src, char *err,
     return dst;
 }
 
-/* Loads PATH, checking its name against the COUNT plugins of OTHERS; its
- * init() gets its section in SECTIONS. Returns the initialised plugin
- * holding one reference, or NULL with ERR. */
 /* Opens PATH once, for strict_modes to check and for the copy to be made
  * from, so the file checked is the file loaded; a symlink's target must
  * sit in folders that pass check_folders() too. Returns the descriptor
@@ -325,6 +322,9 @@ static int open_checked(const plugin_set *set, const char *path, struct stat *st
     return fd;
 }
 
+/* Loads PATH, checking its name against the COUNT plugins of OTHERS; its
+ * init() gets its section in SECTIONS. Returns the initialised plugin
+ * holding one reference, or NULL with ERR. */
 static plugin *load(plugin_set *set, const char *path, plugin *const *others,
                     size_t count, const config *sections, char *err, size_t errlen) {
     plugin *p = aligned_alloc(_Alignof(plugin), sizeof *p); /* refs' cache line */

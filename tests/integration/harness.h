@@ -132,11 +132,11 @@ long long rw_command_int(redisContext *c, const char *fmt, ...);
  * reply (free it with freeReplyObject) or NULL on timeout or error. */
 redisReply *rw_read_reply(redisContext *c, long long deadline_ms);
 
-/* HGET KEY FIELD as a malloc'd string (caller frees), or NULL. */
 /* EXISTS KEY on *C (1 or 0), following a cluster's -MOVED: *C is then
  * the connection to the node named (127.0.0.1). LLONG_MIN on failure. */
 long long rw_exists(redisContext **c, const char *key);
 
+/* HGET KEY FIELD as a malloc'd string (caller frees), or NULL. */
 char *rw_hget(redisContext *c, const char *key, const char *field);
 
 /* ---- the daemon -------------------------------------------------------- */

@@ -417,7 +417,6 @@ Test(config, integer_bounds_inclusive) {
     redwork_config_free(cfg);
 }
 
-/* DESIGN.md and the key table: transport = stream and processes 1..256. */
 /* Names and globs are not cut short, whatever the ini lexer's limits. */
 Test(config, long_names_kept_whole) {
     char name64[65], glob[101], text[512];
